@@ -1,0 +1,78 @@
+"""Shared fixtures: a small generated demo region and untrained models with real cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from upscale.artifact import Model, ModelCard, as_float_list, save_model, software_versions, utc_now
+from upscale.demo_region import DemoRegion, DemoSpec, make_demo_region
+from upscale.nets import build_net
+from upscale.schema import DEFAULT_FEATURES, TARGETS
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+SMALL_SPEC = DemoSpec(ny=20, nx=24, years=4, n_mangrove_sites=4, n_saltmarsh_sites=3, seed=7)
+
+
+def shared_file(name: str) -> Path:
+    """Path of a real file in ../shared/data, or skip when the folder is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data ships beside the project in CI only)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_region() -> DemoRegion:
+    """A 20 x 24 pixel, 4-year demo region with 7 towers."""
+    return make_demo_region(SMALL_SPEC)
+
+
+def untrained_model(
+    ecosystem: str, *, memory: int = 3, architecture: str = "lstm", seed: int = 0
+) -> Model:
+    """A randomly initialised net with a complete card (normalisation of the demo's scale)."""
+    torch.manual_seed(seed)
+    features = list(DEFAULT_FEATURES)
+    hyper = {"hidden": 8, "layers": 1} if architecture == "lstm" else {"d_model": 8, "heads": 2}
+    net = build_net(
+        architecture, n_features=len(features), n_targets=len(TARGETS), memory=memory, **hyper
+    )
+    card = ModelCard(
+        name=f"test-{ecosystem}",
+        architecture=architecture,
+        hyperparameters=hyper,
+        memory=memory,
+        features=features,
+        feature_mean=as_float_list(np.linspace(0, 10, len(features))),
+        feature_std=as_float_list(np.linspace(1, 5, len(features))),
+        targets=list(TARGETS),
+        target_mean=[5.0, 3.0, -2.0],
+        target_std=[2.0, 1.0, 1.5],
+        ecosystem=ecosystem,
+        training_sites=["ZZ-Tst"],
+        validation_sites=[],
+        training_period=("2010-01", "2013-12"),
+        cv_scheme="none",
+        cv_metrics={},
+        train_config={},
+        data={},
+        versions=software_versions(),
+        created=utc_now(),
+    )
+    return Model(net=net, card=card)
+
+
+@pytest.fixture
+def model_folders(tmp_path) -> dict[str, Path]:
+    """Untrained mangrove (L=3) and saltmarsh (L=2) models saved as artifacts."""
+    return {
+        "mangrove": save_model(untrained_model("mangrove", memory=3), tmp_path / "m-mangrove"),
+        "saltmarsh": save_model(
+            untrained_model("saltmarsh", memory=2, seed=1), tmp_path / "m-saltmarsh"
+        ),
+    }

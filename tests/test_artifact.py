@@ -1,0 +1,81 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from upscale.artifact import CARD, WEIGHTS, load_model, save_model
+from upscale.errors import ModelArtifactError, OutputExistsError
+
+from .conftest import untrained_model
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+def test_round_trip_gives_identical_predictions(tmp_path, architecture):
+    model = untrained_model("mangrove", memory=4, architecture=architecture)
+    folder = save_model(model, tmp_path / "m")
+    loaded = load_model(folder)
+    series = torch.randn(3, 12, len(model.card.features)) * 3 + 5
+    torch.testing.assert_close(model.predict_series(series), loaded.predict_series(series))
+    assert loaded.card == model.card
+
+
+def test_card_is_plain_json(tmp_path):
+    folder = save_model(untrained_model("saltmarsh"), tmp_path / "m")
+    card = json.loads((folder / CARD).read_text())
+    assert card["ecosystem"] == "saltmarsh"
+    assert card["features"][0] == "LAI"
+    assert card["memory"] == 3
+    assert "torch" in card["versions"]
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    assert load_model(folder).card.ecosystem == "mangrove"
+
+
+def test_predict_series_matches_explicit_windows():
+    model = untrained_model("mangrove", memory=3)
+    series = torch.randn(2, 7, len(model.card.features))
+    out = model.predict_series(series, batch_size=4)
+    assert out.shape == (2, 5, 3)
+    with torch.no_grad():
+        window = model.normalise(series[1, 2:5])[None]
+        expected = model.denormalise(model.net(window))[0]
+    torch.testing.assert_close(out[1, 2], expected)
+
+
+def test_missing_weights(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    (folder / WEIGHTS).unlink()
+    with pytest.raises(ModelArtifactError, match="no weights.safetensors"):
+        load_model(folder)
+
+
+def test_weights_of_another_architecture(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    card = json.loads((folder / CARD).read_text())
+    card["hyperparameters"]["hidden"] = 16
+    (folder / CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="do not match the card"):
+        load_model(folder)
+
+
+def test_invalid_card(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    (folder / CARD).write_text('{"name": "x"}')
+    with pytest.raises(ModelArtifactError, match="not a valid model card"):
+        load_model(folder)
+
+
+def test_refuses_to_overwrite(tmp_path):
+    save_model(untrained_model("mangrove"), tmp_path / "m")
+    with pytest.raises(OutputExistsError):
+        save_model(untrained_model("mangrove"), tmp_path / "m")

@@ -1,0 +1,125 @@
+import pytest
+from typer.testing import CliRunner
+
+from upscale.cli import app
+from upscale.cube import write_store
+from upscale.demo_region import write_demo_region
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("verb", ["demo", "train", "predict", "export", "query"])
+def test_every_verb_has_help(verb):
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+@pytest.fixture
+def demo_inputs(small_region, tmp_path):
+    return write_demo_region(small_region, tmp_path / "inputs")
+
+
+def one_clear_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error:")
+    for fragment in fragments:
+        assert fragment in result.output.replace("\n", " ")
+
+
+def test_missing_variable(small_region, demo_inputs, tmp_path):
+    write_store(small_region.cube.drop_vars("FAPAR"), tmp_path / "nofapar.zarr")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(tmp_path / "nofapar.zarr"),
+            "--out",
+            str(tmp_path / "models"),
+        ],
+    )
+    one_clear_error(result, "nofapar.zarr", "missing driver variable(s) FAPAR")
+
+
+def test_site_outside_the_cube(demo_inputs, tmp_path):
+    table = demo_inputs.sites / "sites.csv"
+    text = table.read_text().splitlines()
+    first = text[1].split(",")
+    first[1] = "10.0"
+    table.write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--out",
+            str(tmp_path / "models"),
+        ],
+    )
+    one_clear_error(result, "outside the cube extent", first[0])
+
+
+def test_csv_without_flux_columns(demo_inputs, tmp_path):
+    path = next(demo_inputs.sites.glob("FLX_ZZ-Mg1_*.csv"))
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, column in enumerate(header) if not column.startswith(("GPP", "RECO", "NEE"))]
+    path.write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--out",
+            str(tmp_path / "models"),
+        ],
+    )
+    one_clear_error(result, path.name)
+
+
+def test_mask_on_another_grid(small_region, demo_inputs, model_folders, tmp_path):
+    coarse = small_region.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2))
+    write_store(coarse, tmp_path / "coarse.zarr")
+    args = [
+        "predict",
+        "--cube",
+        str(demo_inputs.cube),
+        "--mask",
+        str(tmp_path / "coarse.zarr"),
+        "--out",
+        str(tmp_path / "maps.zarr"),
+    ]
+    for folder in model_folders.values():
+        args += ["--model", str(folder)]
+    result = runner.invoke(app, args)
+    one_clear_error(result, "coarse.zarr", "mask grid is (10, 12)")
+    assert not (tmp_path / "maps.zarr").exists()
+
+
+def test_missing_model_folder(demo_inputs, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--cube",
+            str(demo_inputs.cube),
+            "--mask",
+            str(demo_inputs.mask),
+            "--model",
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path / "maps.zarr"),
+        ],
+    )
+    one_clear_error(result, "nothing: no card.json")

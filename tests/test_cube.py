@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+from upscale.cube import open_mask, open_store, write_store
+from upscale.errors import MaskError, OutputExistsError
+from upscale.schema import WETLAND, WETLAND_FRACTION
+
+
+def test_store_round_trip_keeps_crs_and_values(small_region, tmp_path):
+    path = write_store(small_region.cube.chunk({"y": 8, "x": 8}), tmp_path / "cube.zarr")
+    assert (path / "zarr.json").exists()
+    assert not (tmp_path / "cube.zarr.partial").exists()
+    back = open_store(path)
+    assert back.rio.crs == small_region.cube.rio.crs
+    assert back["LAI"].attrs["units"] == "m2 m-2"
+    np.testing.assert_array_equal(back["LAI"].values, small_region.cube["LAI"].values)
+
+
+def test_store_refuses_to_overwrite(small_region, tmp_path):
+    write_store(small_region.mask, tmp_path / "mask.zarr")
+    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+        write_store(small_region.mask, tmp_path / "mask.zarr")
+    write_store(small_region.mask, tmp_path / "mask.zarr", overwrite=True)
+
+
+def test_mask_from_zarr_on_cube_grid(small_region, tmp_path):
+    write_store(small_region.mask, tmp_path / "mask.zarr")
+    mask = open_mask(tmp_path / "mask.zarr", small_region.cube.chunk({"y": 8, "x": 8}))
+    assert set(np.unique(mask[WETLAND].values)) == {0, 1, 2}
+    assert float(mask[WETLAND_FRACTION].where(mask[WETLAND] == 0).max()) == 0.0
+    assert mask.chunksizes["y"][0] == 8
+
+
+def test_mask_from_geotiff_without_fraction(small_region, tmp_path):
+    small_region.mask[WETLAND].rio.to_raster(tmp_path / "wetland.tif")
+    mask = open_mask(tmp_path / "wetland.tif", small_region.cube)
+    np.testing.assert_array_equal(mask[WETLAND].values, small_region.mask[WETLAND].values)
+    assert set(np.unique(mask[WETLAND_FRACTION].values)) == {0.0, 1.0}
+
+
+def test_mask_on_another_grid(small_region, tmp_path):
+    coarse = small_region.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2))
+    write_store(coarse, tmp_path / "coarse.zarr")
+    with pytest.raises(MaskError, match=r"coarse.zarr: mask grid is \(10, 12\).*upscale mask"):
+        open_mask(tmp_path / "coarse.zarr", small_region.cube)
+    shifted = small_region.mask.assign_coords(x=small_region.mask["x"] + 0.5)
+    write_store(shifted, tmp_path / "shifted.zarr")
+    with pytest.raises(MaskError, match="x coordinates differ"):
+        open_mask(tmp_path / "shifted.zarr", small_region.cube)
+
+
+def test_mask_with_unknown_codes(small_region, tmp_path):
+    bad = small_region.mask.copy()
+    bad[WETLAND] = xr.where(bad[WETLAND] == 2, 7, bad[WETLAND]).astype("uint8")
+    write_store(bad, tmp_path / "bad.zarr")
+    with pytest.raises(MaskError, match=r"codes \[7\]"):
+        open_mask(tmp_path / "bad.zarr")
+
+
+def test_mask_without_wetland_variable(small_region, tmp_path):
+    write_store(small_region.cube[["LAI"]], tmp_path / "nomask.zarr")
+    with pytest.raises(MaskError, match="no 'wetland' variable"):
+        open_mask(tmp_path / "nomask.zarr")

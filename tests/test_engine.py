@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from upscale.artifact import load_model
+from upscale.cube import open_store, write_store
+from upscale.engine import flux_maps
+from upscale.errors import CubeError, ModelArtifactError
+from upscale.schema import WETLAND
+
+from .helpers import raise_if_dask_computes
+
+
+@pytest.fixture
+def inputs(small_region):
+    cube = small_region.cube.chunk({"time": -1, "y": 8, "x": 8})
+    mask = small_region.mask.chunk({"y": 8, "x": 8})
+    return cube, mask
+
+
+def test_maps_stay_lazy_until_written(inputs, model_folders, tmp_path):
+    cube, mask = inputs
+    with raise_if_dask_computes(max_computes=1):  # the 2-D mask: which ecosystems are there
+        maps = flux_maps(cube, mask, model_folders)
+    with raise_if_dask_computes(max_computes=1):
+        write_store(maps, tmp_path / "maps.zarr")
+
+
+def test_known_answer_at_wetland_pixels(inputs, model_folders, tmp_path, small_region):
+    cube, mask = inputs
+    maps = open_store(write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr"))
+    wetland = small_region.mask[WETLAND].values
+    for ecosystem, code in (("mangrove", 1), ("saltmarsh", 2)):
+        model = load_model(model_folders[ecosystem])
+        rows, cols = np.nonzero(wetland == code)
+        pick = [0, len(rows) // 2, len(rows) - 1]
+        drivers = np.stack(
+            [cube[f].values[:, rows[pick], cols[pick]].T for f in model.card.features], -1
+        )
+        expected = model.predict_series(torch.from_numpy(drivers)).numpy()
+        for k, name in enumerate(["GPP", "RE", "NEE"]):
+            got = maps[name].values[:, rows[pick], cols[pick]].T
+            np.testing.assert_allclose(got[:, model.memory - 1 :], expected[..., k], rtol=1e-5)
+            assert np.isnan(got[:, : model.memory - 1]).all()
+    off = maps["GPP"].values[:, wetland == 0]
+    assert np.isnan(off).all()
+
+
+def test_maps_carry_grid_crs_and_cf_attributes(inputs, model_folders, tmp_path):
+    cube, mask = inputs
+    path = write_store(
+        flux_maps(cube, mask, model_folders, provenance={"command": "upscale predict"}),
+        tmp_path / "maps.zarr",
+    )
+    maps = open_store(path)
+    assert maps.rio.crs == cube.rio.crs
+    np.testing.assert_array_equal(maps["x"], cube["x"])
+    np.testing.assert_array_equal(maps["y"], cube["y"])
+    assert maps["GPP"].dtype == np.float32
+    assert maps["GPP"].attrs["units"] == "gC m-2 d-1"
+    assert "standard_name" in maps["GPP"].attrs
+    assert "sink is -NEE" in maps["NEE"].attrs["comment"]
+    assert maps.attrs["valid_from"] == "2010-03-01"  # memory 3 of the mangrove model
+    assert maps.attrs["command"] == "upscale predict"
+    assert "mangrove" in maps.attrs["models"]
+
+
+def test_missing_model_for_an_ecosystem(inputs, model_folders):
+    cube, mask = inputs
+    with pytest.raises(ModelArtifactError, match="no model for ecosystem\\(s\\) saltmarsh"):
+        flux_maps(cube, mask, {"mangrove": model_folders["mangrove"]})
+
+
+def test_model_of_the_wrong_ecosystem(inputs, model_folders):
+    cube, mask = inputs
+    swapped = {"mangrove": model_folders["saltmarsh"], "saltmarsh": model_folders["mangrove"]}
+    with pytest.raises(ModelArtifactError, match="model is for saltmarsh, not mangrove"):
+        flux_maps(cube, mask, swapped)
+
+
+def test_gap_at_a_wetland_pixel_is_an_error(inputs, model_folders, small_region, tmp_path):
+    cube, mask = inputs
+    rows, cols = np.nonzero(small_region.mask[WETLAND].values == 1)
+    lai = cube["LAI"].load().copy()
+    lai[5, rows[0], cols[0]] = np.nan
+    cube = cube.assign(LAI=lai.chunk({"y": 8, "x": 8}))
+    with pytest.raises(CubeError, match="driver LAI is missing at 1 wetland pixel-months"):
+        write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr")
+    assert not (tmp_path / "maps.zarr").exists()

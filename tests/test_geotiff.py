@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from upscale.cube import open_store, write_store
+from upscale.engine import flux_maps
+from upscale.errors import OutputExistsError
+from upscale.geotiff import export_cogs
+
+
+@pytest.fixture
+def maps(small_region, model_folders, tmp_path):
+    cube = small_region.cube.chunk({"y": 8, "x": 8})
+    path = write_store(flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr")
+    return open_store(path)
+
+
+def test_annual_and_monthly_cogs(maps, tmp_path):
+    paths = export_cogs(maps, tmp_path / "cogs", periods=("annual", "monthly"))
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        f"{v}_{p}.tif" for v in ("GPP", "RE", "NEE") for p in ("annual", "monthly")
+    )
+    for path in paths:
+        valid, errors, _ = cog_validate(str(path))
+        assert valid, errors
+    with rasterio.open(tmp_path / "cogs" / "GPP_annual.tif") as src:
+        assert src.crs.to_epsg() == 4326
+        assert src.count == 3  # 2011-2013: 2010 lacks its first two months
+        assert src.descriptions == ("GPP 2011 total", "GPP 2012 total", "GPP 2013 total")
+        assert np.isnan(src.nodata)
+        assert src.tags()["units"] == "gC m-2 yr-1"
+        band = src.read(2)
+        assert src.transform.c == pytest.approx(float(maps["x"][0]) - src.transform.a / 2)
+    expected = (maps["GPP"].sel(time="2012") * maps["time"].sel(time="2012").dt.days_in_month).sum(
+        "time", skipna=False
+    )
+    np.testing.assert_allclose(band, expected.values, rtol=1e-5)
+    with rasterio.open(tmp_path / "cogs" / "NEE_monthly.tif") as src:
+        assert src.count == 46  # 48 months less the first two
+        assert src.descriptions[0] == "NEE 2010-03 mean"
+        assert src.tags()["units"] == "gC m-2 d-1"
+
+
+def test_refuses_to_overwrite(maps, tmp_path):
+    export_cogs(maps, tmp_path / "cogs")
+    with pytest.raises(OutputExistsError, match="GPP_annual.tif"):
+        export_cogs(maps, tmp_path / "cogs")

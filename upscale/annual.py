@@ -1,0 +1,49 @@
+"""Annual totals of monthly flux maps, over complete years only."""
+
+from __future__ import annotations
+
+import pandas as pd
+import xarray as xr
+
+from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES
+
+
+def valid_period(maps: xr.Dataset) -> xr.Dataset:
+    """Months from the first full model window on (``valid_from`` attribute), lazily."""
+    start = maps.attrs.get("valid_from")
+    return maps.sel(time=slice(start, None)) if start else maps
+
+
+def annual_totals(maps: xr.Dataset) -> xr.Dataset:
+    """Sum monthly mean fluxes (gC m-2 d-1) to annual totals (gC m-2 yr-1).
+
+    Each month's mean daily flux is multiplied by its number of days. Only calendar years
+    whose twelve months all lie in the valid period are kept, so a year is never a
+    silent partial sum.
+
+    Parameters
+    ----------
+    maps
+        Maps with monthly flux variables ``(time, y, x)``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Flux variables ``(year, y, x)``, lazy when the maps are.
+
+    Raises
+    ------
+    ValueError
+        When the maps hold no complete year.
+    """
+    fluxes = valid_period(maps)[[name for name in FLUXES if name in maps]]
+    times = pd.DatetimeIndex(fluxes["time"].values)
+    months_per_year = pd.Series(times.month, index=times.year).groupby(level=0).nunique()
+    years = months_per_year.index[months_per_year == 12]
+    if len(years) == 0:
+        raise ValueError("the maps hold no complete calendar year after the first full window")
+    fluxes = fluxes.sel(time=fluxes["time"].dt.year.isin(years))
+    totals = (fluxes * fluxes["time"].dt.days_in_month).groupby("time.year").sum(skipna=False)
+    for name in totals.data_vars:
+        totals[name].attrs = FLUXES[name].attrs() | {"units": ANNUAL_FLUX_UNITS}
+    return totals

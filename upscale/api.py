@@ -1,0 +1,340 @@
+"""The Python API behind each CLI verb: paths in, paths (or tables) out.
+
+Each function reads its inputs, calls the library, writes its outputs and returns where
+they are, so a notebook can run exactly what the command line runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from upscale.annual import annual_totals, valid_period
+from upscale.artifact import load_model, save_model
+from upscale.cube import open_cube, open_mask, open_store, write_store
+from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.engine import flux_maps
+from upscale.errors import ModelArtifactError, OutputExistsError, SiteDataError
+from upscale.geotiff import Period, export_cogs
+from upscale.metrics import skill
+from upscale.plots import annual_maps_png, cv_scatter_png
+from upscale.progress import console, dask_progress
+from upscale.regions import budget, read_regions
+from upscale.samples import extract_site_series
+from upscale.schema import TARGETS, WETLAND
+from upscale.sites import Partitioning, read_sites
+from upscale.training import TrainConfig, train_ecosystem
+
+Status = Callable[[str], None]
+
+
+def _status(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Models written by :func:`train`, with their held-out predictions."""
+
+    models: dict[str, Path]
+    metrics: dict[str, dict[str, dict[str, float]]]
+    held_out: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def train(
+    sites: str | Path,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    name: str = "model",
+    partitioning: Partitioning = "NT",
+    ecosystems: Sequence[str] | None = None,
+    overwrite: bool = False,
+    status: Status = _status,
+) -> TrainResult:
+    """Cross-validate and train one model per ecosystem from a folder of towers.
+
+    Parameters
+    ----------
+    sites
+        Folder with ``sites.csv`` and FLUXNET-format (or tidy) CSVs.
+    cube
+        Driver cube (Zarr v3 or NetCDF).
+    out
+        Folder that receives one model folder per ecosystem, ``<name>-<ecosystem>``.
+    config
+        Architecture, memory and training settings.
+    name
+        Prefix of the model names.
+    partitioning
+        Night-time (``NT``) or day-time (``DT``) partitioned GPP and RE.
+    ecosystems
+        Ecosystems to train; by default all those of the towers.
+    overwrite
+        Replace existing model folders.
+    status
+        Receives progress lines.
+
+    Returns
+    -------
+    TrainResult
+        Model folders, cross-validated metrics and held-out predictions per ecosystem.
+    """
+    config = config or TrainConfig()
+    site_data = read_sites(sites, partitioning=partitioning)
+    drivers = open_cube(cube, config.features)
+    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
+    folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
+    existing = [str(f) for f in folders.values() if f.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    result = TrainResult(models={}, metrics={}, held_out={})
+    for eco in ecosystems:
+        eco_series = series.of_ecosystem(eco)
+        if len(eco_series.site_ids) < 2:
+            raise SiteDataError(
+                f"{sites}: {eco} has {len(eco_series.site_ids)} tower(s); at least 2 are "
+                "needed to train with held-out towers"
+            )
+        status(
+            f"training {config.architecture} L={config.memory} for {eco}: "
+            f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} windows"
+        )
+        model, predictions = train_ecosystem(
+            eco_series,
+            config,
+            name=f"{name}-{eco}",
+            ecosystem=eco,
+            data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
+            progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
+        )
+        result.models[eco] = save_model(model, folders[eco], overwrite=overwrite)
+        result.metrics[eco] = model.card.cv_metrics
+        result.held_out[eco] = (eco_series.fluxes, predictions)
+    return result
+
+
+def predict(
+    cube: str | Path,
+    mask: str | Path,
+    models: Sequence[str | Path],
+    out: str | Path,
+    *,
+    tile: int | None = None,
+    batch_size: int = 2048,
+    overwrite: bool = False,
+) -> Path:
+    """Apply one model per ecosystem to every wetland pixel and write ``maps.zarr``.
+
+    Parameters
+    ----------
+    cube, mask
+        Driver cube and wetland mask on the same grid.
+    models
+        Model folders; each card names its ecosystem.
+    out
+        Zarr store to write (``maps.zarr``).
+    tile
+        Spatial tile size in pixels; by default the cube's chunks.
+    batch_size
+        Windows per forward pass.
+    overwrite
+        Replace an existing store.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    by_ecosystem: dict[str, Path] = {}
+    for folder in models:
+        eco = load_model(folder).card.ecosystem
+        if eco in by_ecosystem:
+            raise ModelArtifactError(f"two models for {eco}: {by_ecosystem[eco]} and {folder}")
+        by_ecosystem[eco] = Path(folder)
+    features = list(
+        dict.fromkeys(f for m in by_ecosystem.values() for f in load_model(m).card.features)
+    )
+    drivers = open_cube(cube, features, tile=tile)
+    wetland = open_mask(mask, drivers)
+    maps = flux_maps(
+        drivers,
+        wetland,
+        by_ecosystem,
+        batch_size=batch_size,
+        provenance={
+            "inputs": json.dumps(
+                {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
+            ),
+            "command": shlex.join(sys.argv),
+        },
+    )
+    threads = torch.get_num_threads()
+    try:
+        with dask_progress(f"predicting {out.name}"):
+            return write_store(maps, out, overwrite=overwrite)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def export(
+    maps: str | Path,
+    out: str | Path,
+    *,
+    periods: Sequence[Period] = ("annual",),
+    overwrite: bool = False,
+) -> list[Path]:
+    """Export flux maps to Cloud-Optimized GeoTIFFs (see :func:`upscale.geotiff.export_cogs`)."""
+    return export_cogs(open_store(maps), out, periods=periods, overwrite=overwrite)
+
+
+def query(
+    maps: str | Path,
+    regions: str | Path,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Carbon budget per region and year (see :func:`upscale.regions.budget`).
+
+    Parameters
+    ----------
+    maps
+        ``maps.zarr`` written by :func:`predict`.
+    regions
+        Vector file with a ``name`` column.
+    out
+        Optional table to write: ``.csv`` or ``.json`` (records).
+    overwrite
+        Replace an existing table.
+    """
+    table = budget(open_store(maps), read_regions(regions))
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(table.to_json(orient="records", indent=2))
+        else:
+            table.to_csv(out, index=False, float_format="%.6g")
+    return table
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What :func:`demo` produced: where, and how good."""
+
+    outputs: dict[str, Path]
+    sites: pd.DataFrame
+    cv_metrics: pd.DataFrame
+    truth_r2: dict[str, float]
+    budget: pd.DataFrame
+
+
+def truth_skill(maps: xr.Dataset, truth: xr.Dataset) -> dict[str, float]:
+    """R² of the mapped fluxes against the demo truth over wetland pixel-months."""
+    maps, truth = valid_period(maps), truth.sel(time=valid_period(maps)["time"])
+    wetland = maps[WETLAND] > 0
+    return {
+        name: skill(truth[name].where(wetland).values, maps[name].where(wetland).values)["r2"]
+        for name in TARGETS
+        if name in maps
+    }
+
+
+def demo(
+    out: str | Path = "upscale-demo",
+    *,
+    overwrite: bool = False,
+    spec: DemoSpec | None = None,
+    config: TrainConfig | None = None,
+    status: Status = _status,
+) -> DemoReport:
+    """Run the whole chain on the embedded demo region.
+
+    Writes the demo inputs (cube, mask, truth, towers, regions), trains and cross-validates
+    one model per ecosystem, maps the fluxes, exports COGs, queries the regions' budgets,
+    draws quick-looks and compares the maps with the truth.
+
+    Parameters
+    ----------
+    out
+        Folder for everything; ``inputs/``, ``models/``, ``maps.zarr``, ``cogs/``,
+        ``budget.csv`` and PNGs are written inside.
+    overwrite
+        Replace the outputs of an earlier demo in ``out``.
+    spec
+        Size of the demo region (tests use a small one).
+    config
+        Training settings.
+    status
+        Receives progress lines.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to run the demo again there")
+    status("writing the demo region (south-west Florida coast)")
+    region = make_demo_region(spec)
+    inputs = write_demo_region(region, out / "inputs", overwrite=True)
+    trained = train(
+        inputs.sites,
+        inputs.cube,
+        out / "models",
+        config=config,
+        name="demo",
+        overwrite=True,
+        status=status,
+    )
+    maps_path = predict(
+        inputs.cube, inputs.mask, list(trained.models.values()), out / "maps.zarr", overwrite=True
+    )
+    status("exporting Cloud-Optimized GeoTIFFs")
+    cogs = export(maps_path, out / "cogs", overwrite=True)
+    table = query(maps_path, inputs.regions, out=out / "budget.csv", overwrite=True)
+    maps = open_store(maps_path)
+    panels = {}
+    for eco, (observed, predicted) in trained.held_out.items():
+        for k, target in enumerate(TARGETS):
+            panels[f"{target} {eco}"] = (
+                observed[..., k],
+                predicted[..., k],
+                trained.metrics[eco][target],
+            )
+    outputs = {
+        "inputs": out / "inputs",
+        "models": out / "models",
+        "maps": maps_path,
+        "cogs": out / "cogs",
+        "budget": out / "budget.csv",
+        "maps_png": annual_maps_png(
+            annual_totals(maps), out / "annual_maps.png", regions=read_regions(inputs.regions)
+        ),
+        "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
+    }
+    status(f"{len(cogs)} COGs written")
+    site_table = read_sites(inputs.sites).fluxes.groupby("site_id")["GPP"].count()
+    sites = region.sites.assign(months=site_table)
+    cv = pd.DataFrame(
+        [
+            {"ecosystem": eco, "flux": target, **score}
+            for eco, scores in trained.metrics.items()
+            for target, score in scores.items()
+        ]
+    )
+    return DemoReport(
+        outputs=outputs,
+        sites=sites,
+        cv_metrics=cv,
+        truth_r2=truth_skill(maps, open_store(inputs.truth)),
+        budget=table,
+    )

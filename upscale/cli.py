@@ -1,0 +1,163 @@
+"""Command line: ``upscale VERB``. It only parses, calls :mod:`upscale.api` and reports."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from upscale import api
+from upscale.errors import UpscaleError
+from upscale.progress import console
+from upscale.training import TrainConfig
+
+app = typer.Typer(
+    help="Upscale coastal-wetland tower fluxes (GPP, RE, NEE) to regional carbon-sink maps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out_console = console.__class__()  # stdout: results and summaries
+
+
+def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an :class:`UpscaleError` into one red line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UpscaleError as err:
+            console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _table(frame: pd.DataFrame, title: str, digits: int = 2) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        table.add_column(
+            str(column), justify="right" if frame[column].dtype.kind in "fiu" else "left"
+        )
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+def _written(paths: dict[str, Path] | list[Path]) -> None:
+    items = paths.items() if isinstance(paths, dict) else ((p.name, p) for p in paths)
+    table = Table(title="written", title_justify="left", show_header=False)
+    for what, path in items:
+        table.add_row(what, str(path))
+    out_console.print(table)
+
+
+Memory = Annotated[int, typer.Option(help="Memory length L: months of drivers each window sees.")]
+Architecture = Annotated[str, typer.Option(help="Network: lstm or transformer.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace existing outputs.")]
+
+
+@app.command()
+@_friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's inputs and outputs.")] = Path(
+        "upscale-demo"
+    ),
+    overwrite: Overwrite = False,
+) -> None:
+    """Run the whole chain on the embedded demo region (south-west Florida coast)."""
+    report = api.demo(out, overwrite=overwrite)
+    out_console.print(_table(report.sites.reset_index(), "towers (months of valid GPP)", 4))
+    out_console.print(
+        _table(report.cv_metrics, "cross-validated skill on held-out towers (gC m-2 d-1)")
+    )
+    truth = pd.DataFrame([{"flux": k, "r2_vs_truth": v} for k, v in report.truth_r2.items()])
+    out_console.print(_table(truth, "maps against the demo truth (wetland pixel-months)"))
+    annual = report.budget.groupby("name").mean(numeric_only=True).drop(columns="year")
+    out_console.print(
+        _table(
+            annual.reset_index(),
+            "region budgets, mean over years (area km2, means gC m-2 yr-1, totals Gg C yr-1)",
+        )
+    )
+    _written(report.outputs)
+
+
+@app.command()
+@_friendly
+def train(
+    sites: Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")],
+    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    out: Annotated[Path, typer.Option(help="Folder for the model folders.")] = Path("models"),
+    name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
+    architecture: Architecture = "lstm",
+    memory: Memory = 6,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    partitioning: Annotated[str, typer.Option(help="NT or DT partitioned GPP and RE.")] = "NT",
+    overwrite: Overwrite = False,
+) -> None:
+    """Cross-validate and train one model per ecosystem on the towers."""
+    config = TrainConfig(architecture=architecture, memory=memory, epochs=epochs, seed=seed)
+    result = api.train(
+        sites, cube, out, config=config, name=name, partitioning=partitioning, overwrite=overwrite
+    )
+    rows = [
+        {"ecosystem": eco, "flux": flux, **score}
+        for eco, scores in result.metrics.items()
+        for flux, score in scores.items()
+    ]
+    out_console.print(_table(pd.DataFrame(rows), "cross-validated skill on held-out towers"))
+    _written({f"model {eco}": path for eco, path in result.models.items()})
+
+
+@app.command()
+@_friendly
+def predict(
+    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    mask: Annotated[Path, typer.Option(help="Wetland mask on the cube's grid.")],
+    model: Annotated[list[Path], typer.Option(help="Model folder; repeat once per ecosystem.")],
+    out: Annotated[Path, typer.Option(help="Zarr store to write.")] = Path("maps.zarr"),
+    tile: Annotated[int | None, typer.Option(help="Spatial tile size (pixels).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 2048,
+    overwrite: Overwrite = False,
+) -> None:
+    """Map GPP, RE and NEE on every wetland pixel of the cube."""
+    path = api.predict(
+        cube, mask, model, out, tile=tile, batch_size=batch_size, overwrite=overwrite
+    )
+    _written({"maps": path})
+
+
+@app.command()
+@_friendly
+def export(
+    maps: Annotated[Path, typer.Option(help="maps.zarr written by predict.")],
+    out: Annotated[Path, typer.Option(help="Folder for the GeoTIFFs.")] = Path("cogs"),
+    monthly: Annotated[bool, typer.Option(help="Also write monthly bands.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Export annual (and monthly) Cloud-Optimized GeoTIFFs of the maps."""
+    periods = ("annual", "monthly") if monthly else ("annual",)
+    _written(api.export(maps, out, periods=periods, overwrite=overwrite))
+
+
+@app.command()
+@_friendly
+def query(
+    maps: Annotated[Path, typer.Option(help="maps.zarr written by predict.")],
+    regions: Annotated[Path, typer.Option(help="Vector file with a 'name' column.")],
+    out: Annotated[Path | None, typer.Option(help="Table to write (.csv or .json).")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Carbon budget per region and year: area, mean fluxes and totals."""
+    table = api.query(maps, regions, out=out, overwrite=overwrite)
+    out_console.print(_table(table, "budget (area km2, means gC m-2 yr-1, totals Gg C yr-1)"))
+    if out is not None:
+        _written({"budget": out})

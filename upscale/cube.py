@@ -1,0 +1,221 @@
+"""Open, check and write gridded stores: driver cubes, wetland masks and output maps.
+
+Cubes are Zarr v3 (NetCDF is also read) with dims ``(time, y, x)`` and a CRS carried by
+rioxarray's ``spatial_ref`` grid mapping. Writes go to a temporary sibling and are renamed
+into place at the end, so a crash leaves either the previous complete store or none.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+import zarr.codecs
+
+from upscale.errors import CubeError, MaskError, OutputExistsError
+from upscale.schema import (
+    DEFAULT_FEATURES,
+    ECOSYSTEMS,
+    SPATIAL_DIMS,
+    WETLAND,
+    WETLAND_FRACTION,
+    validate_cube,
+)
+
+_DIM_ALIASES = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x"}
+_GEOGRAPHIC_DIMS = {"lat", "latitude", "lon", "longitude"}
+
+
+def _open_any(path: Path) -> xr.Dataset:
+    """Open a Zarr store, NetCDF file or GeoTIFF lazily, with its grid mapping decoded."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or store")
+    suffix = path.suffix.lower()
+    if suffix in {".tif", ".tiff"}:
+        band = rioxarray.open_rasterio(path, chunks={}, masked=False)
+        return band.isel(band=0, drop=True).to_dataset(name=WETLAND)
+    if suffix == ".zarr" or (path / "zarr.json").exists():
+        return xr.open_zarr(path, consolidated=False, decode_coords="all")
+    return xr.open_dataset(path, chunks={}, decode_coords="all")
+
+
+def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
+    """Rename lat/lon dims to y/x, sort y descending (north up), default lat/lon to EPSG:4326."""
+    geographic = bool(_GEOGRAPHIC_DIMS & set(ds.dims))
+    ds = ds.rename({d: _DIM_ALIASES[d] for d in ds.dims if d in _DIM_ALIASES})
+    if ds.rio.crs is None and geographic:
+        ds = ds.rio.write_crs("EPSG:4326")
+    if "y" in ds.dims and ds.sizes["y"] > 1 and ds["y"][0] < ds["y"][-1]:
+        ds = ds.isel(y=slice(None, None, -1))
+    return ds
+
+
+def open_cube(
+    path: str | Path,
+    features: Iterable[str] = DEFAULT_FEATURES,
+    *,
+    tile: int | None = None,
+) -> xr.Dataset:
+    """Open a driver cube lazily and validate it against the schema.
+
+    Parameters
+    ----------
+    path
+        Zarr v3 store or NetCDF file with monthly drivers.
+    features
+        Driver variables that must be present with canonical units.
+    tile
+        Spatial chunk size; by default the store's own chunks are kept. The whole time axis
+        is always one chunk, as the engine needs every month of a pixel at once.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed dataset with dims ``(time, y, x)`` and a CRS.
+
+    Raises
+    ------
+    CubeError
+        When the cube breaks the contract (see :func:`upscale.schema.validate_cube`).
+    """
+    path = Path(path)
+    try:
+        ds = _open_any(path)
+    except FileNotFoundError as err:
+        raise CubeError(f"{err}; pass the path of a Zarr or NetCDF driver cube") from None
+    ds = _to_canonical_grid(ds)
+    validate_cube(ds, features, source=str(path))
+    chunks = {"time": -1} if tile is None else {"time": -1, "y": tile, "x": tile}
+    return ds.chunk(chunks)
+
+
+def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
+    """Open a wetland mask and check it lies on the cube's grid.
+
+    Parameters
+    ----------
+    path
+        GeoTIFF (band 1 is ``wetland``) or Zarr/NetCDF store with an integer ``wetland``
+        variable (0 none, 1 mangrove, 2 saltmarsh) and optionally ``wetland_fraction``.
+    cube
+        When given, the mask must have the same CRS and coordinates as this cube.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``wetland`` (and ``wetland_fraction``, 1 on wetland pixels when absent), dims
+        ``(y, x)``, chunked like the cube when one is given.
+
+    Raises
+    ------
+    MaskError
+        When the mask has no ``wetland`` variable, unknown codes, or another grid.
+    """
+    path = Path(path)
+    try:
+        ds = _to_canonical_grid(_open_any(path))
+    except FileNotFoundError as err:
+        raise MaskError(f"{err}; pass the wetland mask built by `upscale mask`") from None
+    if WETLAND not in ds:
+        raise MaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
+    wetland = ds[WETLAND].load()
+    codes = set(np.unique(wetland.values).tolist()) - {0}
+    unknown = codes - set(ECOSYSTEMS)
+    if unknown:
+        raise MaskError(
+            f"{path}: '{WETLAND}' has codes {sorted(unknown)}; allowed are 0 (none) and "
+            + ", ".join(f"{c} ({n})" for c, n in ECOSYSTEMS.items())
+        )
+    if WETLAND_FRACTION in ds:
+        fraction = ds[WETLAND_FRACTION].load().where(wetland > 0, 0.0)
+    else:
+        fraction = (wetland > 0).astype("float32")
+    mask = xr.Dataset({WETLAND: wetland.astype("uint8"), WETLAND_FRACTION: fraction})
+    if cube is not None:
+        _check_same_grid(mask, cube, path)
+        mask = mask.assign_coords(x=cube["x"], y=cube["y"])
+        if cube.chunks:
+            mask = mask.chunk({d: cube.chunksizes[d] for d in SPATIAL_DIMS})
+    return mask.rio.write_crs(ds.rio.crs if ds.rio.crs else cube.rio.crs)
+
+
+def _check_same_grid(mask: xr.Dataset, cube: xr.Dataset, path: Path) -> None:
+    fix = "rebuild it on the cube's grid with `upscale mask`"
+    if mask.rio.crs is not None and cube.rio.crs is not None and mask.rio.crs != cube.rio.crs:
+        raise MaskError(
+            f"{path}: mask CRS {mask.rio.crs} differs from the cube's {cube.rio.crs}; {fix}"
+        )
+    shape = tuple(mask.sizes[d] for d in SPATIAL_DIMS)
+    expected = tuple(cube.sizes[d] for d in SPATIAL_DIMS)
+    if shape != expected:
+        raise MaskError(f"{path}: mask grid is {shape} (y, x), the cube's is {expected}; {fix}")
+    for dim in SPATIAL_DIMS:
+        step = abs(float(cube[dim][1] - cube[dim][0])) if cube.sizes[dim] > 1 else 1.0
+        if not np.allclose(mask[dim].values, cube[dim].values, atol=1e-3 * step, rtol=0):
+            raise MaskError(f"{path}: mask {dim} coordinates differ from the cube's; {fix}")
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """Zarr v3 encoding per variable that keeps the CRS link (see NOTES.md)."""
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        if name == "spatial_ref":
+            continue
+        enc: dict = {"compressors": (zarr.codecs.ZstdCodec(level=3),)}
+        if "grid_mapping" in var.encoding or "spatial_ref" in ds.coords:
+            enc["grid_mapping"] = "spatial_ref"
+        if np.issubdtype(var.dtype, np.floating):
+            enc["_FillValue"] = np.nan
+        encoding[name] = enc
+    return encoding
+
+
+def write_store(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a dataset to a Zarr v3 store atomically, keeping its CRS.
+
+    The dataset (lazy or not) is written to ``<path>.partial`` and renamed into place once
+    complete, so a crash never leaves a half-written store under ``path``.
+
+    Parameters
+    ----------
+    ds
+        Dataset with rioxarray's ``spatial_ref`` coordinate; dask arrays compute as they are
+        written, chunk by chunk.
+    path
+        Destination ``.zarr`` folder.
+    overwrite
+        Replace an existing store; without it an existing store raises.
+
+    Returns
+    -------
+    pathlib.Path
+        The written store.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    partial = path.with_name(path.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = ds.drop_encoding()
+    for name in ds.data_vars:
+        if "spatial_ref" in ds.coords:
+            ds[name].attrs.pop("grid_mapping", None)
+    ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+    if path.exists():
+        shutil.rmtree(path)
+    partial.rename(path)
+    return path
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a store written by :func:`write_store` (maps, truth, masks) with its CRS."""
+    path = Path(path)
+    if not path.exists():
+        raise CubeError(f"{path}: no such store")
+    return _to_canonical_grid(xr.open_zarr(path, consolidated=False, decode_coords="all"))

@@ -1,0 +1,181 @@
+"""The tile engine: applies trained models to every wetland pixel of a cube with dask.
+
+Each dask task holds one spatial tile with the whole time axis. It gathers the tile's
+wetland pixels of one ecosystem, runs their windows through that ecosystem's model in
+fixed-size batches (on the GPU when there is one), and scatters the fluxes back into the
+tile. Non-wetland pixels are never sent to a model, and nothing loops over pixels in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from upscale.artifact import Model, load_model, software_versions, utc_now
+from upscale.errors import CubeError, ModelArtifactError
+from upscale.schema import ECOSYSTEM_CODES, ECOSYSTEMS, FLUXES, WETLAND, WETLAND_FRACTION
+
+
+def default_device() -> torch.device:
+    """Return the first CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@lru_cache(maxsize=16)
+def _resident_model(folder: str, device: str) -> Model:
+    """Load a model once per process (per dask worker) and keep it on its device."""
+    return load_model(folder).to(device)
+
+
+def _predict_tile(
+    drivers: np.ndarray,
+    wetland: np.ndarray,
+    *,
+    models: tuple[tuple[int, str], ...],
+    features: tuple[str, ...],
+    n_targets: int,
+    batch_size: int,
+    device: str,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """Fluxes ``(K, T, y, x)`` of one tile of drivers ``(F, T, y, x)``; NaN off wetland."""
+    if device == "cpu":
+        torch.set_num_threads(1)  # dask threads run tiles in parallel; never nest threads
+    _, n_months, ny, nx = drivers.shape
+    out = np.full((n_targets, n_months, ny, nx), np.nan, dtype="float32")
+    for code, folder in models:
+        rows, cols = np.nonzero(wetland == code)
+        if len(rows) == 0:
+            continue
+        model = _resident_model(folder, device)
+        index = [features.index(f) for f in model.card.features]
+        pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
+        if not np.isfinite(pixels).all():
+            _raise_gap(pixels, model.card.features, rows, cols, block_info)
+        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
+        fluxes = model.predict_series(series, batch_size=batch_size).cpu().numpy()
+        out[:, model.memory - 1 :, rows, cols] = fluxes.transpose(2, 1, 0)
+    return out
+
+
+def _raise_gap(pixels, features, rows, cols, block_info) -> None:
+    feature, _, pixel = np.argwhere(~np.isfinite(pixels))[0]
+    (y0, _), (x0, _) = block_info[0]["array-location"][2:] if block_info else ((0, 0), (0, 0))
+    raise CubeError(
+        f"driver {features[feature]} is missing at {int(np.sum(~np.isfinite(pixels[feature])))} "
+        f"wetland pixel-months of the tile starting at y={y0}, x={x0} (first at pixel "
+        f"y={y0 + rows[pixel]}, x={x0 + cols[pixel]}); fill the cube's gaps before predicting"
+    )
+
+
+def flux_maps(
+    cube: xr.Dataset,
+    mask: xr.Dataset,
+    model_folders: Mapping[str, str | Path],
+    *,
+    batch_size: int = 2048,
+    device: torch.device | str | None = None,
+    provenance: Mapping[str, str] | None = None,
+) -> xr.Dataset:
+    """Build the lazy flux maps of a region.
+
+    Parameters
+    ----------
+    cube
+        Validated driver cube ``(time, y, x)``, chunked in space with the whole time axis.
+    mask
+        Wetland mask on the cube's grid (:func:`upscale.cube.open_mask`).
+    model_folders
+        Ecosystem name -> model folder. Every ecosystem present in the mask needs one.
+    batch_size
+        Windows per forward pass.
+    device
+        Where the models run; by default the GPU when there is one.
+    provenance
+        Extra attributes to record, e.g. the input paths and the command line.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1, float32, NaN off wetland and before the
+        first full window), the mask, the cube's CRS and provenance attributes. Nothing is
+        computed until it is written (:func:`upscale.cube.write_store`).
+    """
+    device = str(device or default_device())
+    models = {eco: load_model(folder) for eco, folder in model_folders.items()}
+    present = {ECOSYSTEMS[int(c)] for c in np.unique(mask[WETLAND].values) if c}
+    missing = sorted(present - set(models))
+    if missing:
+        raise ModelArtifactError(
+            f"no model for ecosystem(s) {', '.join(missing)} present in the mask; "
+            "train one (upscale train) or pass it with --model"
+        )
+    for eco, model in models.items():
+        if model.card.ecosystem != eco:
+            raise ModelArtifactError(
+                f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}"
+            )
+    targets = _common(models, "targets")
+    features = tuple(dict.fromkeys(f for m in models.values() for f in m.card.features))
+    absent = [f for f in features if f not in cube]
+    if absent:
+        raise CubeError(f"cube lacks driver(s) {', '.join(absent)} that the models need")
+    drivers = xr.concat([cube[f] for f in features], dim="feature").transpose(
+        "feature", "time", "y", "x"
+    )
+    drivers = drivers.chunk({"feature": -1, "time": -1})
+    wetland = mask[WETLAND].chunk({d: drivers.chunksizes[d] for d in ("y", "x")})
+    tiles = da.map_blocks(
+        _predict_tile,
+        drivers.data.astype("float32"),
+        wetland.data,
+        models=tuple(
+            (ECOSYSTEM_CODES[eco], str(Path(folder).resolve()))
+            for eco, folder in sorted(model_folders.items())
+        ),
+        features=features,
+        n_targets=len(targets),
+        batch_size=batch_size,
+        device=device,
+        dtype="float32",
+        chunks=((len(targets),), *drivers.data.chunks[1:]),
+        meta=np.array((), dtype="float32"),
+    )
+    memory = max(m.memory for m in models.values())
+    valid_from = pd.Timestamp(cube["time"].values[memory - 1])
+    maps = xr.Dataset(
+        {
+            name: (("time", "y", "x"), tiles[k], FLUXES[name].attrs())
+            for k, name in enumerate(targets)
+        },
+        coords={"time": cube["time"], "y": cube["y"], "x": cube["x"]},
+    )
+    maps[WETLAND] = mask[WETLAND]
+    maps[WETLAND_FRACTION] = mask[WETLAND_FRACTION]
+    maps = maps.rio.write_crs(cube.rio.crs)
+    maps.attrs = {
+        "title": "upscale flux maps",
+        "Conventions": "CF-1.8",
+        "valid_from": f"{valid_from:%Y-%m-%d}",
+        "models": json.dumps({eco: m.card.model_dump(mode="json") for eco, m in models.items()}),
+        "software": json.dumps(software_versions()),
+        "created": utc_now(),
+        "device": device,
+        **(provenance or {}),
+    }
+    return maps
+
+
+def _common(models: Mapping[str, Model], field: str) -> tuple[str, ...]:
+    values = {tuple(getattr(m.card, field)) for m in models.values()}
+    if len(values) > 1:
+        raise ModelArtifactError(f"the models disagree on {field}: {sorted(values)}")
+    return values.pop()

@@ -1,0 +1,35 @@
+"""Exceptions raised by upscale.
+
+Every error a user can cause derives from :class:`UpscaleError`; the CLI prints its message
+(one line saying what was wrong, where, and what to do) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UpscaleError(Exception):
+    """Base class of the errors caused by input or usage, not by a bug."""
+
+
+class CubeError(UpscaleError):
+    """The driver cube does not follow the contract (variables, units, time axis, CRS)."""
+
+
+class MaskError(UpscaleError):
+    """The wetland mask is missing, malformed, or on another grid than the cube."""
+
+
+class SiteDataError(UpscaleError):
+    """A site file or ``sites.csv`` cannot be read as tower data."""
+
+
+class ModelArtifactError(UpscaleError):
+    """A model folder is missing files, or its card does not match its weights."""
+
+
+class RegionError(UpscaleError):
+    """A regions file cannot be used for a query."""
+
+
+class OutputExistsError(UpscaleError):
+    """An output already exists and ``overwrite`` was not requested."""

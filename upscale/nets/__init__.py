@@ -1,0 +1,59 @@
+"""Sequence-to-one networks that map L months of drivers to the fluxes of the last month.
+
+Every architecture lives in its own module and registers a constructor here, so that a model
+card's ``architecture`` name and hyper-parameters are all that is needed to rebuild a net
+before its weights are loaded.
+
+See Also
+--------
+upscale.artifact : saving and loading trained nets with their cards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from upscale.nets.lstm import LSTMRegressor
+from upscale.nets.transformer import TransformerRegressor
+
+NETS: dict[str, Callable[..., nn.Module]] = {
+    "lstm": LSTMRegressor,
+    "transformer": TransformerRegressor,
+}
+"""Architecture name -> constructor taking ``n_features, n_targets, memory, **hparams``."""
+
+
+def build_net(
+    architecture: str, *, n_features: int, n_targets: int, memory: int, **hparams: Any
+) -> nn.Module:
+    """Build an untrained network by registry name.
+
+    Parameters
+    ----------
+    architecture
+        A key of :data:`NETS`.
+    n_features, n_targets
+        Input drivers per month and output fluxes.
+    memory
+        Window length L in months.
+    **hparams
+        Architecture-specific hyper-parameters (e.g. ``hidden``, ``layers``, ``dropout``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown architecture name.
+    """
+    try:
+        constructor = NETS[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {', '.join(NETS)}"
+        ) from None
+    return constructor(n_features=n_features, n_targets=n_targets, memory=memory, **hparams)
+
+
+__all__ = ["NETS", "LSTMRegressor", "TransformerRegressor", "build_net"]

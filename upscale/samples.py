@@ -1,0 +1,170 @@
+"""Site samples: the drivers at each tower's pixel and its monthly fluxes on one time axis.
+
+Models are trained on windows of the last L months of drivers at the tower's cube pixel,
+ending in a month where the tower measured a flux. The series are kept whole here; windows
+are strided views made where they are used (training and prediction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+
+from upscale.errors import SiteDataError
+from upscale.schema import TARGETS
+from upscale.sites import SiteData
+
+
+@dataclass(frozen=True)
+class SiteSeries:
+    """Monthly drivers and fluxes of towers on the cube's time axis.
+
+    Attributes
+    ----------
+    site_ids
+        Tower ids, one per row.
+    ecosystems
+        Ecosystem of each tower.
+    times
+        The cube's months.
+    features, targets
+        Names of the driver and flux axes.
+    drivers
+        ``(S, T, F)`` float32 drivers at each tower's pixel.
+    fluxes
+        ``(S, T, K)`` float32 tower fluxes, NaN where not measured or filtered.
+    """
+
+    site_ids: list[str]
+    ecosystems: list[str]
+    times: pd.DatetimeIndex
+    features: list[str]
+    targets: list[str]
+    drivers: np.ndarray
+    fluxes: np.ndarray
+
+    def subset(self, sites: Sequence[str]) -> SiteSeries:
+        """Rows of the given sites, in the given order."""
+        rows = [self.site_ids.index(s) for s in sites]
+        return SiteSeries(
+            site_ids=list(sites),
+            ecosystems=[self.ecosystems[r] for r in rows],
+            times=self.times,
+            features=self.features,
+            targets=self.targets,
+            drivers=self.drivers[rows],
+            fluxes=self.fluxes[rows],
+        )
+
+    def of_ecosystem(self, ecosystem: str) -> SiteSeries:
+        """Rows of the towers of one ecosystem."""
+        return self.subset(
+            [s for s, e in zip(self.site_ids, self.ecosystems, strict=True) if e == ecosystem]
+        )
+
+    def n_windows(self, memory: int) -> int:
+        """Count trainable windows: full windows ending on a measured month."""
+        measured = np.isfinite(self.fluxes[:, memory - 1 :]).any(axis=-1)
+        return int(measured.sum())
+
+
+def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the cube pixel that contains each tower.
+
+    Parameters
+    ----------
+    cube
+        Cube with ``y``/``x`` pixel-centre coordinates and a CRS.
+    meta
+        ``lat``/``lon`` (WGS84) indexed by ``site_id``.
+
+    Raises
+    ------
+    SiteDataError
+        Naming the towers that fall outside the cube's extent.
+    """
+    to_cube = Transformer.from_crs("EPSG:4326", cube.rio.crs, always_xy=True)
+    xs, ys = to_cube.transform(meta["lon"].to_numpy(), meta["lat"].to_numpy())
+    x0, dx = float(cube["x"][0]), float(cube["x"][1] - cube["x"][0])
+    y0, dy = float(cube["y"][0]), float(cube["y"][1] - cube["y"][0])
+    cols = np.floor((xs - x0) / dx + 0.5).astype(int)
+    rows = np.floor((ys - y0) / dy + 0.5).astype(int)
+    outside = (cols < 0) | (cols >= cube.sizes["x"]) | (rows < 0) | (rows >= cube.sizes["y"])
+    if outside.any():
+        bad = ", ".join(
+            f"{s} ({lat:.4f} N, {lon:.4f} E)"
+            for s, lat, lon in meta.loc[outside, ["lat", "lon"]].itertuples()
+        )
+        raise SiteDataError(
+            f"site(s) outside the cube extent: {bad}; remove them from sites.csv or use a "
+            "cube that covers them"
+        )
+    return rows, cols
+
+
+def extract_site_series(
+    cube: xr.Dataset,
+    sites: SiteData,
+    features: Sequence[str],
+    *,
+    targets: Sequence[str] = TARGETS,
+) -> SiteSeries:
+    """Put tower fluxes and the drivers at their pixels on the cube's monthly axis.
+
+    Parameters
+    ----------
+    cube
+        Validated driver cube.
+    sites
+        Tower metadata and monthly fluxes (:func:`upscale.sites.read_sites`).
+    features
+        Drivers in model order.
+    targets
+        Fluxes to learn.
+
+    Returns
+    -------
+    SiteSeries
+        One row per tower; months outside a tower's record are NaN fluxes.
+
+    Raises
+    ------
+    SiteDataError
+        When a tower lies outside the cube, no tower record overlaps the cube's period, or
+        the drivers at a tower's pixel have gaps.
+    """
+    meta = sites.meta.sort_index()
+    rows, cols = site_pixels(cube, meta)
+    at_sites = cube[list(features)].isel(
+        y=xr.DataArray(rows, dims="site"), x=xr.DataArray(cols, dims="site")
+    )
+    drivers = np.stack([at_sites[f].transpose("site", "time").values for f in features], -1)
+    gaps = ~np.isfinite(drivers)
+    if gaps.any():
+        s, _, f = np.argwhere(gaps)[0]
+        raise SiteDataError(
+            f"cube driver {features[f]} has {int(gaps[s, :, f].sum())} missing months at the "
+            f"pixel of site {meta.index[s]}; fill the cube's gaps first"
+        )
+    times = pd.DatetimeIndex(cube["time"].values)
+    table = sites.fluxes.set_index(["site_id", "time"])[list(targets)]
+    full = pd.MultiIndex.from_product([meta.index, times], names=["site_id", "time"])
+    fluxes = table.reindex(full).to_numpy(dtype="float32").reshape(len(meta), len(times), -1)
+    if not np.isfinite(fluxes).any():
+        raise SiteDataError(
+            f"no tower month falls inside the cube's period {times[0]:%Y-%m}..{times[-1]:%Y-%m}"
+        )
+    return SiteSeries(
+        site_ids=list(meta.index),
+        ecosystems=list(meta["ecosystem"]),
+        times=times,
+        features=list(features),
+        targets=list(targets),
+        drivers=drivers.astype("float32"),
+        fluxes=fluxes,
+    )

@@ -1,0 +1,222 @@
+"""Canonical variables, units and CF attributes, and validation of a driver cube against them.
+
+This is the one place that knows variable names and units: drivers read by the models,
+fluxes written to the maps, and the wetland classes of the mask. Other modules import the
+constants from here instead of spelling ``"GPP"`` or ``"gC m-2 d-1"`` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from upscale.errors import CubeError
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A canonical variable: name, units (UDUNITS spelling) and CF attributes.
+
+    Parameters
+    ----------
+    name
+        Variable name in cubes, site tables and maps.
+    units
+        Canonical units; inputs in other units are rejected, never guessed.
+    long_name
+        Human-readable description (CF ``long_name``).
+    standard_name
+        CF standard name, only where one exists with the same meaning and sign.
+    comment
+        CF ``comment``, e.g. the sign convention of NEE.
+    """
+
+    name: str
+    units: str
+    long_name: str
+    standard_name: str | None = None
+    comment: str | None = None
+
+    def attrs(self) -> dict[str, str]:
+        """Return the CF attributes to attach to a DataArray of this variable."""
+        out = {"units": self.units, "long_name": self.long_name}
+        if self.standard_name:
+            out["standard_name"] = self.standard_name
+        if self.comment:
+            out["comment"] = self.comment
+        return out
+
+
+FLUX_UNITS = "gC m-2 d-1"
+ANNUAL_FLUX_UNITS = "gC m-2 yr-1"
+TOTAL_UNITS = "Gg C yr-1"
+
+DRIVERS: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("LAI", "m2 m-2", "leaf area index"),
+        Variable("FAPAR", "1", "fraction of absorbed photosynthetically active radiation"),
+        Variable("NDVI", "1", "normalised difference vegetation index"),
+        Variable("EVI", "1", "enhanced vegetation index"),
+        Variable("LST_DAY", "degC", "daytime land surface temperature"),
+        Variable("LST_NIGHT", "degC", "night-time land surface temperature"),
+        Variable("TA", "degC", "air temperature at 2 m", "air_temperature"),
+        Variable(
+            "SW_IN",
+            "W m-2",
+            "incoming shortwave radiation",
+            "surface_downwelling_shortwave_flux_in_air",
+        ),
+        Variable("VPD", "hPa", "vapour pressure deficit"),
+        Variable("PRECIP", "mm d-1", "precipitation rate"),
+    )
+}
+"""Canonical drivers of the models, in their default feature order."""
+
+FLUXES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable(
+            "GPP",
+            FLUX_UNITS,
+            "gross primary productivity",
+            "gross_primary_productivity_of_biomass_expressed_as_carbon",
+        ),
+        Variable(
+            "RE",
+            FLUX_UNITS,
+            "total ecosystem respiration",
+            comment="Positive: carbon released from the ecosystem to the atmosphere.",
+        ),
+        Variable(
+            "NEE",
+            FLUX_UNITS,
+            "net ecosystem exchange of CO2",
+            comment=("Positive upward (a carbon source); the carbon sink is -NEE. NEE = RE - GPP."),
+        ),
+    )
+}
+"""Tower fluxes learned by the models and written to the maps."""
+
+TARGETS: tuple[str, ...] = tuple(FLUXES)
+DEFAULT_FEATURES: tuple[str, ...] = tuple(DRIVERS)
+
+WETLAND = "wetland"
+WETLAND_FRACTION = "wetland_fraction"
+ECOSYSTEMS: dict[int, str] = {1: "mangrove", 2: "saltmarsh"}
+"""Codes of the ``wetland`` mask raster; 0 is no wetland."""
+ECOSYSTEM_CODES: dict[str, int] = {name: code for code, name in ECOSYSTEMS.items()}
+
+SPATIAL_DIMS = ("y", "x")
+CUBE_DIMS = ("time", "y", "x")
+
+# Spellings of the canonical units that mean the same thing.
+_UNIT_ALIASES: dict[str, set[str]] = {
+    "m2 m-2": {"m2 m-2", "m2/m2", "m^2 m^-2", "m2.m-2"},
+    "1": {"1", "", "-", "dimensionless", "fraction"},
+    "degC": {"degC", "°C", "deg_C", "degree_Celsius", "degrees_Celsius", "celsius", "Celsius"},
+    "W m-2": {"W m-2", "W/m2", "W m^-2", "W.m-2"},
+    "hPa": {"hPa", "hectopascal"},
+    "mm d-1": {"mm d-1", "mm/d", "mm day-1", "mm/day", "mm.d-1"},
+    FLUX_UNITS: {FLUX_UNITS, "gC/m2/d", "g C m-2 d-1", "gC m-2 day-1"},
+}
+
+
+def units_match(found: str, expected: str) -> bool:
+    """Return True when ``found`` is a spelling of the canonical ``expected`` units."""
+    return found.strip() in _UNIT_ALIASES.get(expected, {expected})
+
+
+def validate_cube(
+    cube: xr.Dataset,
+    features: Iterable[str] = DEFAULT_FEATURES,
+    *,
+    source: str = "cube",
+) -> None:
+    """Check that a driver cube follows the contract of DESIGN.md.
+
+    Parameters
+    ----------
+    cube
+        Dataset with dims ``(time, y, x)`` (as returned by :func:`upscale.cube.open_cube`).
+    features
+        Variables the caller needs; canonical ones must carry canonical units.
+    source
+        Name of the file the cube came from, used in error messages.
+
+    Raises
+    ------
+    CubeError
+        On the first violation: a missing variable, wrong dims or units, a time axis that is
+        not sorted, not monthly or not stamped on the first of the month, or no CRS.
+
+    Notes
+    -----
+    Only metadata and the time coordinate are read: nothing of a lazy cube is computed.
+    """
+    features = list(features)
+    missing = [name for name in features if name not in cube.data_vars]
+    if missing:
+        raise CubeError(
+            f"{source}: missing driver variable(s) {', '.join(missing)} "
+            f"(has {', '.join(map(str, cube.data_vars)) or 'none'}); add them, or choose "
+            "features the cube has"
+        )
+    for name in features:
+        dims = cube[name].dims
+        if set(dims) != set(CUBE_DIMS):
+            raise CubeError(
+                f"{source}: variable {name} has dims {dims}, expected {CUBE_DIMS} "
+                "(lat/lon and latitude/longitude are renamed on open)"
+            )
+        if name in DRIVERS:
+            expected = DRIVERS[name].units
+            found = cube[name].attrs.get("units")
+            if found is None:
+                raise CubeError(
+                    f"{source}: variable {name} has no 'units' attribute; "
+                    f"set it to '{expected}' after checking the values are in {expected}"
+                )
+            if not units_match(str(found), expected):
+                raise CubeError(
+                    f"{source}: variable {name} is in '{found}', expected '{expected}'; "
+                    "convert it before building the cube"
+                )
+    _validate_time(cube, source)
+    if cube.rio.crs is None:
+        raise CubeError(
+            f"{source}: no CRS found (no 'spatial_ref' grid mapping); write one with "
+            "ds.rio.write_crs(...), or use lat/lon dims for EPSG:4326"
+        )
+
+
+def _validate_time(cube: xr.Dataset, source: str) -> None:
+    if "time" not in cube.coords:
+        raise CubeError(f"{source}: no 'time' coordinate")
+    if not np.issubdtype(cube["time"].dtype, np.datetime64):
+        raise CubeError(
+            f"{source}: time is of type {cube['time'].dtype}, expected datetimes "
+            "(a standard calendar)"
+        )
+    times = pd.DatetimeIndex(cube["time"].values)
+    if len(times) == 0:
+        raise CubeError(f"{source}: the time axis is empty")
+    if not times.is_monotonic_increasing or times.has_duplicates:
+        raise CubeError(f"{source}: time is not sorted or has duplicates; sort it (ds.sortby)")
+    off = times[(times.day != 1) | (times.hour != 0) | (times.minute != 0)]
+    if len(off):
+        raise CubeError(
+            f"{source}: time steps must be monthly, stamped on the first of the month; "
+            f"found {off[0]:%Y-%m-%d %H:%M}; resample to 'MS'"
+        )
+    expected = pd.date_range(times[0], periods=len(times), freq="MS")
+    if not times.equals(expected):
+        first_gap = next(t for t, e in zip(times, expected, strict=True) if t != e)
+        raise CubeError(
+            f"{source}: time is not a gapless monthly series (jump at {first_gap:%Y-%m}); "
+            "fill missing months with NaN and let the gap filler handle them"
+        )

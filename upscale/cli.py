@@ -50,6 +50,18 @@ def _table(frame: pd.DataFrame, title: str, digits: int = 2) -> Table:
     return table
 
 
+def _budget_summary(budget: pd.DataFrame) -> Table:
+    """Mean over years of the headline columns of a budget table."""
+    columns = ["area_km2", "GPP_mean", "RE_mean", "NEE_mean", "sink_total"]
+    mean = budget.groupby("name", sort=False)[columns].mean().reset_index()
+    years = f"{budget['year'].min()}-{budget['year'].max()}"
+    return _table(
+        mean.rename(columns={"area_km2": "wetland km2", "sink_total": "sink Gg C/yr"}),
+        f"region budgets, mean of {years} (means in gC m-2 yr-1)",
+        digits=1,
+    )
+
+
 def _written(paths: dict[str, Path] | list[Path]) -> None:
     items = paths.items() if isinstance(paths, dict) else ((p.name, p) for p in paths)
     table = Table(title="written", title_justify="left", show_header=False)
@@ -79,13 +91,7 @@ def demo(
     )
     truth = pd.DataFrame([{"flux": k, "r2_vs_truth": v} for k, v in report.truth_r2.items()])
     out_console.print(_table(truth, "maps against the demo truth (wetland pixel-months)"))
-    annual = report.budget.groupby("name").mean(numeric_only=True).drop(columns="year")
-    out_console.print(
-        _table(
-            annual.reset_index(),
-            "region budgets, mean over years (area km2, means gC m-2 yr-1, totals Gg C yr-1)",
-        )
-    )
+    out_console.print(_budget_summary(report.budget))
     _written(report.outputs)
 
 
@@ -158,6 +164,6 @@ def query(
 ) -> None:
     """Carbon budget per region and year: area, mean fluxes and totals."""
     table = api.query(maps, regions, out=out, overwrite=overwrite)
-    out_console.print(_table(table, "budget (area km2, means gC m-2 yr-1, totals Gg C yr-1)"))
+    out_console.print(_budget_summary(table))
     if out is not None:
         _written({"budget": out})

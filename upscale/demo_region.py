@@ -10,6 +10,9 @@ process-based truth with memory, so the demo can show that models recover it:
   (memory of about 2 months).
 * RE is Lloyd-Taylor on air temperature, fed by an exponentially weighted mean of the last
   12 months of GPP (memory of about 4 months): RE remembers longer than GPP.
+* A smooth field that no satellite sees (standing for porewater salinity and nutrients)
+  scales eps and the base respiration by up to +-8 %, so towers differ in ways the drivers do
+  not explain, as real towers do.
 * NEE = RE - GPP. The towers measure NEE with noise; RE is estimated with noise and tower GPP
   is ``RE - NEE``, as in night-time partitioning. Records have random gaps, low-QC months
   and different lengths.
@@ -127,6 +130,11 @@ class DemoRegion:
     regions: gpd.GeoDataFrame
 
 
+def _unit_grid(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions scaled to [0, 1] along each axis, for the smooth fields."""
+    return np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
+
+
 def _smooth_field(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, waves: int = 6):
     """Return a smooth random field in [-1, 1] from a few low-frequency waves."""
     field = np.zeros_like(yy)
@@ -167,7 +175,7 @@ def _wetland_classes(spec: DemoSpec, rng: np.random.Generator, y, x):
     land = shapely.Polygon([*COASTLINE, (east + 1, north), (east + 1, 27.0), (west - 1, 27.0)])
     on_land = shapely.contains_xy(land, lon, lat)
     inland_km = np.where(on_land, distance, -distance)
-    yy, xx = np.meshgrid(np.linspace(0, 1, spec.ny), np.linspace(0, 1, spec.nx), indexing="ij")
+    yy, xx = _unit_grid(spec.ny, spec.nx)
     ragged = 3.0 * _smooth_field(rng, yy, xx)
     patchy = _smooth_field(rng, yy, xx, waves=10)
     wetland = np.zeros(lat.shape, dtype="uint8")
@@ -184,7 +192,7 @@ def _wetland_classes(spec: DemoSpec, rng: np.random.Generator, y, x):
 def _drivers(spec: DemoSpec, rng, wetland, inland_km, n_months: int) -> dict[str, np.ndarray]:
     """Monthly drivers (time incl. spin-up, y, x) with seasons, anomalies and gradients."""
     ny, nx = wetland.shape
-    yy, xx = np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
+    yy, xx = _unit_grid(ny, nx)
     month = (np.arange(n_months) % 12)[:, None, None]
     season_t = np.cos(2 * np.pi * (month - 6.5) / 12)  # warmest in July
     season_sw = np.cos(2 * np.pi * (month - 4.5) / 12)  # sunniest in May
@@ -243,11 +251,20 @@ def _drivers(spec: DemoSpec, rng, wetland, inland_km, n_months: int) -> dict[str
     }
 
 
-def truth_fluxes(drivers: dict[str, np.ndarray], wetland: np.ndarray) -> dict[str, np.ndarray]:
+def truth_fluxes(
+    drivers: dict[str, np.ndarray], wetland: np.ndarray, unobserved: np.ndarray
+) -> dict[str, np.ndarray]:
     """Process-based GPP, RE and NEE (gC m-2 d-1) from drivers ``(time, y, x)``.
 
-    The first 12 months are spin-up (NaN where memory is incomplete) and are cut by the
-    caller. Pixels that are not wetland get NaN.
+    Parameters
+    ----------
+    drivers
+        Canonical drivers, the first 12 months being spin-up (NaN where memory is
+        incomplete; the caller cuts them).
+    wetland
+        Ecosystem codes ``(y, x)``; pixels that are not wetland get NaN.
+    unobserved
+        Site quality in [-1, 1] ``(y, x)`` that scales eps and base respiration by 8 %.
     """
     par = 0.0864 * 0.48 * drivers["SW_IN"]  # MJ m-2 d-1 of PAR
     f_temperature = np.exp(-(((drivers["TA"] - 28.0) / 12.0) ** 2))
@@ -259,9 +276,11 @@ def truth_fluxes(drivers: dict[str, np.ndarray], wetland: np.ndarray) -> dict[st
     re = np.full(drivers["TA"].shape, np.nan)
     for name, params in _TRUTH.items():
         is_eco = wetland == ECOSYSTEM_CODES[name]
-        gpp_eco = params["eps"] * drivers["FAPAR"] * par * f_temperature * f_vpd * f_water
+        quality = 1 + 0.08 * unobserved
+        eps = params["eps"] * quality
+        gpp_eco = eps * drivers["FAPAR"] * par * f_temperature * f_vpd * f_water
         remembered = _weighted_memory(gpp_eco, _CARBON_MEMORY, 12)
-        re_eco = (params["r0"] + params["k"] * remembered) * lloyd_taylor
+        re_eco = (params["r0"] * quality + params["k"] * remembered) * lloyd_taylor
         gpp[:, is_eco] = gpp_eco[:, is_eco]
         re[:, is_eco] = re_eco[:, is_eco]
     return {"GPP": gpp, "RE": re, "NEE": re - gpp}
@@ -343,7 +362,8 @@ def make_demo_region(spec: DemoSpec | None = None) -> DemoRegion:
     wetland, fraction, inland_km = _wetland_classes(spec, rng, y, x)
     n_months = 12 * spec.years
     drivers = _drivers(spec, rng, wetland, inland_km, n_months + _SPIN_UP)
-    fluxes = truth_fluxes(drivers, wetland)
+    yy, xx = _unit_grid(spec.ny, spec.nx)
+    fluxes = truth_fluxes(drivers, wetland, _smooth_field(rng, yy, xx, waves=8))
     drivers = {k: v[_SPIN_UP:].astype("float32") for k, v in drivers.items()}
     fluxes = {k: v[_SPIN_UP:].astype("float32") for k, v in fluxes.items()}
     times = pd.date_range(spec.start, periods=n_months, freq="MS")

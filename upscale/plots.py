@@ -1,4 +1,4 @@
-"""Pictures: annual flux maps with region outlines, and cross-validation scatter plots."""
+"""Pictures: annual flux maps with regions and towers, and cross-validation scatter plots."""
 
 from __future__ import annotations
 
@@ -10,15 +10,22 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from pyproj import Transformer  # noqa: E402
 
 from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES  # noqa: E402
 
 
 def annual_maps_png(
-    totals: xr.Dataset, path: str | Path, *, regions: gpd.GeoDataFrame | None = None
+    totals: xr.Dataset,
+    path: str | Path,
+    *,
+    regions: gpd.GeoDataFrame | None = None,
+    sites: pd.DataFrame | None = None,
 ) -> Path:
-    """Plot the mean annual GPP, RE and NEE side by side, NEE on a diverging scale.
+    """Plot the mean annual GPP, RE and carbon sink (-NEE) side by side.
 
     Parameters
     ----------
@@ -28,28 +35,37 @@ def annual_maps_png(
         PNG to write.
     regions
         Optional outlines to draw, any CRS.
+    sites
+        Optional towers (``lat``, ``lon``, ``ecosystem``) to mark.
     """
-    names = [n for n in FLUXES if n in totals]
-    mean = totals[names].mean("year").compute()
+    mean = totals[[n for n in FLUXES if n in totals]].mean("year").compute()
+    panels = {name: (mean[name], FLUXES[name].long_name) for name in ("GPP", "RE") if name in mean}
+    if "NEE" in mean:
+        panels["-NEE"] = (-mean["NEE"], "carbon sink (-NEE)")
     years = totals["year"].values
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), layout="constrained")
-    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
-        if name == "NEE":
-            limit = float(np.nanmax(np.abs(mean[name]))) or 1.0
-            style = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.6), layout="constrained", squeeze=False
+    )
+    geographic = totals.rio.crs.is_geographic
+    for ax, (label, (field, title)) in zip(axes[0], panels.items(), strict=True):
+        low, high = float(field.min()), float(field.max())
+        if low < 0 < high:  # sources and sinks: a diverging scale centred on zero
+            style = {"cmap": "RdBu", "norm": TwoSlopeNorm(0.0, low, high)}
         else:
-            style = {"cmap": "YlGn" if name == "GPP" else "YlOrBr"}
-        mean[name].plot.imshow(
-            ax=ax, cbar_kwargs={"label": f"{name} ({ANNUAL_FLUX_UNITS})"}, **style
-        )
+            style = {"cmap": {"GPP": "YlGn", "RE": "YlOrBr"}.get(label, "Blues")}
+        field.plot.imshow(ax=ax, cbar_kwargs={"label": f"{label} ({ANNUAL_FLUX_UNITS})"}, **style)
         if regions is not None:
             regions.to_crs(totals.rio.crs).boundary.plot(ax=ax, color="k", linewidth=0.8)
-        ax.set_title(f"{FLUXES[name].long_name}\nmean of {years[0]}-{years[-1]}")
-        ax.set_xlabel("x" if not totals.rio.crs.is_geographic else "longitude")
-        ax.set_ylabel("y" if not totals.rio.crs.is_geographic else "latitude")
+        if sites is not None:
+            xs, ys = Transformer.from_crs(4326, totals.rio.crs, always_xy=True).transform(
+                sites["lon"].to_numpy(), sites["lat"].to_numpy()
+            )
+            ax.scatter(xs, ys, marker="^", s=22, c="k", label="towers")
+            ax.legend(loc="lower left", fontsize=8)
+        ax.set_title(f"{title}\nmean of {years[0]}-{years[-1]}")
+        ax.set_xlabel("longitude" if geographic else "x")
+        ax.set_ylabel("latitude" if geographic else "y")
         ax.set_aspect("equal")
-    if "NEE" in names:
-        fig.suptitle("NEE > 0 is a carbon source; the sink is -NEE", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

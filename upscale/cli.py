@@ -63,11 +63,11 @@ def _budget_summary(budget: pd.DataFrame) -> Table:
 
 
 def _written(paths: dict[str, Path] | list[Path]) -> None:
+    """Print what was written where, one line each, paths never truncated."""
     items = paths.items() if isinstance(paths, dict) else ((p.name, p) for p in paths)
-    table = Table(title="written", title_justify="left", show_header=False)
+    out_console.print("[bold]written[/bold]")
     for what, path in items:
-        table.add_row(what, str(path))
-    out_console.print(table)
+        out_console.print(f"  {what:<10} {path}", highlight=False, overflow="ignore", crop=False)
 
 
 Memory = Annotated[int, typer.Option(help="Memory length L: months of drivers each window sees.")]

@@ -1,0 +1,108 @@
+"""The README's first command, end to end, checked as a user would check its outputs."""
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import shapely
+from rio_cogeo.cogeo import cog_validate
+from typer.testing import CliRunner
+
+from upscale.annual import annual_totals
+from upscale.cube import open_cube, open_store
+from upscale.metrics import skill
+from upscale.regions import pixel_areas
+from upscale.schema import WETLAND
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "upscale-demo"
+    from upscale.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_summary_names_every_output(demo_run):
+    out, printed = demo_run
+    printed = " ".join(printed.split())
+    for what in ("cross-validated skill", "maps against the demo truth", "region budgets"):
+        assert what in printed
+    for name in ("maps.zarr", "budget.csv", "annual_maps.png", "cross_validation.png"):
+        assert (out / name).exists()
+        assert str(out / name) in printed
+
+
+def test_maps_carry_the_cube_grid_and_crs(demo_run):
+    out, _ = demo_run
+    maps, cube = open_store(out / "maps.zarr"), open_cube(out / "inputs" / "cube.zarr")
+    assert maps.rio.crs == cube.rio.crs
+    assert maps.rio.transform() == cube.rio.transform()
+    assert json.loads(maps.attrs["models"]).keys() == {"mangrove", "saltmarsh"}
+
+
+def test_cross_validated_skill(demo_run):
+    out, _ = demo_run
+    for ecosystem in ("mangrove", "saltmarsh"):
+        card = json.loads((out / "models" / f"demo-{ecosystem}" / "card.json").read_text())
+        assert card["cv_scheme"].startswith("4-fold by site")
+        assert card["cv_metrics"]["GPP"]["r2"] >= 0.8
+        assert card["cv_metrics"]["RE"]["r2"] >= 0.8
+        assert card["cv_metrics"]["NEE"]["r2"] >= 0.5
+
+
+def test_maps_recover_the_truth(demo_run):
+    out, _ = demo_run
+    maps, truth = open_store(out / "maps.zarr"), open_store(out / "inputs" / "truth.zarr")
+    valid = maps.sel(time=slice(maps.attrs["valid_from"], None))
+    wetland = (valid[WETLAND] > 0).values
+    for name, threshold in (("GPP", 0.8), ("RE", 0.8), ("NEE", 0.6)):
+        mapped = valid[name].values[:, wetland]
+        true = truth[name].sel(time=valid["time"]).values[:, wetland]
+        assert np.isfinite(mapped).all()
+        assert skill(true, mapped)["r2"] >= threshold
+
+
+def test_cogs_validate(demo_run):
+    out, _ = demo_run
+    paths = sorted((out / "cogs").glob("*.tif"))
+    assert [p.name for p in paths] == ["GPP_annual.tif", "NEE_annual.tif", "RE_annual.tif"]
+    for path in paths:
+        valid, errors, _ = cog_validate(str(path))
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert src.count == 11  # 2011-2021; 2010 lacks its first five months
+            assert src.crs.to_epsg() == 4326
+
+
+def test_budget_equals_the_map_integrated_over_geodesic_areas(demo_run):
+    out, _ = demo_run
+    table = pd.read_csv(out / "budget.csv")
+    maps = open_store(out / "maps.zarr")
+    regions = gpd.read_file(out / "inputs" / "regions.geojson")
+    totals = annual_totals(maps)
+    areas = pixel_areas(maps).values * maps["wetland_fraction"].values
+    xx, yy = np.meshgrid(maps["x"].values, maps["y"].values)
+    for region in regions.itertuples():
+        inside = shapely.contains_xy(region.geometry, xx, yy) & (maps[WETLAND].values > 0)
+        rows = table[table["name"] == region.name].set_index("year")
+        assert rows["area_km2"].iloc[0] == pytest.approx((areas * inside).sum() / 1e6, rel=1e-6)
+        for year in totals["year"].values:
+            sink = -np.nansum(totals["NEE"].sel(year=year).values * areas * inside) / 1e9
+            assert rows.loc[year, "sink_total"] == pytest.approx(sink, rel=1e-4)
+
+
+def test_a_second_run_needs_overwrite(demo_run):
+    from upscale.cli import app
+
+    out, _ = demo_run
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "pass --overwrite" in result.output

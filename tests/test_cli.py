@@ -123,3 +123,93 @@ def test_missing_model_folder(demo_inputs, tmp_path):
         ],
     )
     one_clear_error(result, "nothing: no card.json")
+
+
+def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
+    """train (Transformer) -> predict -> export -> query, each through the CLI."""
+    models = tmp_path / "models"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--out",
+            str(models),
+            "--name",
+            "t",
+            "--architecture",
+            "transformer",
+            "--memory",
+            "4",
+            "--epochs",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "cross-validated skill" in result.output
+    card = (models / "t-mangrove" / "card.json").read_text()
+    assert '"architecture": "transformer"' in card and '"memory": 4' in card
+
+    maps = tmp_path / "maps.zarr"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--cube",
+            str(demo_inputs.cube),
+            "--mask",
+            str(demo_inputs.mask),
+            "--model",
+            str(models / "t-mangrove"),
+            "--model",
+            str(models / "t-saltmarsh"),
+            "--out",
+            str(maps),
+            "--tile",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert str(maps) in " ".join(result.output.split())
+
+    result = runner.invoke(
+        app, ["export", "--maps", str(maps), "--out", str(tmp_path / "cogs"), "--monthly"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "cogs").glob("*.tif"))) == 6
+
+    result = runner.invoke(
+        app,
+        [
+            "query",
+            "--maps",
+            str(maps),
+            "--regions",
+            str(demo_inputs.regions),
+            "--out",
+            str(tmp_path / "b.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Lostmans River" in result.output
+    assert (tmp_path / "b.json").read_text().startswith("[")
+
+
+def test_unknown_architecture_is_refused_by_the_parser(demo_inputs):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--architecture",
+            "gru",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "gru" in result.output

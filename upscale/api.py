@@ -19,7 +19,7 @@ import torch
 import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
-from upscale.artifact import load_model, save_model
+from upscale.artifact import read_card, save_model
 from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
@@ -156,14 +156,15 @@ def predict(
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     by_ecosystem: dict[str, Path] = {}
+    features: list[str] = []
     for folder in models:
-        eco = load_model(folder).card.ecosystem
-        if eco in by_ecosystem:
-            raise ModelArtifactError(f"two models for {eco}: {by_ecosystem[eco]} and {folder}")
-        by_ecosystem[eco] = Path(folder)
-    features = list(
-        dict.fromkeys(f for m in by_ecosystem.values() for f in load_model(m).card.features)
-    )
+        card = read_card(folder)
+        if card.ecosystem in by_ecosystem:
+            raise ModelArtifactError(
+                f"two models for {card.ecosystem}: {by_ecosystem[card.ecosystem]} and {folder}"
+            )
+        by_ecosystem[card.ecosystem] = Path(folder)
+        features += [f for f in card.features if f not in features]
     drivers = open_cube(cube, features, tile=tile)
     wetland = open_mask(mask, drivers)
     maps = flux_maps(

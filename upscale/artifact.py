@@ -165,6 +165,30 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
     return folder
 
 
+def _require(folder: Path, name: str) -> Path:
+    if not (folder / name).is_file():
+        raise ModelArtifactError(
+            f"{folder}: no {name}; a model folder holds {CARD} and {WEIGHTS} "
+            "(written by `upscale train`)"
+        )
+    return folder / name
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """Read and validate a model's card without loading its weights.
+
+    Raises
+    ------
+    ModelArtifactError
+        When the folder has no card or the card is invalid.
+    """
+    path = _require(Path(folder), CARD)
+    try:
+        return ModelCard.model_validate_json(path.read_text())
+    except ValidationError as err:
+        raise ModelArtifactError(f"{path}: not a valid model card: {err}") from None
+
+
 def load_model(folder: str | Path) -> Model:
     """Rebuild a model from its folder without unpickling anything.
 
@@ -174,16 +198,8 @@ def load_model(folder: str | Path) -> Model:
         When a file is missing, the card is invalid, or the weights do not fit the card.
     """
     folder = Path(folder)
-    for name in (CARD, WEIGHTS):
-        if not (folder / name).is_file():
-            raise ModelArtifactError(
-                f"{folder}: no {name}; a model folder holds {CARD} and {WEIGHTS} "
-                "(written by `upscale train`)"
-            )
-    try:
-        card = ModelCard.model_validate_json((folder / CARD).read_text())
-    except ValidationError as err:
-        raise ModelArtifactError(f"{folder / CARD}: not a valid model card: {err}") from None
+    card = read_card(folder)
+    _require(folder, WEIGHTS)
     net = build_net(
         card.architecture,
         n_features=len(card.features),

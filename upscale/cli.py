@@ -13,7 +13,9 @@ from rich.table import Table
 
 from upscale import api
 from upscale.errors import UpscaleError
+from upscale.nets import ArchitectureName
 from upscale.progress import console
+from upscale.sites import Partitioning as PartitioningName
 from upscale.training import TrainConfig
 
 app = typer.Typer(
@@ -71,7 +73,10 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
 
 
 Memory = Annotated[int, typer.Option(help="Memory length L: months of drivers each window sees.")]
-Architecture = Annotated[str, typer.Option(help="Network: lstm or transformer.")]
+Architecture = Annotated[ArchitectureName, typer.Option(help="Network architecture.")]
+Partitioning = Annotated[
+    PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace existing outputs.")]
 
 
@@ -106,7 +111,7 @@ def train(
     memory: Memory = 6,
     epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
-    partitioning: Annotated[str, typer.Option(help="NT or DT partitioned GPP and RE.")] = "NT",
+    partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
     """Cross-validate and train one model per ecosystem on the towers."""

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from upscale.artifact import Model, load_model, software_versions, utc_now
+from upscale.artifact import WEIGHTS, Model, load_model, software_versions, utc_now
 from upscale.errors import CubeError, ModelArtifactError
 from upscale.schema import ECOSYSTEM_CODES, ECOSYSTEMS, FLUXES, WETLAND, WETLAND_FRACTION
 
@@ -30,9 +30,18 @@ def default_device() -> torch.device:
 
 
 @lru_cache(maxsize=16)
-def _resident_model(folder: str, device: str) -> Model:
-    """Load a model once per process (per dask worker) and keep it on its device."""
+def _cached_model(folder: str, device: str, weights_stamp: tuple[int, int]) -> Model:
     return load_model(folder).to(device)
+
+
+def _resident_model(folder: str, device: str) -> Model:
+    """Load a model once per process (per dask worker) and keep it on its device.
+
+    The cache key includes the weights' modification time and size, so a model retrained
+    into the same folder is loaded again.
+    """
+    stat = (Path(folder) / WEIGHTS).stat()
+    return _cached_model(folder, device, (stat.st_mtime_ns, stat.st_size))
 
 
 def _predict_tile(

@@ -7,7 +7,7 @@ same sample, so a random split of months leaks and inflates skill.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from upscale.artifact import Model, ModelCard, as_float_list, software_versions, utc_now
 from upscale.metrics import skill
-from upscale.nets import build_net
+from upscale.nets import ArchitectureName, build_net
 from upscale.samples import SiteSeries
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
@@ -30,7 +30,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    architecture: Literal["lstm", "transformer"] = "lstm"
+    architecture: ArchitectureName = "lstm"
     memory: int = Field(6, ge=1, le=36, description="window length L in months")
     features: tuple[str, ...] = DEFAULT_FEATURES
     targets: tuple[str, ...] = TARGETS

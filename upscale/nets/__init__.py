@@ -12,12 +12,15 @@ upscale.artifact : saving and loading trained nets with their cards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from upscale.nets.lstm import LSTMRegressor
 from upscale.nets.transformer import TransformerRegressor
+
+ArchitectureName = Literal["lstm", "transformer"]
+"""Names of the registered architectures."""
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "lstm": LSTMRegressor,
@@ -56,4 +59,4 @@ def build_net(
     return constructor(n_features=n_features, n_targets=n_targets, memory=memory, **hparams)
 
 
-__all__ = ["NETS", "LSTMRegressor", "TransformerRegressor", "build_net"]
+__all__ = ["NETS", "ArchitectureName", "LSTMRegressor", "TransformerRegressor", "build_net"]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from upscale.nets import NETS, build_net
+from upscale.nets import NETS, build_net, resolve_hyperparameters
 
 
 @pytest.mark.parametrize("architecture", sorted(NETS))
@@ -32,3 +32,9 @@ def test_transformer_rejects_other_window_lengths():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture 'gru'; choose one of lstm"):
         build_net("gru", n_features=4, n_targets=3, memory=6)
+
+
+def test_hyperparameters_resolve_to_the_full_set():
+    assert resolve_hyperparameters("lstm", hidden=32) == {"hidden": 32, "layers": 2, "dropout": 0.0}
+    with pytest.raises(ValueError, match="unknown hyper-parameter\\(s\\) width for lstm"):
+        resolve_hyperparameters("lstm", width=3)

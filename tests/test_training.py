@@ -53,7 +53,7 @@ def test_site_folds_partition_the_sites():
     assert folds == split_sites(list(reversed(sites)), 4, seed=3)
 
 
-def test_fit_is_deterministic_and_holds_out_towers(series):
+def test_fit_is_deterministic_and_holds_out_towers(series, small_region):
     mangroves = series.of_ecosystem("mangrove")
     a = fit(mangroves, QUICK, name="a", ecosystem="mangrove")
     b = fit(mangroves, QUICK, name="b", ecosystem="mangrove")
@@ -62,6 +62,13 @@ def test_fit_is_deterministic_and_holds_out_towers(series):
     assert set(a.card.validation_sites).isdisjoint(a.card.training_sites)
     assert sorted(a.card.validation_sites + a.card.training_sites) == mangroves.site_ids
     assert a.card.features == list(DEFAULT_FEATURES)
+    assert a.card.hyperparameters == {"hidden": 16, "layers": 1, "dropout": 0.0}
+    first = min(
+        record["GPP"].first_valid_index()
+        for site, record in small_region.tower_records.items()
+        if site in a.card.training_sites
+    )
+    assert a.card.training_period[0] == f"{first:%Y-%m}"
     assert a.card.targets == list(TARGETS)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from upscale.artifact import Model, ModelCard, as_float_list, software_versions, utc_now
 from upscale.metrics import skill
-from upscale.nets import ArchitectureName, build_net
+from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
 from upscale.samples import SiteSeries
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
@@ -114,11 +114,11 @@ def fit(
         memory=config.memory,
         **config.hyperparameters,
     )
-    times = series.times
+    measured = series.times[np.isfinite(train.fluxes).any(axis=(0, 2))]
     card = ModelCard(
         name=name,
         architecture=config.architecture,
-        hyperparameters=config.hyperparameters,
+        hyperparameters=resolve_hyperparameters(config.architecture, **config.hyperparameters),
         memory=config.memory,
         features=list(series.features),
         feature_mean=as_float_list(x_mean),
@@ -129,7 +129,7 @@ def fit(
         ecosystem=ecosystem,
         training_sites=training_sites,
         validation_sites=validation_sites,
-        training_period=(f"{times[0]:%Y-%m}", f"{times[-1]:%Y-%m}"),
+        training_period=(f"{measured[0]:%Y-%m}", f"{measured[-1]:%Y-%m}"),
         cv_scheme="",
         cv_metrics={},
         train_config=config.model_dump(mode="json"),

@@ -11,6 +11,7 @@ upscale.artifact : saving and loading trained nets with their cards.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -27,6 +28,37 @@ NETS: dict[str, Callable[..., nn.Module]] = {
     "transformer": TransformerRegressor,
 }
 """Architecture name -> constructor taking ``n_features, n_targets, memory, **hparams``."""
+
+
+def resolve_hyperparameters(architecture: str, **hparams: Any) -> dict[str, Any]:
+    """Complete hyper-parameters with the architecture's defaults.
+
+    Cards store the resolved set, so a model rebuilds the same net even if a default
+    changes in a later version.
+
+    Raises
+    ------
+    ValueError
+        For an unknown architecture or hyper-parameter name.
+    """
+    try:
+        constructor = NETS[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {', '.join(NETS)}"
+        ) from None
+    options = {
+        name: parameter.default
+        for name, parameter in inspect.signature(constructor).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(hparams) - set(options))
+    if unknown:
+        raise ValueError(
+            f"unknown hyper-parameter(s) {', '.join(unknown)} for {architecture}; "
+            f"it takes {', '.join(options)}"
+        )
+    return options | hparams
 
 
 def build_net(
@@ -50,13 +82,15 @@ def build_net(
     ValueError
         For an unknown architecture name.
     """
-    try:
-        constructor = NETS[architecture]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; choose one of {', '.join(NETS)}"
-        ) from None
-    return constructor(n_features=n_features, n_targets=n_targets, memory=memory, **hparams)
+    hparams = resolve_hyperparameters(architecture, **hparams)
+    return NETS[architecture](n_features=n_features, n_targets=n_targets, memory=memory, **hparams)
 
 
-__all__ = ["NETS", "ArchitectureName", "LSTMRegressor", "TransformerRegressor", "build_net"]
+__all__ = [
+    "NETS",
+    "ArchitectureName",
+    "resolve_hyperparameters",
+    "LSTMRegressor",
+    "TransformerRegressor",
+    "build_net",
+]

@@ -213,3 +213,11 @@ def test_unknown_architecture_is_refused_by_the_parser(demo_inputs):
     )
     assert result.exit_code == 2
     assert "gru" in result.output
+
+
+def test_version():
+    from upscale import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"upscale {__version__}"

@@ -3,9 +3,11 @@
 The functions below are the Python face of the command line (``upscale --help``).
 """
 
-from upscale.api import demo, export, predict, query, train
-from upscale.training import TrainConfig
+from importlib.metadata import version
 
-__version__ = "0.1.0"
+__version__ = version("upscale")
+
+from upscale.api import demo, export, predict, query, train  # noqa: E402
+from upscale.training import TrainConfig  # noqa: E402
 
 __all__ = ["TrainConfig", "__version__", "demo", "export", "predict", "query", "train"]

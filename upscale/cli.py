@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from upscale import api
+from upscale import __version__, api
 from upscale.errors import UpscaleError
 from upscale.nets import ArchitectureName
 from upscale.progress import console
@@ -19,12 +20,26 @@ from upscale.sites import Partitioning as PartitioningName
 from upscale.training import TrainConfig
 
 app = typer.Typer(
-    help="Upscale coastal-wetland tower fluxes (GPP, RE, NEE) to regional carbon-sink maps.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out_console = console.__class__()  # stdout: results and summaries
+out_console = Console()  # stdout: results and summaries; progress goes to stderr
+
+
+def _version(show: bool) -> None:
+    if show:
+        out_console.print(f"upscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Upscale coastal-wetland tower fluxes (GPP, RE, NEE) to regional carbon-sink maps."""
 
 
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:

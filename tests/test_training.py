@@ -87,6 +87,9 @@ def test_cross_validation_predicts_every_tower_out_of_fold(series):
     saltmarsh = series.of_ecosystem("saltmarsh")
     metrics, predictions = cross_validate(saltmarsh, QUICK, ecosystem="saltmarsh")
     assert set(metrics) == set(TARGETS)
-    assert metrics["GPP"]["n"] == int(np.isfinite(saltmarsh.fluxes[:, QUICK.memory - 1 :, 0]).sum())
+    assert set(metrics["GPP"]) == {"all", "across_sites", "seasonal", "anomalies"}
+    assert metrics["GPP"]["all"]["n"] == int(
+        np.isfinite(saltmarsh.fluxes[:, QUICK.memory - 1 :, 0]).sum()
+    )
     assert np.isnan(predictions[:, : QUICK.memory - 1]).all()
     assert np.isfinite(predictions[:, QUICK.memory - 1 :]).all()

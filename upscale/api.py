@@ -25,7 +25,7 @@ from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
 from upscale.errors import ModelArtifactError, OutputExistsError, SiteDataError
 from upscale.geotiff import Period, export_cogs
-from upscale.metrics import skill
+from upscale.metrics import COMPONENTS, skill
 from upscale.plots import annual_maps_png, cv_scatter_png
 from upscale.progress import console, dask_progress
 from upscale.regions import budget, read_regions
@@ -43,11 +43,32 @@ def _status(message: str) -> None:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Models written by :func:`train`, with their held-out predictions."""
+    """Models written by :func:`train`, with their held-out predictions.
+
+    Attributes
+    ----------
+    models
+        Ecosystem -> model folder.
+    metrics
+        Ecosystem -> target -> component -> cross-validated scores (as in the cards).
+    held_out
+        Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``.
+    """
 
     models: dict[str, Path]
-    metrics: dict[str, dict[str, dict[str, float]]]
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
     held_out: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def skill_table(self) -> pd.DataFrame:
+        """One row per ecosystem and flux: scores over all months, R² of each component."""
+        return pd.DataFrame(
+            [
+                {"ecosystem": eco, "flux": flux, **parts["all"]}
+                | {f"{part}_r2": parts[part]["r2"] for part in COMPONENTS[1:]}
+                for eco, by_flux in self.metrics.items()
+                for flux, parts in by_flux.items()
+            ]
+        )
 
 
 def train(
@@ -309,7 +330,7 @@ def demo(
             panels[f"{target} {eco}"] = (
                 observed[..., k],
                 predicted[..., k],
-                trained.metrics[eco][target],
+                trained.metrics[eco][target]["all"],
             )
     outputs = {
         "inputs": out / "inputs",
@@ -318,24 +339,20 @@ def demo(
         "cogs": out / "cogs",
         "budget": out / "budget.csv",
         "maps_png": annual_maps_png(
-            annual_totals(maps), out / "annual_maps.png", regions=read_regions(inputs.regions)
+            annual_totals(maps),
+            out / "annual_maps.png",
+            regions=read_regions(inputs.regions),
+            sites=region.sites,
         ),
         "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
     }
     status(f"{len(cogs)} COGs written")
     site_table = read_sites(inputs.sites).fluxes.groupby("site_id")["GPP"].count()
     sites = region.sites.assign(months=site_table)
-    cv = pd.DataFrame(
-        [
-            {"ecosystem": eco, "flux": target, **score}
-            for eco, scores in trained.metrics.items()
-            for target, score in scores.items()
-        ]
-    )
     return DemoReport(
         outputs=outputs,
         sites=sites,
-        cv_metrics=cv,
+        cv_metrics=trained.skill_table(),
         truth_r2=truth_skill(maps, open_store(inputs.truth)),
         budget=table,
     )

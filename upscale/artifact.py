@@ -48,7 +48,7 @@ class ModelCard(BaseModel):
     validation_sites: list[str]
     training_period: tuple[str, str]
     cv_scheme: str
-    cv_metrics: dict[str, dict[str, float]]
+    cv_metrics: dict[str, dict[str, dict[str, float]]]
     train_config: dict[str, Any]
     data: dict[str, str]
     versions: dict[str, str]

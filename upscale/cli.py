@@ -67,6 +67,15 @@ def _table(frame: pd.DataFrame, title: str, digits: int = 2) -> Table:
     return table
 
 
+def _skill_table(skill: pd.DataFrame) -> Table:
+    """Cross-validated scores, compact enough for an 80-column terminal."""
+    columns = ["ecosystem", "flux", "r2", "nse", "rmse", "bias", "seasonal_r2", "anomalies_r2"]
+    return _table(
+        skill[columns].rename(columns={"seasonal_r2": "season r2", "anomalies_r2": "anom. r2"}),
+        "cross-validated skill on held-out towers (rmse, bias in gC m-2 d-1)",
+    )
+
+
 def _budget_summary(budget: pd.DataFrame) -> Table:
     """Mean over years of the headline columns of a budget table."""
     columns = ["area_km2", "GPP_mean", "RE_mean", "NEE_mean", "sink_total"]
@@ -106,9 +115,7 @@ def demo(
     """Run the whole chain on the embedded demo region (south-west Florida coast)."""
     report = api.demo(out, overwrite=overwrite)
     out_console.print(_table(report.sites.reset_index(), "towers (months of valid GPP)", 4))
-    out_console.print(
-        _table(report.cv_metrics, "cross-validated skill on held-out towers (gC m-2 d-1)")
-    )
+    out_console.print(_skill_table(report.cv_metrics))
     truth = pd.DataFrame([{"flux": k, "r2_vs_truth": v} for k, v in report.truth_r2.items()])
     out_console.print(_table(truth, "maps against the demo truth (wetland pixel-months)"))
     out_console.print(_budget_summary(report.budget))
@@ -134,12 +141,7 @@ def train(
     result = api.train(
         sites, cube, out, config=config, name=name, partitioning=partitioning, overwrite=overwrite
     )
-    rows = [
-        {"ecosystem": eco, "flux": flux, **score}
-        for eco, scores in result.metrics.items()
-        for flux, score in scores.items()
-    ]
-    out_console.print(_table(pd.DataFrame(rows), "cross-validated skill on held-out towers"))
+    out_console.print(_skill_table(result.skill_table()))
     _written({f"model {eco}": path for eco, path in result.models.items()})
 
 

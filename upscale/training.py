@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from upscale.artifact import Model, ModelCard, as_float_list, software_versions, utc_now
-from upscale.metrics import skill
+from upscale.metrics import decomposed_skill
 from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
 from upscale.samples import SiteSeries
 from upscale.schema import DEFAULT_FEATURES, TARGETS
@@ -180,7 +180,7 @@ def cross_validate(
     *,
     ecosystem: str,
     progress: Progress | None = None,
-) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+) -> tuple[dict[str, dict[str, dict[str, float]]], np.ndarray]:
     """K-fold-by-site cross-validation of one ecosystem's towers.
 
     Each fold's towers are predicted by a model that never saw them (neither for training
@@ -189,7 +189,8 @@ def cross_validate(
     Returns
     -------
     metrics
-        Per target: pooled ``r2``, ``rmse``, ``bias`` and ``n`` over held-out tower months.
+        Per target and component (all months, across sites, seasonal cycle, anomalies; see
+        :func:`upscale.metrics.decomposed_skill`): scores over held-out tower months.
     predictions
         ``(S, T, K)`` held-out predictions aligned with ``series.fluxes`` (NaN before the
         first full window).
@@ -205,7 +206,7 @@ def cross_validate(
         drivers = torch.from_numpy(series.drivers[rows])
         predictions[rows, config.memory - 1 :] = model.predict_series(drivers).numpy()
     metrics = {
-        target: skill(series.fluxes[..., k], predictions[..., k])
+        target: decomposed_skill(series.fluxes[..., k], predictions[..., k], series.times)
         for k, target in enumerate(series.targets)
     }
     return metrics, predictions

@@ -4,6 +4,7 @@ import pytest
 import xarray as xr
 
 from upscale.annual import annual_totals
+from upscale.errors import MapsError
 
 
 def constant_maps(start="2011-06", months=31, valid_from=None, value=1.0):
@@ -36,5 +37,5 @@ def test_months_before_first_window_are_excluded():
 
 
 def test_no_complete_year():
-    with pytest.raises(ValueError, match="no complete calendar year"):
+    with pytest.raises(MapsError, match=r"no complete calendar year in .* 2011-03..2011-12"):
         annual_totals(constant_maps(start="2011-03", months=10))

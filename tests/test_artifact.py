@@ -70,9 +70,27 @@ def test_weights_of_another_architecture(tmp_path):
 
 def test_invalid_card(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
-    (folder / CARD).write_text('{"name": "x"}')
-    with pytest.raises(ModelArtifactError, match="not a valid model card"):
+    (folder / CARD).write_text('{"card_format": 1, "name": "x"}')
+    with pytest.raises(ModelArtifactError, match=r"not a valid model card: architecture: Field"):
         load_model(folder)
+
+
+def test_card_of_another_format(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    card = json.loads((folder / CARD).read_text())
+    card["card_format"] = 0
+    (folder / CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="card format 0 is not the format 1.*retrain"):
+        load_model(folder)
+
+
+def test_overwrite_replaces_the_whole_folder(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    (folder / "stale.txt").write_text("from an older model")
+    save_model(untrained_model("saltmarsh"), folder, overwrite=True)
+    assert not (folder / "stale.txt").exists()
+    assert not (tmp_path / "m.partial").exists()
+    assert load_model(folder).card.ecosystem == "saltmarsh"
 
 
 def test_refuses_to_overwrite(tmp_path):

@@ -221,3 +221,77 @@ def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"upscale {__version__}"
+
+
+def test_out_of_range_options_are_refused_by_the_parser(demo_inputs):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--memory",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "memory" in result.output
+
+
+def test_error_text_in_brackets_survives(small_region, demo_inputs, tmp_path):
+    bad = small_region.mask.copy()
+    bad["wetland"] = bad["wetland"].where(bad["wetland"] != 2, 7).astype("uint8")
+    write_store(bad, tmp_path / "bad.zarr")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--cube",
+            str(demo_inputs.cube),
+            "--mask",
+            str(tmp_path / "bad.zarr"),
+            "--model",
+            "m",
+        ],
+    )
+    one_clear_error(result)
+
+
+def test_budget_table_format(demo_inputs, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "query",
+            "--maps",
+            "maps.zarr",
+            "--regions",
+            str(demo_inputs.regions),
+            "--out",
+            str(tmp_path / "b.parquet"),
+        ],
+    )
+    one_clear_error(result, "b.parquet: write the budget as .csv or .json")
+
+
+def test_too_few_towers(demo_inputs, tmp_path):
+    table = demo_inputs.sites / "sites.csv"
+    lines = table.read_text().splitlines()
+    dropped = ("ZZ-Sm3",)
+    table.write_text("\n".join(line for line in lines if not line.startswith(dropped)) + "\n")
+    for path in demo_inputs.sites.glob("FLX_ZZ-Sm3_*.csv"):
+        path.unlink()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--out",
+            str(tmp_path / "models"),
+        ],
+    )
+    one_clear_error(result, "saltmarsh has 2 tower(s); at least 3")

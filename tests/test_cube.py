@@ -3,8 +3,8 @@ import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
 
-from upscale.cube import open_mask, open_store, write_store
-from upscale.errors import MaskError, OutputExistsError
+from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
+from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError
 from upscale.schema import WETLAND, WETLAND_FRACTION
 
 
@@ -43,7 +43,7 @@ def test_mask_from_geotiff_without_fraction(small_region, tmp_path):
 def test_mask_on_another_grid(small_region, tmp_path):
     coarse = small_region.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2))
     write_store(coarse, tmp_path / "coarse.zarr")
-    with pytest.raises(MaskError, match=r"coarse.zarr: mask grid is \(10, 12\).*upscale mask"):
+    with pytest.raises(MaskError, match=r"coarse.zarr: mask grid is \(10, 12\).*reproject_match"):
         open_mask(tmp_path / "coarse.zarr", small_region.cube)
     shifted = small_region.mask.assign_coords(x=small_region.mask["x"] + 0.5)
     write_store(shifted, tmp_path / "shifted.zarr")
@@ -63,3 +63,32 @@ def test_mask_without_wetland_variable(small_region, tmp_path):
     write_store(small_region.cube[["LAI"]], tmp_path / "nomask.zarr")
     with pytest.raises(MaskError, match="no 'wetland' variable"):
         open_mask(tmp_path / "nomask.zarr")
+
+
+@pytest.mark.parametrize("bad", [np.nan, 80.0])
+def test_mask_fraction_must_be_a_fraction(small_region, tmp_path, bad):
+    mask = small_region.mask.copy(deep=True)
+    rows, cols = np.nonzero(mask[WETLAND].values > 0)
+    mask[WETLAND_FRACTION][rows[0], cols[0]] = bad
+    write_store(mask, tmp_path / "mask.zarr")
+    with pytest.raises(MaskError, match="1 wetland pixel\\(s\\) that are NaN or outside 0..1"):
+        open_mask(tmp_path / "mask.zarr")
+
+
+def test_geotiff_nodata_means_no_wetland(small_region, tmp_path):
+    float_mask = small_region.mask[WETLAND].astype("float32").where(small_region.mask[WETLAND] > 0)
+    float_mask.rio.write_nodata(np.nan, encoded=False).rio.to_raster(tmp_path / "nan.tif")
+    mask = open_mask(tmp_path / "nan.tif", small_region.cube)
+    np.testing.assert_array_equal(mask[WETLAND].values, small_region.mask[WETLAND].values)
+
+
+def test_unreadable_cube(tmp_path):
+    (tmp_path / "sites.csv").write_text("site_id,lat\n")
+    with pytest.raises(CubeError, match="sites.csv: not a readable Zarr store, NetCDF file"):
+        open_cube(tmp_path / "sites.csv")
+
+
+def test_open_maps_refuses_other_stores(small_region, tmp_path):
+    write_store(small_region.cube, tmp_path / "cube.zarr")
+    with pytest.raises(MapsError, match="not a maps store written by `upscale predict`"):
+        open_maps(tmp_path / "cube.zarr")

@@ -69,6 +69,7 @@ def test_maps_recover_the_truth(demo_run):
         true = truth[name].sel(time=valid["time"]).values[:, wetland]
         assert np.isfinite(mapped).all()
         assert skill(true, mapped)["r2"] >= threshold
+        assert skill(true, mapped)["nse"] >= threshold
 
 
 def test_cogs_validate(demo_run):

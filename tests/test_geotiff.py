@@ -31,6 +31,7 @@ def test_annual_and_monthly_cogs(maps, tmp_path):
         assert src.descriptions == ("GPP 2011 total", "GPP 2012 total", "GPP 2013 total")
         assert np.isnan(src.nodata)
         assert src.tags()["units"] == "gC m-2 yr-1"
+        assert src.units == ("gC m-2 yr-1",) * 3
         band = src.read(2)
         assert src.transform.c == pytest.approx(float(maps["x"][0]) - src.transform.a / 2)
     expected = (maps["GPP"].sel(time="2012") * maps["time"].sel(time="2012").dt.days_in_month).sum(

@@ -111,3 +111,28 @@ def test_read_regions_errors(tmp_path):
     (tmp_path / "junk.geojson").write_text("not json")
     with pytest.raises(RegionError, match="not a readable vector file"):
         read_regions(tmp_path / "junk.geojson")
+
+
+def test_projected_pixel_areas_are_ellipsoidal():
+    """Web Mercator cells at 25 N: the densified geodesic area, not the nominal 1.5 km x 1.5 km."""
+    from pyproj import Transformer
+
+    to_merc = Transformer.from_crs(4326, 3857, always_xy=True)
+    x0, y0 = to_merc.transform(-81.5, 25.0)
+    x, y = x0 + 1500 * np.arange(6) + 750, y0 + 1500 * np.arange(5)[::-1] + 750
+    grid = xr.Dataset(coords={"x": x, "y": y}).rio.write_crs("EPSG:3857")
+    side = np.linspace(-750, 750, 200)
+    ring_x = np.concatenate([side, np.full(200, 750), side[::-1], np.full(200, -750)]) + x[2]
+    ring_y = np.concatenate([np.full(200, 750), side[::-1], np.full(200, -750), side]) + y[3]
+    lon, lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(ring_x, ring_y)
+    geodesic = abs(Geod(ellps="WGS84").polygon_area_perimeter(lon, lat)[0])
+    assert float(pixel_areas(grid)[3, 2]) == pytest.approx(geodesic, rel=1e-5)
+    assert geodesic < 0.85 * 1500**2
+
+
+def test_region_without_pixels_is_an_error():
+    x, y = np.arange(-81.9, -81.0, 0.05) + 0.025, np.arange(26.0, 25.2, -0.05) - 0.025
+    maps = synthetic_maps("EPSG:4326", x, y)
+    far = gpd.GeoDataFrame({"name": ["far away"]}, geometry=[shapely.box(0, 10, 1, 11)], crs=4326)
+    with pytest.raises(RegionError, match="far away contain no pixel centre"):
+        budget(maps, far)

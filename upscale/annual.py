@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import xarray as xr
 
+from upscale.errors import MapsError
 from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES
 
 
@@ -33,7 +34,7 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
 
     Raises
     ------
-    ValueError
+    MapsError
         When the maps hold no complete year.
     """
     fluxes = valid_period(maps)[[name for name in FLUXES if name in maps]]
@@ -41,7 +42,10 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
     months_per_year = pd.Series(times.month, index=times.year).groupby(level=0).nunique()
     years = months_per_year.index[months_per_year == 12]
     if len(years) == 0:
-        raise ValueError("the maps hold no complete calendar year after the first full window")
+        raise MapsError(
+            f"the maps hold no complete calendar year in their valid period "
+            f"{times[0]:%Y-%m}..{times[-1]:%Y-%m}; annual totals need all twelve months"
+        )
     fluxes = fluxes.sel(time=fluxes["time"].dt.year.isin(years))
     totals = (fluxes * fluxes["time"].dt.days_in_month).groupby("time.year").sum(skipna=False)
     for name in totals.data_vars:

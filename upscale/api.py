@@ -20,10 +20,10 @@ import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
 from upscale.artifact import read_card, save_model
-from upscale.cube import open_cube, open_mask, open_store, write_store
+from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
-from upscale.errors import ModelArtifactError, OutputExistsError, SiteDataError
+from upscale.errors import ModelArtifactError, OutputExistsError, RegionError, SiteDataError
 from upscale.geotiff import Period, export_cogs
 from upscale.metrics import COMPONENTS, skill
 from upscale.plots import annual_maps_png, cv_scatter_png
@@ -32,9 +32,10 @@ from upscale.regions import budget, read_regions
 from upscale.samples import extract_site_series
 from upscale.schema import TARGETS, WETLAND
 from upscale.sites import Partitioning, read_sites
-from upscale.training import TrainConfig, train_ecosystem
+from upscale.training import MIN_TOWERS, TrainConfig, train_ecosystem
 
 Status = Callable[[str], None]
+TABLE_SUFFIXES = (".csv", ".json")
 
 
 def _status(message: str) -> None:
@@ -120,14 +121,16 @@ def train(
     existing = [str(f) for f in folders.values() if f.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    for eco in ecosystems:
+        count = len(series.of_ecosystem(eco).site_ids)
+        if count < MIN_TOWERS:
+            raise SiteDataError(
+                f"{sites}: {eco} has {count} tower(s); at least {MIN_TOWERS} are needed to "
+                "cross-validate with held-out towers"
+            )
     result = TrainResult(models={}, metrics={}, held_out={})
     for eco in ecosystems:
         eco_series = series.of_ecosystem(eco)
-        if len(eco_series.site_ids) < 2:
-            raise SiteDataError(
-                f"{sites}: {eco} has {len(eco_series.site_ids)} tower(s); at least 2 are "
-                "needed to train with held-out towers"
-            )
         status(
             f"training {config.architecture} L={config.memory} for {eco}: "
             f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} windows"
@@ -216,7 +219,7 @@ def export(
     overwrite: bool = False,
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs (see :func:`upscale.geotiff.export_cogs`)."""
-    return export_cogs(open_store(maps), out, periods=periods, overwrite=overwrite)
+    return export_cogs(open_maps(maps), out, periods=periods, overwrite=overwrite)
 
 
 def query(
@@ -239,7 +242,9 @@ def query(
     overwrite
         Replace an existing table.
     """
-    table = budget(open_store(maps), read_regions(regions))
+    if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
+        raise RegionError(f"{out}: write the budget as .csv or .json")
+    table = budget(open_maps(maps), read_regions(regions))
     if out is not None:
         out = Path(out)
         if out.exists() and not overwrite:
@@ -259,19 +264,22 @@ class DemoReport:
     outputs: dict[str, Path]
     sites: pd.DataFrame
     cv_metrics: pd.DataFrame
-    truth_r2: dict[str, float]
+    truth_skill: pd.DataFrame
     budget: pd.DataFrame
 
 
-def truth_skill(maps: xr.Dataset, truth: xr.Dataset) -> dict[str, float]:
-    """R² of the mapped fluxes against the demo truth over wetland pixel-months."""
+def truth_skill(maps: xr.Dataset, truth: xr.Dataset) -> pd.DataFrame:
+    """Score the mapped fluxes against the demo truth over wetland pixel-months."""
     maps, truth = valid_period(maps), truth.sel(time=valid_period(maps)["time"])
     wetland = maps[WETLAND] > 0
-    return {
-        name: skill(truth[name].where(wetland).values, maps[name].where(wetland).values)["r2"]
-        for name in TARGETS
-        if name in maps
-    }
+    return pd.DataFrame(
+        [
+            {"flux": name}
+            | skill(truth[name].where(wetland).values, maps[name].where(wetland).values)
+            for name in TARGETS
+            if name in maps
+        ]
+    )
 
 
 def demo(
@@ -323,7 +331,7 @@ def demo(
     status("exporting Cloud-Optimized GeoTIFFs")
     cogs = export(maps_path, out / "cogs", overwrite=True)
     table = query(maps_path, inputs.regions, out=out / "budget.csv", overwrite=True)
-    maps = open_store(maps_path)
+    maps = open_maps(maps_path)
     panels = {}
     for eco, (observed, predicted) in trained.held_out.items():
         for k, target in enumerate(TARGETS):
@@ -353,6 +361,6 @@ def demo(
         outputs=outputs,
         sites=sites,
         cv_metrics=trained.skill_table(),
-        truth_r2=truth_skill(maps, open_store(inputs.truth)),
+        truth_skill=truth_skill(maps, open_store(inputs.truth)),
         budget=table,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -26,6 +27,8 @@ from upscale.nets import build_net
 
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
+CARD_FORMAT = 1
+"""Version of the card's layout; bumped whenever a field changes meaning or shape."""
 
 
 class ModelCard(BaseModel):
@@ -33,6 +36,7 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    card_format: int = CARD_FORMAT
     name: str
     architecture: str
     hyperparameters: dict[str, Any]
@@ -104,6 +108,10 @@ class Model:
         """Scale drivers ``(..., F)`` with the training mean and standard deviation."""
         return (drivers - self._x_mean) / self._x_std
 
+    def normalise_targets(self, fluxes: torch.Tensor) -> torch.Tensor:
+        """Scale fluxes ``(..., K)`` in gC m-2 d-1 as the net's outputs are scaled."""
+        return (fluxes - self._y_mean) / self._y_std
+
     def denormalise(self, outputs: torch.Tensor) -> torch.Tensor:
         """Turn net outputs ``(..., K)`` back into fluxes in gC m-2 d-1."""
         return outputs * self._y_std + self._y_mean
@@ -156,12 +164,19 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         When the folder holds a model and ``overwrite`` is False.
     """
     folder = Path(folder)
-    if (folder / CARD).exists() and not overwrite:
-        raise OutputExistsError(f"{folder} holds a model; pass --overwrite to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not overwrite:
+        raise OutputExistsError(f"{folder} exists; pass --overwrite to replace it")
+    # Both files go to a sibling folder that replaces the old one whole: a crash never
+    # leaves new weights beside an old card.
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-    save_file(tensors, folder / WEIGHTS, metadata={"format": "pt", "card": CARD})
-    (folder / CARD).write_text(json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n")
+    save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
+    (partial / CARD).write_text(json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
     return folder
 
 
@@ -184,9 +199,24 @@ def read_card(folder: str | Path) -> ModelCard:
     """
     path = _require(Path(folder), CARD)
     try:
-        return ModelCard.model_validate_json(path.read_text())
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelArtifactError(f"{path}: not JSON ({err})") from None
+    found = raw.get("card_format") if isinstance(raw, dict) else None
+    if found != CARD_FORMAT:
+        raise ModelArtifactError(
+            f"{path}: card format {found} is not the format {CARD_FORMAT} of upscale "
+            f"{version('upscale')}; retrain the model with this version (upscale train)"
+        )
+    try:
+        return ModelCard.model_validate(raw)
     except ValidationError as err:
-        raise ModelArtifactError(f"{path}: not a valid model card: {err}") from None
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ModelArtifactError(
+            f"{path}: not a valid model card: {where}: {first['msg']} "
+            f"({err.error_count()} problem(s) in all)"
+        ) from None
 
 
 def load_model(folder: str | Path) -> Model:

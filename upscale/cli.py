@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from upscale import __version__, api
@@ -50,7 +51,9 @@ def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except UpscaleError as err:
-            console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper
@@ -96,7 +99,9 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
         out_console.print(f"  {what:<10} {path}", highlight=False, overflow="ignore", crop=False)
 
 
-Memory = Annotated[int, typer.Option(help="Memory length L: months of drivers each window sees.")]
+Memory = Annotated[
+    int, typer.Option(min=1, max=36, help="Memory length L: months of drivers each window sees.")
+]
 Architecture = Annotated[ArchitectureName, typer.Option(help="Network architecture.")]
 Partitioning = Annotated[
     PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
@@ -116,8 +121,12 @@ def demo(
     report = api.demo(out, overwrite=overwrite)
     out_console.print(_table(report.sites.reset_index(), "towers (months of valid GPP)", 4))
     out_console.print(_skill_table(report.cv_metrics))
-    truth = pd.DataFrame([{"flux": k, "r2_vs_truth": v} for k, v in report.truth_r2.items()])
-    out_console.print(_table(truth, "maps against the demo truth (wetland pixel-months)"))
+    out_console.print(
+        _table(
+            report.truth_skill.drop(columns="n"),
+            "maps against the demo truth (wetland pixel-months; rmse, bias in gC m-2 d-1)",
+        )
+    )
     out_console.print(_budget_summary(report.budget))
     _written(report.outputs)
 
@@ -131,7 +140,7 @@ def train(
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
     architecture: Architecture = "lstm",
     memory: Memory = 6,
-    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 200,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum training epochs.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
@@ -152,8 +161,8 @@ def predict(
     mask: Annotated[Path, typer.Option(help="Wetland mask on the cube's grid.")],
     model: Annotated[list[Path], typer.Option(help="Model folder; repeat once per ecosystem.")],
     out: Annotated[Path, typer.Option(help="Zarr store to write.")] = Path("maps.zarr"),
-    tile: Annotated[int | None, typer.Option(help="Spatial tile size (pixels).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 2048,
+    tile: Annotated[int | None, typer.Option(min=1, help="Spatial tile size (pixels).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 2048,
     overwrite: Overwrite = False,
 ) -> None:
     """Map GPP, RE and NEE on every wetland pixel of the cube."""

@@ -16,15 +16,19 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr.codecs
 
-from upscale.errors import CubeError, MaskError, OutputExistsError
+from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError
 from upscale.schema import (
     DEFAULT_FEATURES,
     ECOSYSTEMS,
+    FLUXES,
     SPATIAL_DIMS,
     WETLAND,
     WETLAND_FRACTION,
     validate_cube,
 )
+
+DEFAULT_TILE = 256
+"""Spatial tile size of cubes whose own chunks are larger (pixels)."""
 
 _DIM_ALIASES = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x"}
 _GEOGRAPHIC_DIMS = {"lat", "latitude", "lon", "longitude"}
@@ -35,12 +39,20 @@ def _open_any(path: Path) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or store")
     suffix = path.suffix.lower()
-    if suffix in {".tif", ".tiff"}:
-        band = rioxarray.open_rasterio(path, chunks={}, masked=False)
-        return band.isel(band=0, drop=True).to_dataset(name=WETLAND)
-    if suffix == ".zarr" or (path / "zarr.json").exists():
-        return xr.open_zarr(path, consolidated=False, decode_coords="all")
-    return xr.open_dataset(path, chunks={}, decode_coords="all")
+    try:
+        if suffix in {".tif", ".tiff"}:
+            band = rioxarray.open_rasterio(path, chunks={}, masked=False).isel(band=0, drop=True)
+            nodata = band.rio.nodata
+            if nodata is not None:  # nodata means no wetland, not an unknown class
+                band = band.where(band != nodata, 0) if np.isfinite(nodata) else band.fillna(0)
+            return band.to_dataset(name=WETLAND)
+        if suffix == ".zarr" or (path / "zarr.json").exists():
+            return xr.open_zarr(path, consolidated=False, decode_coords="all")
+        return xr.open_dataset(path, chunks={}, decode_coords="all")
+    except (ValueError, OSError) as err:
+        raise ValueError(
+            f"{path}: not a readable Zarr store, NetCDF file or GeoTIFF ({err})"
+        ) from None
 
 
 def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
@@ -69,8 +81,9 @@ def open_cube(
     features
         Driver variables that must be present with canonical units.
     tile
-        Spatial chunk size; by default the store's own chunks are kept. The whole time axis
-        is always one chunk, as the engine needs every month of a pixel at once.
+        Spatial chunk size; by default the store's own chunks, or 256 where those are larger
+        (an unchunked NetCDF file would otherwise be one tile). The whole time axis is always
+        one chunk, as the engine needs every month of a pixel at once.
 
     Returns
     -------
@@ -87,8 +100,13 @@ def open_cube(
         ds = _open_any(path)
     except FileNotFoundError as err:
         raise CubeError(f"{err}; pass the path of a Zarr or NetCDF driver cube") from None
+    except ValueError as err:
+        raise CubeError(str(err)) from None
     ds = _to_canonical_grid(ds)
     validate_cube(ds, features, source=str(path))
+    if tile is None:
+        largest = max(max(ds.chunksizes.get(d, (ds.sizes[d],))) for d in SPATIAL_DIMS)
+        tile = DEFAULT_TILE if largest > DEFAULT_TILE else None
     chunks = {"time": -1} if tile is None else {"time": -1, "y": tile, "x": tile}
     return ds.chunk(chunks)
 
@@ -119,12 +137,14 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     try:
         ds = _to_canonical_grid(_open_any(path))
     except FileNotFoundError as err:
-        raise MaskError(f"{err}; pass the wetland mask built by `upscale mask`") from None
+        raise MaskError(f"{err}; pass a wetland mask on the cube's grid") from None
+    except ValueError as err:
+        raise MaskError(str(err)) from None
     if WETLAND not in ds:
         raise MaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
     wetland = ds[WETLAND].load()
     codes = set(np.unique(wetland.values).tolist()) - {0}
-    unknown = codes - set(ECOSYSTEMS)
+    unknown = {c for c in codes if c not in ECOSYSTEMS}
     if unknown:
         raise MaskError(
             f"{path}: '{WETLAND}' has codes {sorted(unknown)}; allowed are 0 (none) and "
@@ -132,6 +152,13 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
         )
     if WETLAND_FRACTION in ds:
         fraction = ds[WETLAND_FRACTION].load().where(wetland > 0, 0.0)
+        bad = ~((fraction >= 0) & (fraction <= 1))  # NaN fails both
+        if bool(bad.any()):
+            raise MaskError(
+                f"{path}: '{WETLAND_FRACTION}' has {int(bad.sum())} wetland pixel(s) that are "
+                "NaN or outside 0..1; give a cover fraction (not a percentage) on every "
+                "wetland pixel"
+            )
     else:
         fraction = (wetland > 0).astype("float32")
     mask = xr.Dataset({WETLAND: wetland.astype("uint8"), WETLAND_FRACTION: fraction})
@@ -144,7 +171,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
 
 
 def _check_same_grid(mask: xr.Dataset, cube: xr.Dataset, path: Path) -> None:
-    fix = "rebuild it on the cube's grid with `upscale mask`"
+    fix = "rebuild it on the cube's grid (e.g. rioxarray's reproject_match)"
     if mask.rio.crs is not None and cube.rio.crs is not None and mask.rio.crs != cube.rio.crs:
         raise MaskError(
             f"{path}: mask CRS {mask.rio.crs} differs from the cube's {cube.rio.crs}; {fix}"
@@ -218,4 +245,26 @@ def open_store(path: str | Path) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise CubeError(f"{path}: no such store")
-    return _to_canonical_grid(xr.open_zarr(path, consolidated=False, decode_coords="all"))
+    try:
+        ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
+    except (ValueError, OSError) as err:
+        raise CubeError(f"{path}: not a readable Zarr store ({err})") from None
+    return _to_canonical_grid(ds)
+
+
+def open_maps(path: str | Path) -> xr.Dataset:
+    """Open a ``maps.zarr`` written by ``predict``, checking it is one.
+
+    Raises
+    ------
+    MapsError
+        When the store lacks the flux variables, the mask or the time axis.
+    """
+    maps = open_store(path)
+    needed = [*FLUXES, WETLAND, WETLAND_FRACTION, "time"]
+    missing = [name for name in needed if name not in maps.variables]
+    if missing:
+        raise MapsError(
+            f"{path}: not a maps store written by `upscale predict` (no {', '.join(missing)})"
+        )
+    return maps

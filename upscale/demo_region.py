@@ -259,8 +259,8 @@ def truth_fluxes(
     Parameters
     ----------
     drivers
-        Canonical drivers, the first 12 months being spin-up (NaN where memory is
-        incomplete; the caller cuts them).
+        Canonical drivers whose first months are spin-up: memory is incomplete (NaN) in
+        the first 12, and the caller cuts the whole spin-up (``_SPIN_UP`` months).
     wetland
         Ecosystem codes ``(y, x)``; pixels that are not wetland get NaN.
     unobserved

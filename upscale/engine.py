@@ -51,11 +51,16 @@ def _predict_tile(
     models: tuple[tuple[int, str], ...],
     features: tuple[str, ...],
     n_targets: int,
+    first_valid: int,
     batch_size: int,
     device: str,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    """Fluxes ``(K, T, y, x)`` of one tile of drivers ``(F, T, y, x)``; NaN off wetland."""
+    """Fluxes ``(K, T, y, x)`` of one tile of drivers ``(F, T, y, x)``.
+
+    NaN off wetland and before ``first_valid``, the first month every model has a full
+    window for, so all pixels start together whatever their ecosystem's memory.
+    """
     if device == "cpu":
         torch.set_num_threads(1)  # dask threads run tiles in parallel; never nest threads
     _, n_months, ny, nx = drivers.shape
@@ -72,6 +77,7 @@ def _predict_tile(
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
         fluxes = model.predict_series(series, batch_size=batch_size).cpu().numpy()
         out[:, model.memory - 1 :, rows, cols] = fluxes.transpose(2, 1, 0)
+    out[:, :first_valid] = np.nan
     return out
 
 
@@ -119,7 +125,10 @@ def flux_maps(
         computed until it is written (:func:`upscale.cube.write_store`).
     """
     device = str(device or default_device())
-    models = {eco: load_model(folder) for eco, folder in model_folders.items()}
+    # Loaded here to check them; the tiles of this process reuse these copies.
+    models = {
+        eco: _resident_model(str(Path(f).resolve()), device) for eco, f in model_folders.items()
+    }
     present = {ECOSYSTEMS[int(c)] for c in np.unique(mask[WETLAND].values) if c}
     missing = sorted(present - set(models))
     if missing:
@@ -137,6 +146,12 @@ def flux_maps(
     absent = [f for f in features if f not in cube]
     if absent:
         raise CubeError(f"cube lacks driver(s) {', '.join(absent)} that the models need")
+    memory = max(m.memory for m in models.values())
+    if cube.sizes["time"] < memory:
+        raise CubeError(
+            f"the cube has {cube.sizes['time']} months; the models need at least {memory} "
+            "(their memory length) to predict one"
+        )
     drivers = xr.concat([cube[f] for f in features], dim="feature").transpose(
         "feature", "time", "y", "x"
     )
@@ -152,13 +167,13 @@ def flux_maps(
         ),
         features=features,
         n_targets=len(targets),
+        first_valid=memory - 1,
         batch_size=batch_size,
         device=device,
         dtype="float32",
         chunks=((len(targets),), *drivers.data.chunks[1:]),
         meta=np.array((), dtype="float32"),
     )
-    memory = max(m.memory for m in models.values())
     valid_from = pd.Timestamp(cube["time"].values[memory - 1])
     maps = xr.Dataset(
         {

@@ -27,6 +27,10 @@ class ModelArtifactError(UpscaleError):
     """A model folder is missing files, or its card does not match its weights."""
 
 
+class MapsError(UpscaleError):
+    """A maps store is not one written by ``predict``, or holds too little for the request."""
+
+
 class RegionError(UpscaleError):
     """A regions file cannot be used for a query."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import rasterio
 import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
@@ -18,17 +19,33 @@ Period = Literal["annual", "monthly"]
 
 
 def _write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
-    """Write ``(band, y, x)`` as a COG with band descriptions, units and NaN nodata."""
-    bands = bands.astype("float32").rename({bands.dims[0]: "band"})
-    bands = bands.assign_coords(band=np.arange(1, bands.sizes["band"] + 1))
-    bands.attrs = {
-        "long_name": tuple(labels),
-        "units": bands.attrs.get("units", ""),
-        "comment": bands.attrs.get("comment", ""),
+    """Write ``(band, y, x)`` as a COG with band descriptions and units, and NaN nodata.
+
+    The file is validated under a temporary name and renamed into place.
+    """
+    units = bands.attrs.get("units", "")
+    profile = {
+        "driver": "COG",
+        "count": bands.shape[0],
+        "height": bands.sizes["y"],
+        "width": bands.sizes["x"],
+        "dtype": "float32",
+        "crs": bands.rio.crs,
+        "transform": bands.rio.transform(),
+        "nodata": np.nan,
+        "compress": "DEFLATE",
+        "predictor": 3,
     }
-    bands = bands.rio.write_nodata(np.nan, encoded=False)
     partial = path.with_name(path.stem + ".partial.tif")
-    bands.rio.to_raster(partial, driver="COG", compress="DEFLATE", predictor=3)
+    with rasterio.open(partial, "w", **profile) as dst:
+        dst.write(np.asarray(bands.values, dtype="float32"))
+        dst.descriptions = tuple(labels)
+        dst.units = (units,) * len(labels)
+        dst.update_tags(
+            units=units,
+            long_name=bands.attrs.get("long_name", ""),
+            comment=bands.attrs.get("comment", ""),
+        )
     valid, errors, _ = cog_validate(str(partial))
     if not valid:
         partial.unlink()

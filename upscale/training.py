@@ -14,12 +14,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from upscale.artifact import Model, ModelCard, as_float_list, software_versions, utc_now
+from upscale.errors import SiteDataError
 from upscale.metrics import decomposed_skill
 from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
 from upscale.samples import SiteSeries
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
 Progress = Callable[[str], None]
+MIN_TOWERS = 3
+"""Towers an ecosystem needs: every fold must keep one to train on and one to stop on."""
 
 
 class TrainConfig(BaseModel):
@@ -95,12 +98,15 @@ def fit(
         The trained net with a card; ``cv_metrics`` is empty until set by the caller.
     """
     if len(series.site_ids) < 2:
-        raise ValueError(f"{ecosystem}: at least 2 towers are needed, got {len(series.site_ids)}")
+        raise SiteDataError(
+            f"{ecosystem}: {len(series.site_ids)} tower(s) left to train on; at least 2 are "
+            "needed (one to train on, one to stop early on)"
+        )
     torch.manual_seed(config.seed)
     n_validation = max(1, round(config.validation_fraction * len(series.site_ids)))
-    groups = split_sites(series.site_ids, len(series.site_ids), config.seed)
-    validation_sites = sorted(s for g in groups[:n_validation] for s in g)
-    training_sites = sorted(set(series.site_ids) - set(validation_sites))
+    shuffled = np.random.default_rng(config.seed).permutation(sorted(series.site_ids))
+    validation_sites = sorted(shuffled[:n_validation].tolist())
+    training_sites = sorted(shuffled[n_validation:].tolist())
     train, valid = series.subset(training_sites), series.subset(validation_sites)
 
     x_mean = train.drivers.reshape(-1, len(series.features)).mean(axis=0)
@@ -140,8 +146,15 @@ def fit(
     model = Model(net=net, card=card)
     x_train, y_train = _windows(train, config.memory)
     x_valid, y_valid = _windows(valid, config.memory)
+    for role, windows, sites in (("training", x_train, train), ("validation", x_valid, valid)):
+        if len(windows) == 0:
+            raise SiteDataError(
+                f"{ecosystem}: the {role} tower(s) {', '.join(sites.site_ids)} have no measured "
+                f"month after a full {config.memory}-month window of cube drivers; use a cube "
+                "that starts earlier, a shorter memory, or towers with longer records"
+            )
     x_train, x_valid = model.normalise(x_train), model.normalise(x_valid)
-    y_train, y_valid = ((y - model._y_mean) / model._y_std for y in (y_train, y_valid))
+    y_train, y_valid = model.normalise_targets(y_train), model.normalise_targets(y_valid)
 
     optimiser = torch.optim.AdamW(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from upscale.artifact import Model, ModelCard, as_float_list, save_model, software_versions, utc_now
+from upscale.artifact import (
+    DomainCard,
+    Member,
+    MemberCard,
+    Model,
+    ModelCard,
+    as_float_list,
+    save_model,
+    software_versions,
+    utc_now,
+)
 from upscale.demo_region import DemoRegion, DemoSpec, make_demo_region
 from upscale.nets import build_net
 from upscale.schema import DEFAULT_FEATURES, TARGETS
@@ -33,30 +43,52 @@ def small_region() -> DemoRegion:
 
 
 def untrained_model(
-    ecosystem: str, *, memory: int = 3, architecture: str = "lstm", seed: int = 0
+    ecosystem: str,
+    *,
+    memory: int = 3,
+    architecture: str = "lstm",
+    seed: int = 0,
+    members: int = 2,
+    nee_mode: str = "direct",
 ) -> Model:
-    """A randomly initialised net with a complete card (normalisation of the demo's scale)."""
+    """Randomly initialised members with a complete card (normalisation of the demo's scale)."""
     torch.manual_seed(seed)
     features = list(DEFAULT_FEATURES)
     hyper = {"hidden": 8, "layers": 1} if architecture == "lstm" else {"d_model": 8, "heads": 2}
-    net = build_net(
-        architecture, n_features=len(features), n_targets=len(TARGETS), memory=memory, **hyper
-    )
+    nets = [
+        build_net(
+            architecture, n_features=len(features), n_targets=len(TARGETS), memory=memory, **hyper
+        )
+        for _ in range(members)
+    ]
+    scale = {
+        "feature_mean": as_float_list(np.linspace(0, 10, len(features))),
+        "feature_std": as_float_list(np.linspace(1, 5, len(features))),
+    }
+    member_cards = [
+        MemberCard(
+            training_sites=["ZZ-Tst"],
+            validation_sites=["ZZ-Val"],
+            held_out_sites=[f"ZZ-Ho{m}"],
+            target_mean=[5.0, 3.0, -2.0],
+            target_std=[2.0, 1.0, 1.5],
+            **scale,
+        )
+        for m in range(members)
+    ]
     card = ModelCard(
         name=f"test-{ecosystem}",
         architecture=architecture,
         hyperparameters=hyper,
         memory=memory,
         features=features,
-        feature_mean=as_float_list(np.linspace(0, 10, len(features))),
-        feature_std=as_float_list(np.linspace(1, 5, len(features))),
         targets=list(TARGETS),
-        target_mean=[5.0, 3.0, -2.0],
-        target_std=[2.0, 1.0, 1.5],
+        nee_mode=nee_mode,
         ecosystem=ecosystem,
-        training_sites=["ZZ-Tst"],
-        validation_sites=[],
+        sites=["ZZ-Tst", "ZZ-Val"],
         training_period=("2010-01", "2013-12"),
+        members=member_cards,
+        domain=DomainCard(threshold=0.5, reference_windows=20, **scale),
         cv_scheme="none",
         cv_metrics={},
         train_config={},
@@ -64,7 +96,12 @@ def untrained_model(
         versions=software_versions(),
         created=utc_now(),
     )
-    return Model(net=net, card=card)
+    reference = torch.randn(20, memory * len(features))
+    return Model(
+        members=[Member(net=n, card=c) for n, c in zip(nets, member_cards, strict=True)],
+        card=card,
+        reference=reference,
+    )
 
 
 @pytest.fixture

@@ -41,15 +41,43 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     assert load_model(folder).card.ecosystem == "mangrove"
 
 
-def test_predict_series_matches_explicit_windows():
-    model = untrained_model("mangrove", memory=3)
+def test_predict_members_matches_explicit_windows():
+    model = untrained_model("mangrove", memory=3, members=3)
     series = torch.randn(2, 7, len(model.card.features))
-    out = model.predict_series(series, batch_size=4)
-    assert out.shape == (2, 5, 3)
+    out = model.predict_members(series, batch_size=4)
+    assert out.shape == (3, 2, 5, 3)
     with torch.no_grad():
-        window = model.normalise(series[1, 2:5])[None]
-        expected = model.denormalise(model.net(window))[0]
-    torch.testing.assert_close(out[1, 2], expected)
+        for m, member in enumerate(model.members):
+            window = member.normalise(series[1, 2:5])[None]
+            torch.testing.assert_close(out[m, 1, 2], member.denormalise(member.net(window))[0])
+    torch.testing.assert_close(model.predict_series(series), out.mean(dim=0))
+
+
+def test_derived_nee_balances_exactly():
+    model = untrained_model("mangrove", nee_mode="derived")
+    out = model.predict_members(torch.randn(4, 9, len(model.card.features)))
+    torch.testing.assert_close(out[..., 2], out[..., 1] - out[..., 0])
+
+
+def test_domain_distance_is_zero_on_reference_windows():
+    model = untrained_model("mangrove", memory=3)
+    scale = torch.tensor(model.card.domain.feature_std)
+    mean = torch.tensor(model.card.domain.feature_mean)
+    window = model.reference[4].reshape(3, -1) * scale + mean  # back to raw drivers
+    distance = model.domain_distance(window[None])
+    assert distance.shape == (1, 1)
+    assert float(distance) == pytest.approx(0.0, abs=1e-3)
+    far = model.domain_distance((window + 100 * scale)[None])
+    assert float(far) > 1
+
+
+def test_cards_need_two_members(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    card = json.loads((folder / CARD).read_text())
+    card["members"] = card["members"][:1]
+    (folder / CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="members: List should have at least 2 items"):
+        load_model(folder)
 
 
 def test_missing_weights(tmp_path):
@@ -64,13 +92,13 @@ def test_weights_of_another_architecture(tmp_path):
     card = json.loads((folder / CARD).read_text())
     card["hyperparameters"]["hidden"] = 16
     (folder / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="do not match the card"):
+    with pytest.raises(ModelArtifactError, match="member 0 does not match the card"):
         load_model(folder)
 
 
 def test_invalid_card(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
-    (folder / CARD).write_text('{"card_format": 1, "name": "x"}')
+    (folder / CARD).write_text('{"card_format": 2, "name": "x"}')
     with pytest.raises(ModelArtifactError, match=r"not a valid model card: architecture: Field"):
         load_model(folder)
 
@@ -78,9 +106,9 @@ def test_invalid_card(tmp_path):
 def test_card_of_another_format(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
     card = json.loads((folder / CARD).read_text())
-    card["card_format"] = 0
+    card["card_format"] = 1
     (folder / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="card format 0 is not the format 1.*retrain"):
+    with pytest.raises(ModelArtifactError, match="card format 1 is not the format 2.*retrain"):
         load_model(folder)
 
 

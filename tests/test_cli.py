@@ -179,7 +179,7 @@ def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
         app, ["export", "--maps", str(maps), "--out", str(tmp_path / "cogs"), "--monthly"]
     )
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "cogs").glob("*.tif"))) == 6
+    assert len(list((tmp_path / "cogs").glob("*.tif"))) == 13
 
     result = runner.invoke(
         app,

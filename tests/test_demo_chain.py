@@ -74,8 +74,11 @@ def test_maps_recover_the_truth(demo_run):
 
 def test_cogs_validate(demo_run):
     out, _ = demo_run
-    paths = sorted((out / "cogs").glob("*.tif"))
-    assert [p.name for p in paths] == ["GPP_annual.tif", "NEE_annual.tif", "RE_annual.tif"]
+    paths = sorted((out / "cogs").glob("*_annual.tif"))
+    assert [p.name for p in paths] == [
+        f"{v}_annual.tif" for v in ("GPP", "GPP_std", "NEE", "NEE_std", "RE", "RE_std")
+    ]
+    assert (out / "cogs" / "extrapolated_fraction.tif").exists()
     for path in paths:
         valid, errors, _ = cog_validate(str(path))
         assert valid, errors

@@ -1,8 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from upscale.artifact import load_model
+from upscale.artifact import load_model, save_model
 from upscale.cube import open_store, write_store
 from upscale.engine import flux_maps
 from upscale.errors import CubeError, ModelArtifactError
@@ -37,13 +38,19 @@ def test_known_answer_at_wetland_pixels(inputs, model_folders, tmp_path, small_r
         drivers = np.stack(
             [cube[f].values[:, rows[pick], cols[pick]].T for f in model.card.features], -1
         )
-        expected = model.predict_series(torch.from_numpy(drivers)).numpy()
+        members = model.predict_members(torch.from_numpy(drivers)).numpy()
+        distance = model.domain_distance(torch.from_numpy(drivers)).numpy()
         # Every pixel starts at the longest memory (3, mangrove); saltmarsh's L is 2.
         skip = 3 - model.memory
         for k, name in enumerate(["GPP", "RE", "NEE"]):
             got = maps[name].values[:, rows[pick], cols[pick]].T
-            np.testing.assert_allclose(got[:, 2:], expected[:, skip:, k], rtol=1e-5)
+            np.testing.assert_allclose(got[:, 2:], members.mean(0)[:, skip:, k], rtol=1e-5)
             assert np.isnan(got[:, :2]).all()
+            spread = maps[f"{name}_std"].values[:, rows[pick], cols[pick]].T
+            expected = members.std(0, ddof=1)[:, skip:, k]
+            np.testing.assert_allclose(spread[:, 2:], expected, rtol=1e-4, atol=1e-6)
+        got = maps["doa_distance"].values[:, rows[pick], cols[pick]].T
+        np.testing.assert_allclose(got[:, 2:], distance[:, skip:], rtol=1e-4)
     off = maps["GPP"].values[:, wetland == 0]
     assert np.isnan(off).all()
 
@@ -95,3 +102,36 @@ def test_cube_shorter_than_the_memory(inputs, model_folders):
     cube, mask = inputs
     with pytest.raises(CubeError, match="the cube has 2 months; the models need at least 3"):
         flux_maps(cube.isel(time=slice(0, 2)), mask, model_folders)
+
+
+def test_spread_is_larger_where_the_domain_flags_extrapolation(small_region, tmp_path):
+    from upscale.samples import extract_site_series
+    from upscale.schema import DEFAULT_FEATURES
+    from upscale.sites import SiteData
+    from upscale.training import TrainConfig, train_ensemble
+
+    frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
+    sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
+    series = extract_site_series(small_region.cube, sites, DEFAULT_FEATURES)
+    config = TrainConfig(epochs=40, patience=10, hyperparameters={"hidden": 16, "layers": 1})
+    folders = {
+        eco: save_model(
+            train_ensemble(series.of_ecosystem(eco), config, name=eco, ecosystem=eco).model,
+            tmp_path / eco,
+        )
+        for eco in ("mangrove", "saltmarsh")
+    }
+    # The eastern half of the region gets a climate no tower has seen.
+    cube = small_region.cube.copy()
+    east = cube["x"] > float(cube["x"].median())
+    for name in ("TA", "LST_DAY", "LST_NIGHT"):
+        cube[name] = (cube[name] + 6.0 * east).assign_attrs(cube[name].attrs)
+    maps = flux_maps(cube.chunk({"y": 8, "x": 8}), small_region.mask, folders).compute()
+    valid = maps.sel(time=slice(maps.attrs["valid_from"], None))
+    wetland = valid["wetland"] > 0
+    flagged = valid["doa_distance"] > 1
+    assert float(flagged.where(east & wetland).mean()) > 0.5
+    assert float(flagged.where(~east & wetland).mean()) < 0.2
+    spread = valid["GPP_std"].where(wetland)
+    assert float(spread.where(flagged).mean()) > float(spread.where(~flagged).mean())
+    assert float(maps["extrapolated_fraction"].where(east & (maps["wetland"] > 0)).mean()) > 0.5

@@ -19,9 +19,9 @@ def maps(small_region, model_folders, tmp_path):
 def test_annual_and_monthly_cogs(maps, tmp_path):
     paths = export_cogs(maps, tmp_path / "cogs", periods=("annual", "monthly"))
     names = sorted(p.name for p in paths)
-    assert names == sorted(
-        f"{v}_{p}.tif" for v in ("GPP", "RE", "NEE") for p in ("annual", "monthly")
-    )
+    layers = ("GPP", "RE", "NEE", "GPP_std", "RE_std", "NEE_std")
+    expected = [f"{v}_{p}.tif" for v in layers for p in ("annual", "monthly")]
+    assert names == sorted([*expected, "extrapolated_fraction.tif"])
     for path in paths:
         valid, errors, _ = cog_validate(str(path))
         assert valid, errors
@@ -48,3 +48,19 @@ def test_refuses_to_overwrite(maps, tmp_path):
     export_cogs(maps, tmp_path / "cogs")
     with pytest.raises(OutputExistsError, match="GPP_annual.tif"):
         export_cogs(maps, tmp_path / "cogs")
+
+
+def test_spread_and_extrapolation_layers(maps, tmp_path):
+    export_cogs(maps, tmp_path / "cogs")
+    with rasterio.open(tmp_path / "cogs" / "NEE_std_annual.tif") as src:
+        assert src.descriptions[0] == "NEE_std 2011 total"
+        spread = src.read(1)
+    expected = maps["NEE_std"].sel(time="2011") * maps["time"].sel(time="2011").dt.days_in_month
+    np.testing.assert_allclose(spread, expected.sum("time", skipna=False).values, rtol=1e-5)
+    with rasterio.open(tmp_path / "cogs" / "extrapolated_fraction.tif") as src:
+        assert src.count == 1
+        assert src.descriptions == ("extrapolated_fraction 2010-03..2013-12",)
+        share = src.read(1)
+    wetland = maps["wetland"].values > 0
+    assert np.isfinite(share[wetland]).all() and np.isnan(share[~wetland]).all()
+    assert ((share[wetland] >= 0) & (share[wetland] <= 1)).all()

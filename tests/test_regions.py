@@ -24,6 +24,7 @@ def synthetic_maps(crs, x, y, seed=0):
             "GPP": (("time", "y", "x"), gpp.astype("float32")),
             "RE": (("time", "y", "x"), re.astype("float32")),
             "NEE": (("time", "y", "x"), (re - gpp).astype("float32")),
+            "GPP_std": (("time", "y", "x"), (0.1 * gpp).astype("float32")),
             "wetland": (("y", "x"), wetland),
             "wetland_fraction": (("y", "x"), fraction.astype("float32")),
         },
@@ -74,6 +75,9 @@ def test_totals_equal_independent_integration(grid):
         assert row.GPP_mean == pytest.approx(row.GPP_total * 1e9 / (row.area_km2 * 1e6))
         assert row.sink_total == pytest.approx(-row.NEE_total)
         assert row.mangrove_area_km2 + row.saltmarsh_area_km2 == pytest.approx(row.area_km2)
+        assert row.GPP_total_std == pytest.approx(0.1 * row.GPP_total, rel=1e-5)
+        assert row.GPP_mean_std == pytest.approx(0.1 * row.GPP_mean, rel=1e-5)
+    assert "RE_total_std" not in table  # no spread in these maps
 
 
 def test_geodesic_areas_add_up_to_the_box():

@@ -7,7 +7,14 @@ from upscale.errors import SiteDataError
 from upscale.samples import SiteSeries, extract_site_series, site_pixels
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 from upscale.sites import SiteData
-from upscale.training import TrainConfig, cross_validate, fit, split_sites
+from upscale.training import (
+    TrainConfig,
+    _windows,
+    fit_member,
+    site_folds,
+    split_sites,
+    train_ensemble,
+)
 
 
 def site_data(region) -> SiteData:
@@ -51,45 +58,108 @@ def test_site_folds_partition_the_sites():
     assert sorted(s for f in folds for s in f) == sorted(sites)
     assert all(len(f) in (2, 3) for f in folds)
     assert folds == split_sites(list(reversed(sites)), 4, seed=3)
+    assert site_folds(sites, TrainConfig(cv="loso")) == [[s] for s in sites]
+    assert site_folds(sites, TrainConfig(folds=4, seed=3)) == folds
 
 
-def test_fit_is_deterministic_and_holds_out_towers(series, small_region):
+def test_fit_member_is_deterministic(series, small_region):
     mangroves = series.of_ecosystem("mangrove")
-    a = fit(mangroves, QUICK, name="a", ecosystem="mangrove")
-    b = fit(mangroves, QUICK, name="b", ecosystem="mangrove")
+    a = fit_member(mangroves, QUICK)
+    b = fit_member(mangroves, QUICK)
     for key, value in a.net.state_dict().items():
         torch.testing.assert_close(value, b.net.state_dict()[key], rtol=0, atol=0)
     assert set(a.card.validation_sites).isdisjoint(a.card.training_sites)
     assert sorted(a.card.validation_sites + a.card.training_sites) == mangroves.site_ids
-    assert a.card.features == list(DEFAULT_FEATURES)
-    assert a.card.hyperparameters == {"hidden": 16, "layers": 1, "dropout": 0.0}
-    first = min(
-        record["GPP"].first_valid_index()
-        for site, record in small_region.tower_records.items()
-        if site in a.card.training_sites
-    )
-    assert a.card.training_period[0] == f"{first:%Y-%m}"
-    assert a.card.targets == list(TARGETS)
 
 
-def test_training_learns(series):
+def test_a_member_learns(series):
     mangroves = series.of_ecosystem("mangrove")
     config = TrainConfig(epochs=60, patience=60, hyperparameters={"hidden": 16, "layers": 1})
-    model = fit(mangroves, config, name="m", ecosystem="mangrove")
-    predictions = model.predict_series(torch.from_numpy(mangroves.drivers)).numpy()
-    observed = mangroves.fluxes[:, config.memory - 1 :, 0]
-    valid = np.isfinite(observed)
-    r = np.corrcoef(observed[valid], predictions[..., 0][valid])[0, 1]
-    assert r > 0.8
+    member = fit_member(mangroves, config)
+    windows, fluxes = _windows(mangroves, config.memory)
+    with torch.no_grad():
+        predicted = member.denormalise(member.net(member.normalise(windows)))[:, 0].numpy()
+    valid = np.isfinite(fluxes[:, 0].numpy())
+    assert np.corrcoef(fluxes[:, 0].numpy()[valid], predicted[valid])[0, 1] > 0.8
 
 
-def test_cross_validation_predicts_every_tower_out_of_fold(series):
+@pytest.fixture(scope="module")
+def saltmarsh_fit(series):
+    return train_ensemble(series.of_ecosystem("saltmarsh"), QUICK, name="s", ecosystem="saltmarsh")
+
+
+def test_no_tower_is_both_trained_on_and_scored(series, saltmarsh_fit):
     saltmarsh = series.of_ecosystem("saltmarsh")
-    metrics, predictions = cross_validate(saltmarsh, QUICK, ecosystem="saltmarsh")
+    members = saltmarsh_fit.model.card.members
+    assert len(members) == 3
+    assert sorted(s for m in members for s in m.held_out_sites) == saltmarsh.site_ids
+    for member in members:
+        seen = set(member.training_sites) | set(member.validation_sites)
+        assert seen.isdisjoint(member.held_out_sites)
+        assert seen | set(member.held_out_sites) == set(saltmarsh.site_ids)
+
+
+def test_held_out_predictions_and_metrics(series, saltmarsh_fit):
+    saltmarsh = series.of_ecosystem("saltmarsh")
+    metrics = saltmarsh_fit.model.card.cv_metrics
+    predictions = saltmarsh_fit.predictions
     assert set(metrics) == set(TARGETS)
     assert set(metrics["GPP"]) == {"all", "across_sites", "seasonal", "anomalies"}
-    assert metrics["GPP"]["all"]["n"] == int(
-        np.isfinite(saltmarsh.fluxes[:, QUICK.memory - 1 :, 0]).sum()
-    )
+    measured = np.isfinite(saltmarsh.fluxes[:, QUICK.memory - 1 :, 0])
+    assert metrics["GPP"]["all"]["n"] == int(measured.sum())
     assert np.isnan(predictions[:, : QUICK.memory - 1]).all()
     assert np.isfinite(predictions[:, QUICK.memory - 1 :]).all()
+    # Each tower's prediction is its own fold's member's.
+    model = saltmarsh_fit.model
+    every = model.predict_members(torch.from_numpy(saltmarsh.drivers)).numpy()
+    for number, fold in enumerate(saltmarsh_fit.folds):
+        rows = [saltmarsh.site_ids.index(s) for s in fold]
+        np.testing.assert_array_equal(predictions[rows, QUICK.memory - 1 :], every[number, rows])
+    assert model.card.cv_scheme == "3-fold by site, seed 0"
+
+
+def test_rerun_gives_the_same_metrics(series, saltmarsh_fit):
+    again = train_ensemble(series.of_ecosystem("saltmarsh"), QUICK, name="s", ecosystem="saltmarsh")
+    assert again.model.card.cv_metrics == saltmarsh_fit.model.card.cv_metrics
+
+
+@pytest.mark.parametrize("mode", ["derived", "penalty"])
+def test_carbon_balance_modes(series, mode):
+    saltmarsh = series.of_ecosystem("saltmarsh")
+    config = QUICK.model_copy(update={"nee_mode": mode, "balance_weight": 5.0})
+    fitted = train_ensemble(saltmarsh, config, name="s", ecosystem="saltmarsh")
+    direct = train_ensemble(saltmarsh, QUICK, name="s", ecosystem="saltmarsh")
+    gap = {
+        name: np.nanmean(
+            np.abs(f.predictions[..., 2] - (f.predictions[..., 1] - f.predictions[..., 0]))
+        )
+        for name, f in (("mode", fitted), ("direct", direct))
+    }
+    if mode == "derived":
+        assert gap["mode"] < 1e-5
+    else:
+        assert gap["mode"] < 0.5 * gap["direct"]
+    assert fitted.model.card.nee_mode == mode
+
+
+def test_domain_of_applicability(series, saltmarsh_fit):
+    saltmarsh = series.of_ecosystem("saltmarsh")
+    model = saltmarsh_fit.model
+    assert model.card.domain.threshold > 0
+    at_towers = model.domain_distance(torch.from_numpy(saltmarsh.drivers)).numpy()
+    assert np.median(at_towers) < 0.5  # tower windows are in the reference set
+    shifted = saltmarsh.drivers.copy()
+    shifted[..., DEFAULT_FEATURES.index("TA")] += 8.0  # a climate no tower has seen
+    far = model.domain_distance(torch.from_numpy(shifted)).numpy()
+    assert (far > 1).mean() > 0.9
+
+
+def test_spread_is_larger_at_towers_left_out(series):
+    mangroves = series.of_ecosystem("mangrove")
+    kept = mangroves.subset(mangroves.site_ids[1:])  # the first tower is left out
+    config = TrainConfig(
+        epochs=40, patience=10, hyperparameters={"hidden": 16, "layers": 1}, cv="loso"
+    )
+    model = train_ensemble(kept, config, name="m", ecosystem="mangrove").model
+    spread = model.predict_members(torch.from_numpy(mangroves.drivers)).numpy().std(axis=0)
+    assert spread[0].mean() > spread[1:].mean()

@@ -6,7 +6,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import MapsError
-from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES
+from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES, spread_attrs, spread_name
 
 
 def valid_period(maps: xr.Dataset) -> xr.Dataset:
@@ -16,28 +16,31 @@ def valid_period(maps: xr.Dataset) -> xr.Dataset:
 
 
 def annual_totals(maps: xr.Dataset) -> xr.Dataset:
-    """Sum monthly mean fluxes (gC m-2 d-1) to annual totals (gC m-2 yr-1).
+    """Sum monthly mean fluxes (gC m-2 d-1) and their spreads to annual totals (gC m-2 yr-1).
 
     Each month's mean daily flux is multiplied by its number of days. Only calendar years
     whose twelve months all lie in the valid period are kept, so a year is never a
-    silent partial sum.
+    silent partial sum. Spreads (``GPP_std``...) are summed the same way, which is the
+    spread of the annual total when the members' errors are fully correlated between
+    months: an upper bound.
 
     Parameters
     ----------
     maps
-        Maps with monthly flux variables ``(time, y, x)``.
+        Maps with monthly flux variables ``(time, y, x)`` and optionally their spreads.
 
     Returns
     -------
     xarray.Dataset
-        Flux variables ``(year, y, x)``, lazy when the maps are.
+        Flux and spread variables ``(year, y, x)``, lazy when the maps are.
 
     Raises
     ------
     MapsError
         When the maps hold no complete year.
     """
-    fluxes = valid_period(maps)[[name for name in FLUXES if name in maps]]
+    names = [n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps]
+    fluxes = valid_period(maps)[names]
     times = pd.DatetimeIndex(fluxes["time"].values)
     months_per_year = pd.Series(times.month, index=times.year).groupby(level=0).nunique()
     years = months_per_year.index[months_per_year == 12]
@@ -48,6 +51,12 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
         )
     fluxes = fluxes.sel(time=fluxes["time"].dt.year.isin(years))
     totals = (fluxes * fluxes["time"].dt.days_in_month).groupby("time.year").sum(skipna=False)
-    for name in totals.data_vars:
-        totals[name].attrs = FLUXES[name].attrs() | {"units": ANNUAL_FLUX_UNITS}
+    for flux in FLUXES:
+        if flux in totals:
+            totals[flux].attrs = FLUXES[flux].attrs() | {"units": ANNUAL_FLUX_UNITS}
+        if spread_name(flux) in totals:
+            totals[spread_name(flux)].attrs = spread_attrs(flux) | {
+                "units": ANNUAL_FLUX_UNITS,
+                "comment": "Monthly spreads summed: errors taken as fully correlated in time.",
+            }
     return totals

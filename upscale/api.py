@@ -32,7 +32,7 @@ from upscale.regions import budget, read_regions
 from upscale.samples import extract_site_series
 from upscale.schema import TARGETS, WETLAND
 from upscale.sites import Partitioning, read_sites
-from upscale.training import MIN_TOWERS, TrainConfig, train_ecosystem
+from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
 
 Status = Callable[[str], None]
 TABLE_SUFFIXES = (".csv", ".json")
@@ -135,7 +135,7 @@ def train(
             f"training {config.architecture} L={config.memory} for {eco}: "
             f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} windows"
         )
-        model, predictions = train_ecosystem(
+        fitted = train_ensemble(
             eco_series,
             config,
             name=f"{name}-{eco}",
@@ -143,9 +143,9 @@ def train(
             data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
             progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
         )
-        result.models[eco] = save_model(model, folders[eco], overwrite=overwrite)
-        result.metrics[eco] = model.card.cv_metrics
-        result.held_out[eco] = (eco_series.fluxes, predictions)
+        result.models[eco] = save_model(fitted.model, folders[eco], overwrite=overwrite)
+        result.metrics[eco] = fitted.model.card.cv_metrics
+        result.held_out[eco] = (eco_series.fluxes, fitted.predictions)
     return result
 
 

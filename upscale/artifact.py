@@ -1,9 +1,13 @@
 """Model artifacts: a folder with ``weights.safetensors`` and ``card.json``.
 
-The card holds everything needed to rebuild and use a net (architecture, hyper-parameters,
-ordered features, normalisation, memory, targets) and everything a reader needs to trust it
-(ecosystem, training sites and period, cross-validated metrics, versions). Loading reads
-tensors with safetensors and JSON with pydantic: nothing is ever unpickled.
+A model is an ensemble: the nets of its cross-validation folds, each trained without one
+group of towers. Their mean is the prediction and their spread the uncertainty. The card
+holds everything needed to rebuild and use them (architecture, hyper-parameters, ordered
+features, memory, targets, each member's normalisation, the domain of applicability) and
+everything a reader needs to trust them (ecosystem, towers and period, cross-validated
+metrics, versions). The weights file holds the members' tensors (``member.<i>.<name>``) and
+the reference windows of the domain of applicability. Loading reads tensors with
+safetensors and JSON with pydantic: nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -19,20 +24,51 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 
+from upscale.balance import NeeMode, derive_nee
 from upscale.errors import ModelArtifactError, OutputExistsError
 from upscale.nets import build_net
 
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
-CARD_FORMAT = 1
+CARD_FORMAT = 2
 """Version of the card's layout; bumped whenever a field changes meaning or shape."""
+_MEMBER = "member.{}."
+_REFERENCE = "domain.reference"
+
+
+class MemberCard(BaseModel):
+    """One ensemble member: the towers it learned from and its normalisation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training_sites: list[str]
+    validation_sites: list[str] = Field(description="towers of its early stopping")
+    held_out_sites: list[str] = Field(description="towers of its cross-validation fold")
+    feature_mean: list[float]
+    feature_std: list[float]
+    target_mean: list[float]
+    target_std: list[float]
+
+
+class DomainCard(BaseModel):
+    """How the domain of applicability is measured (see :meth:`Model.domain_distance`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feature_mean: list[float]
+    feature_std: list[float]
+    threshold: float = Field(
+        description="95th percentile of the distance from a tower window to the nearest "
+        "window of another tower (RMS over the scaled window's values)"
+    )
+    reference_windows: int
 
 
 class ModelCard(BaseModel):
-    """Description of a trained model, stored as ``card.json`` beside its weights."""
+    """Description of a trained ensemble, stored as ``card.json`` beside its weights."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,15 +78,13 @@ class ModelCard(BaseModel):
     hyperparameters: dict[str, Any]
     memory: int
     features: list[str]
-    feature_mean: list[float]
-    feature_std: list[float]
     targets: list[str]
-    target_mean: list[float]
-    target_std: list[float]
+    nee_mode: NeeMode
     ecosystem: str
-    training_sites: list[str]
-    validation_sites: list[str]
+    sites: list[str]
     training_period: tuple[str, str]
+    members: list[MemberCard] = Field(min_length=2)
+    domain: DomainCard
     cv_scheme: str
     cv_metrics: dict[str, dict[str, dict[str, float]]]
     train_config: dict[str, Any]
@@ -71,19 +105,11 @@ def utc_now() -> str:
 
 
 @dataclass
-class Model:
-    """A trained net with its card: normalises inputs and returns fluxes in physical units.
-
-    Attributes
-    ----------
-    net
-        The torch module, in eval mode.
-    card
-        Its :class:`ModelCard`.
-    """
+class Member:
+    """A trained net with its normalisation: scaled drivers in, fluxes in gC m-2 d-1 out."""
 
     net: torch.nn.Module
-    card: ModelCard
+    card: MemberCard
 
     def __post_init__(self) -> None:
         self.net.eval()
@@ -92,12 +118,7 @@ class Model:
         self._y_mean = torch.tensor(self.card.target_mean, dtype=torch.float32)
         self._y_std = torch.tensor(self.card.target_std, dtype=torch.float32)
 
-    @property
-    def memory(self) -> int:
-        """Window length L in months."""
-        return self.card.memory
-
-    def to(self, device: torch.device | str) -> Model:
+    def to(self, device: torch.device | str) -> Member:
         """Move the net and the normalisation to ``device`` (in place) and return self."""
         self.net.to(device)
         for name in ("_x_mean", "_x_std", "_y_mean", "_y_std"):
@@ -116,14 +137,65 @@ class Model:
         """Turn net outputs ``(..., K)`` back into fluxes in gC m-2 d-1."""
         return outputs * self._y_std + self._y_mean
 
+
+@dataclass
+class Model:
+    """A trained ensemble with its card: the members and the domain of applicability.
+
+    Attributes
+    ----------
+    members
+        The ensemble members (the cross-validation folds' nets).
+    card
+        The :class:`ModelCard`.
+    reference
+        ``(N, L * F)`` tower windows, scaled with the domain statistics, against which
+        :meth:`domain_distance` measures how far a window is from the training data.
+    """
+
+    members: list[Member]
+    card: ModelCard
+    reference: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self._d_mean = torch.tensor(self.card.domain.feature_mean, dtype=torch.float32)
+        self._d_std = torch.tensor(self.card.domain.feature_std, dtype=torch.float32)
+
+    @property
+    def memory(self) -> int:
+        """Window length L in months."""
+        return self.card.memory
+
+    def to(self, device: torch.device | str) -> Model:
+        """Move members, reference and statistics to ``device`` (in place) and return self."""
+        for member in self.members:
+            member.to(device)
+        self.reference = self.reference.to(device)
+        self._d_mean, self._d_std = self._d_mean.to(device), self._d_std.to(device)
+        return self
+
+    def _batches(
+        self, drivers: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield pixel rows and their windows ``(p * W, L, F)``, about ``batch_size`` at a time."""
+        n_pixels, n_months, n_features = drivers.shape
+        n_windows = n_months - self.memory + 1
+        if n_windows < 1:
+            raise ValueError(f"series of {n_months} months is shorter than memory {self.memory}")
+        step = max(1, batch_size // n_windows)
+        for start in range(0, n_pixels, step):
+            block = drivers[start : start + step]
+            views = block.unfold(1, self.memory, 1).transpose(2, 3)  # (p, W, L, F), no copy
+            yield slice(start, start + len(block)), views.reshape(-1, self.memory, n_features)
+
     @torch.inference_mode()
-    def predict_series(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-        """Predict every full window of many monthly series.
+    def predict_members(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+        """Predict every full window of many monthly series with every member.
 
         Parameters
         ----------
         drivers
-            ``(P, T, F)`` raw drivers of P pixels or sites, features in card order.
+            ``(P, T, F)`` raw drivers of P pixels or towers, features in card order.
         batch_size
             Windows per forward pass; pixels are batched so that each pass holds about this
             many windows (1k-8k is fastest on CPU, NOTES.md).
@@ -131,28 +203,58 @@ class Model:
         Returns
         -------
         torch.Tensor
-            ``(P, T - L + 1, K)`` fluxes; entry ``t`` is the window ending at month
-            ``t + L - 1``.
+            ``(M, P, T - L + 1, K)`` fluxes in gC m-2 d-1; entry ``t`` is the window ending
+            at month ``t + L - 1``. With ``nee_mode`` ``derived``, NEE is RE - GPP.
 
         Notes
         -----
-        Windows are strided views (``Tensor.unfold``) of the normalised series; only the
-        current batch is made contiguous for the net.
+        Windows are strided views (``Tensor.unfold``); only the current batch is made
+        contiguous for the nets.
         """
         n_pixels, n_months, _ = drivers.shape
         n_windows = n_months - self.memory + 1
-        if n_windows < 1:
-            raise ValueError(f"series of {n_months} months is shorter than memory {self.memory}")
-        scaled = self.normalise(drivers)
-        out = torch.empty(n_pixels, n_windows, len(self.card.targets), device=drivers.device)
-        step = max(1, batch_size // n_windows)
-        for start in range(0, n_pixels, step):
-            block = scaled[start : start + step]
-            windows = block.unfold(1, self.memory, 1).transpose(2, 3)  # (p, W, L, F) view
-            flat = windows.reshape(-1, self.memory, windows.shape[-1])
-            pred = self.denormalise(self.net(flat))
-            out[start : start + step] = pred.reshape(block.shape[0], n_windows, -1)
+        shape = (len(self.members), n_pixels, n_windows, len(self.card.targets))
+        out = torch.empty(shape, device=drivers.device)
+        for rows, windows in self._batches(drivers, batch_size):
+            for m, member in enumerate(self.members):
+                fluxes = member.denormalise(member.net(member.normalise(windows)))
+                out[m, rows] = fluxes.reshape(-1, n_windows, shape[-1])
+        if self.card.nee_mode == "derived":
+            out = derive_nee(out, self.card.targets)
         return out
+
+    def predict_series(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+        """Ensemble mean ``(P, T - L + 1, K)`` of :meth:`predict_members`."""
+        return self.predict_members(drivers, batch_size=batch_size).mean(dim=0)
+
+    @torch.inference_mode()
+    def domain_distance(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+        """How far each window is from the towers' windows, in units of the threshold.
+
+        Parameters
+        ----------
+        drivers
+            ``(P, T, F)`` raw drivers, features in card order.
+        batch_size
+            Windows compared at once.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(P, T - L + 1)``: the RMS distance between the scaled window and its nearest
+            tower window, divided by :attr:`DomainCard.threshold`. Above 1, a window is
+            farther from every tower window than 95 % of tower windows are from those of
+            the other towers: the model extrapolates.
+        """
+        scaled = (drivers - self._d_mean) / self._d_std
+        n_pixels, n_months, _ = drivers.shape
+        n_windows = n_months - self.memory + 1
+        out = torch.empty(n_pixels, n_windows, device=drivers.device)
+        for rows, windows in self._batches(scaled, batch_size):
+            flat = windows.reshape(len(windows), -1)
+            nearest = torch.cdist(flat, self.reference).amin(dim=1)
+            out[rows] = (nearest / flat.shape[1] ** 0.5).reshape(-1, n_windows)
+        return out / self.card.domain.threshold
 
 
 def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> Path:
@@ -161,7 +263,7 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
     Raises
     ------
     OutputExistsError
-        When the folder holds a model and ``overwrite`` is False.
+        When the folder exists and ``overwrite`` is False.
     """
     folder = Path(folder)
     if folder.exists() and not overwrite:
@@ -171,7 +273,12 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    tensors = {
+        _MEMBER.format(m) + key: value.detach().cpu().contiguous()
+        for m, member in enumerate(model.members)
+        for key, value in member.net.state_dict().items()
+    }
+    tensors[_REFERENCE] = model.reference.detach().cpu().contiguous()
     save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
     (partial / CARD).write_text(json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n")
     if folder.exists():
@@ -195,7 +302,7 @@ def read_card(folder: str | Path) -> ModelCard:
     Raises
     ------
     ModelArtifactError
-        When the folder has no card or the card is invalid.
+        When the folder has no card, or the card is of another format or invalid.
     """
     path = _require(Path(folder), CARD)
     try:
@@ -220,7 +327,7 @@ def read_card(folder: str | Path) -> ModelCard:
 
 
 def load_model(folder: str | Path) -> Model:
-    """Rebuild a model from its folder without unpickling anything.
+    """Rebuild an ensemble from its folder without unpickling anything.
 
     Raises
     ------
@@ -229,21 +336,29 @@ def load_model(folder: str | Path) -> Model:
     """
     folder = Path(folder)
     card = read_card(folder)
-    _require(folder, WEIGHTS)
-    net = build_net(
-        card.architecture,
-        n_features=len(card.features),
-        n_targets=len(card.targets),
-        memory=card.memory,
-        **card.hyperparameters,
-    )
-    try:
-        net.load_state_dict(load_file(folder / WEIGHTS))
-    except (RuntimeError, OSError) as err:
-        raise ModelArtifactError(
-            f"{folder / WEIGHTS}: weights do not match the card's architecture ({err})"
-        ) from None
-    return Model(net=net, card=card)
+    tensors = load_file(_require(folder, WEIGHTS))
+    members = []
+    for m, member_card in enumerate(card.members):
+        prefix = _MEMBER.format(m)
+        net = build_net(
+            card.architecture,
+            n_features=len(card.features),
+            n_targets=len(card.targets),
+            memory=card.memory,
+            **card.hyperparameters,
+        )
+        state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelArtifactError(
+                f"{folder / WEIGHTS}: member {m} does not match the card's architecture "
+                f"({str(err).splitlines()[0]})"
+            ) from None
+        members.append(Member(net=net, card=member_card))
+    if _REFERENCE not in tensors:
+        raise ModelArtifactError(f"{folder / WEIGHTS}: no {_REFERENCE} tensor")
+    return Model(members=members, card=card, reference=tensors[_REFERENCE])
 
 
 def as_float_list(values: np.ndarray) -> list[float]:

@@ -21,7 +21,17 @@ import xarray as xr
 
 from upscale.artifact import WEIGHTS, Model, load_model, software_versions, utc_now
 from upscale.errors import CubeError, ModelArtifactError
-from upscale.schema import ECOSYSTEM_CODES, ECOSYSTEMS, FLUXES, WETLAND, WETLAND_FRACTION
+from upscale.schema import (
+    DOMAIN_DISTANCE,
+    ECOSYSTEM_CODES,
+    ECOSYSTEMS,
+    EXTRAPOLATED,
+    FLUXES,
+    WETLAND,
+    WETLAND_FRACTION,
+    spread_attrs,
+    spread_name,
+)
 
 
 def default_device() -> torch.device:
@@ -56,15 +66,16 @@ def _predict_tile(
     device: str,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    """Fluxes ``(K, T, y, x)`` of one tile of drivers ``(F, T, y, x)``.
+    """Compute the maps ``(2K + 1, T, y, x)`` of one tile of drivers ``(F, T, y, x)``.
 
-    NaN off wetland and before ``first_valid``, the first month every model has a full
-    window for, so all pixels start together whatever their ecosystem's memory.
+    Channels: the K ensemble-mean fluxes, their K ensemble spreads, and the domain
+    distance. NaN off wetland and before ``first_valid``, the first month every model has a
+    full window for, so all pixels start together whatever their ecosystem's memory.
     """
     if device == "cpu":
         torch.set_num_threads(1)  # dask threads run tiles in parallel; never nest threads
     _, n_months, ny, nx = drivers.shape
-    out = np.full((n_targets, n_months, ny, nx), np.nan, dtype="float32")
+    out = np.full((2 * n_targets + 1, n_months, ny, nx), np.nan, dtype="float32")
     for code, folder in models:
         rows, cols = np.nonzero(wetland == code)
         if len(rows) == 0:
@@ -75,8 +86,16 @@ def _predict_tile(
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, block_info)
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
-        fluxes = model.predict_series(series, batch_size=batch_size).cpu().numpy()
-        out[:, model.memory - 1 :, rows, cols] = fluxes.transpose(2, 1, 0)
+        members = model.predict_members(series, batch_size=batch_size)  # (M, P, W, K)
+        channels = torch.cat(
+            [
+                members.mean(dim=0),
+                members.std(dim=0),
+                model.domain_distance(series, batch_size=batch_size)[..., None],
+            ],
+            dim=-1,
+        )
+        out[:, model.memory - 1 :, rows, cols] = channels.cpu().numpy().transpose(2, 1, 0)
     out[:, :first_valid] = np.nan
     return out
 
@@ -171,17 +190,21 @@ def flux_maps(
         batch_size=batch_size,
         device=device,
         dtype="float32",
-        chunks=((len(targets),), *drivers.data.chunks[1:]),
+        chunks=((2 * len(targets) + 1,), *drivers.data.chunks[1:]),
         meta=np.array((), dtype="float32"),
     )
     valid_from = pd.Timestamp(cube["time"].values[memory - 1])
-    maps = xr.Dataset(
-        {
-            name: (("time", "y", "x"), tiles[k], FLUXES[name].attrs())
-            for k, name in enumerate(targets)
-        },
-        coords={"time": cube["time"], "y": cube["y"], "x": cube["x"]},
-    )
+    dims = ("time", "y", "x")
+    layers = {name: (dims, tiles[k], FLUXES[name].attrs()) for k, name in enumerate(targets)}
+    layers |= {
+        spread_name(name): (dims, tiles[len(targets) + k], spread_attrs(name))
+        for k, name in enumerate(targets)
+    }
+    layers[DOMAIN_DISTANCE.name] = (dims, tiles[-1], DOMAIN_DISTANCE.attrs())
+    maps = xr.Dataset(layers, coords={"time": cube["time"], "y": cube["y"], "x": cube["x"]})
+    distance = maps[DOMAIN_DISTANCE.name].sel(time=slice(valid_from, None))
+    outside = (distance > 1).where(distance.notnull()).mean("time")
+    maps[EXTRAPOLATED.name] = outside.astype("float32").assign_attrs(EXTRAPOLATED.attrs())
     maps[WETLAND] = mask[WETLAND]
     maps[WETLAND_FRACTION] = mask[WETLAND_FRACTION]
     maps = maps.rio.write_crs(cube.rio.crs)

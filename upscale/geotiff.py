@@ -13,7 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
 from upscale.errors import OutputExistsError
-from upscale.schema import FLUXES
+from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
 Period = Literal["annual", "monthly"]
 
@@ -61,7 +61,7 @@ def export_cogs(
     periods: Sequence[Period] = ("annual",),
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write each flux as a Cloud-Optimized GeoTIFF.
+    """Write each flux, its ensemble spread and the extrapolated share as COGs.
 
     Parameters
     ----------
@@ -72,7 +72,8 @@ def export_cogs(
     periods
         ``annual``: one band per complete year, totals in gC m-2 yr-1, file
         ``<VAR>_annual.tif``. ``monthly``: one band per valid month, in gC m-2 d-1, file
-        ``<VAR>_monthly.tif``.
+        ``<VAR>_monthly.tif``. VAR is each flux and its spread (``GPP_std``...). The share
+        of months outside the towers' domain is written once, ``extrapolated_fraction.tif``.
     overwrite
         Replace existing files.
 
@@ -91,9 +92,14 @@ def export_cogs(
             layers.append((folder / f"{name}_annual.tif", totals[name], labels))
     if "monthly" in periods:
         monthly = valid_period(maps)
-        for name in (n for n in FLUXES if n in maps):
+        for name in (n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps):
             labels = [f"{name} {t:%Y-%m} mean" for t in monthly.indexes["time"]]
             layers.append((folder / f"{name}_monthly.tif", monthly[name], labels))
+    if EXTRAPOLATED.name in maps:
+        months = valid_period(maps).indexes["time"]
+        label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
+        share = maps[EXTRAPOLATED.name].expand_dims(band=1)
+        layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
     existing = [str(path) for path, _, _ in layers if path.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")

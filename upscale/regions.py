@@ -14,7 +14,17 @@ from pyproj import CRS, Geod, Transformer
 
 from upscale.annual import annual_totals
 from upscale.errors import RegionError
-from upscale.schema import ANNUAL_FLUX_UNITS, ECOSYSTEMS, TOTAL_UNITS, WETLAND, WETLAND_FRACTION
+from upscale.schema import (
+    ANNUAL_FLUX_UNITS,
+    ECOSYSTEMS,
+    FLUXES,
+    SPREAD_SUFFIX,
+    TARGETS,
+    TOTAL_UNITS,
+    WETLAND,
+    WETLAND_FRACTION,
+    spread_name,
+)
 
 
 def read_regions(path: str | Path) -> gpd.GeoDataFrame:
@@ -147,7 +157,13 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame) -> pd.DataFrame:
     pandas.DataFrame
         One row per region and year: ``area_km2`` and ``<ecosystem>_area_km2``,
         ``<FLUX>_mean`` (gC m-2 yr-1), ``<FLUX>_total`` (Gg C yr-1) and ``sink_total``
-        (-NEE, Gg C yr-1).
+        (-NEE, Gg C yr-1); with ``_std`` columns when the maps carry the ensemble spread.
+
+    Notes
+    -----
+    The spread of a total sums the pixels' spreads: the members' errors are taken as fully
+    correlated between pixels and months, so it is an upper bound on the ensemble spread
+    of the total (per-member maps would be needed for the exact value).
     """
     totals = annual_totals(maps)
     wetland = maps[WETLAND]
@@ -158,18 +174,24 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame) -> pd.DataFrame:
     for code, eco in ECOSYSTEMS.items():
         eco_weight = weight.where(wetland == code, 0.0)
         columns[f"{eco}_area_km2"] = xr.dot(masks, eco_weight, dim=["y", "x"]) / 1e6
-    for name in totals.data_vars:
-        flux = totals[name].where(wetland > 0, 0.0)  # keeps NaN on wetland pixels visible
-        grams = xr.dot(masks, flux * weight, dim=["y", "x"])
-        columns[f"{name}_total"] = grams / 1e9
-        columns[f"{name}_mean"] = grams / area_by_region
-    if "NEE_total" in columns:
-        columns["sink_total"] = -columns["NEE_total"]
+    for flux in FLUXES:
+        for name, suffix in ((flux, ""), (spread_name(flux), SPREAD_SUFFIX)):
+            if name not in totals:
+                continue
+            values = totals[name].where(wetland > 0, 0.0)  # keeps NaN on wetland visible
+            grams = xr.dot(masks, values * weight, dim=["y", "x"])
+            columns[f"{flux}_mean{suffix}"] = grams / area_by_region
+            columns[f"{flux}_total{suffix}"] = grams / 1e9
+    nee = TARGETS[2]
+    if f"{nee}_total" in columns:
+        columns["sink_total"] = -columns[f"{nee}_total"]
+    if f"{nee}_total{SPREAD_SUFFIX}" in columns:
+        columns[f"sink_total{SPREAD_SUFFIX}"] = columns[f"{nee}_total{SPREAD_SUFFIX}"]
     table = xr.Dataset(columns).compute().to_dataframe().reset_index()
     table = table.rename(columns={"region": "name"})
     order = ["name", "year", "area_km2", *(f"{e}_area_km2" for e in ECOSYSTEMS.values())]
-    order += [c for c in table.columns if c.endswith("_mean")]
-    order += [c for c in table.columns if c.endswith("_total")]
+    order += [c for c in table.columns if "_mean" in c]
+    order += [c for c in table.columns if "_total" in c]
     table = table[order]
     table.attrs["units"] = {"area": "km2", "mean": ANNUAL_FLUX_UNITS, "total": TOTAL_UNITS}
     return table

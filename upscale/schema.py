@@ -103,6 +103,40 @@ FLUXES: dict[str, Variable] = {
 """Tower fluxes learned by the models and written to the maps."""
 
 TARGETS: tuple[str, ...] = tuple(FLUXES)
+
+SPREAD_SUFFIX = "_std"
+
+
+def spread_name(flux: str) -> str:
+    """Name of the ensemble spread of a flux in the maps (``GPP`` -> ``GPP_std``)."""
+    return flux + SPREAD_SUFFIX
+
+
+def spread_attrs(flux: str) -> dict[str, str]:
+    """CF attributes of the ensemble spread of a flux."""
+    return {
+        "units": FLUXES[flux].units,
+        "long_name": f"ensemble standard deviation of {FLUXES[flux].long_name}",
+        "comment": "Spread of the ensemble members (the cross-validation folds' models).",
+    }
+
+
+DOMAIN_DISTANCE = Variable(
+    "doa_distance",
+    "1",
+    "distance of the drivers' window to the nearest tower window, in units of the "
+    "extrapolation threshold",
+    comment=(
+        "Domain of applicability: above 1 the window is farther from every tower window than "
+        "95 % of tower windows are from those of other towers, and the model extrapolates."
+    ),
+)
+EXTRAPOLATED = Variable(
+    "extrapolated_fraction",
+    "1",
+    "share of the valid months whose drivers' window lies outside the towers' domain",
+    comment="Months with doa_distance > 1, over the months from valid_from on.",
+)
 DEFAULT_FEATURES: tuple[str, ...] = tuple(DRIVERS)
 
 WETLAND = "wetland"

@@ -1,19 +1,33 @@
-"""Training: fit a sequence model on tower windows, with early stopping on held-out towers.
+"""Training: an ensemble of sequence models, one per cross-validation fold of towers.
 
-Folds are always by site, never by month: neighbouring months of one tower are nearly the
-same sample, so a random split of months leaks and inflates skill.
+Folds are always by tower, never by month: neighbouring months of one tower are nearly the
+same sample, so a random split of months leaks and inflates skill. Each fold's member is
+trained on the other towers (stopping early on a share of them) and predicts its fold's
+towers; those held-out predictions give the cross-validated skill, and the members together
+are the ensemble whose mean is mapped and whose spread is the uncertainty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from upscale.artifact import Model, ModelCard, as_float_list, software_versions, utc_now
+from upscale.artifact import (
+    DomainCard,
+    Member,
+    MemberCard,
+    Model,
+    ModelCard,
+    as_float_list,
+    software_versions,
+    utc_now,
+)
+from upscale.balance import NeeMode, derive_nee, imbalance
 from upscale.errors import SiteDataError
 from upscale.metrics import decomposed_skill
 from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
@@ -23,12 +37,14 @@ from upscale.schema import DEFAULT_FEATURES, TARGETS
 Progress = Callable[[str], None]
 MIN_TOWERS = 3
 """Towers an ecosystem needs: every fold must keep one to train on and one to stop on."""
+DOMAIN_QUANTILE = 0.95
+"""Share of tower windows whose nearest other-tower window sets the extrapolation threshold."""
 
 
 class TrainConfig(BaseModel):
-    """Hyper-parameters of one training run; stored in the model card.
+    """Everything that decides a training run; stored in the model card.
 
-    The same config and seed give the same weights on CPU.
+    The same config, data and seed give the same weights and metrics on CPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,14 +54,38 @@ class TrainConfig(BaseModel):
     features: tuple[str, ...] = DEFAULT_FEATURES
     targets: tuple[str, ...] = TARGETS
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    nee_mode: NeeMode = Field("direct", description="how NEE relates to RE - GPP")
+    balance_weight: float = Field(1.0, ge=0, description="weight of the penalty nee_mode")
+    cv: Literal["kfold", "loso"] = Field("kfold", description="k folds of towers, or one each")
+    folds: int = Field(4, ge=2, description="folds of towers with cv='kfold'")
     epochs: int = Field(200, ge=1)
     patience: int = Field(25, ge=1, description="epochs without validation gain before stopping")
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     validation_fraction: float = Field(0.25, gt=0, lt=1, description="share of towers held out")
-    folds: int = Field(4, ge=2, description="site folds of the cross-validation")
+    reference_windows: int = Field(4000, ge=10, description="tower windows kept for the domain")
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class EnsembleFit:
+    """A trained ensemble with its held-out predictions.
+
+    Attributes
+    ----------
+    model
+        The ensemble, one member per fold, with cross-validated metrics in its card.
+    predictions
+        ``(S, T, K)`` prediction of each tower by the member that never saw it; NaN before
+        the first full window.
+    folds
+        The towers held out by each member, in member order.
+    """
+
+    model: Model
+    predictions: np.ndarray
+    folds: list[list[str]]
 
 
 def _windows(series: SiteSeries, memory: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,9 +97,20 @@ def _windows(series: SiteSeries, memory: int) -> tuple[torch.Tensor, torch.Tenso
     return views[keep], fluxes[keep]
 
 
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    valid = torch.isfinite(target)
-    return ((pred - torch.nan_to_num(target)) ** 2)[valid].mean()
+def _loss(
+    outputs: torch.Tensor, targets: torch.Tensor, member: Member, config: TrainConfig
+) -> torch.Tensor:
+    """Masked mean squared error on scaled fluxes, with the carbon-balance option applied."""
+    if config.nee_mode == "derived":
+        fluxes = derive_nee(member.denormalise(outputs), config.targets)
+        outputs = member.normalise_targets(fluxes)
+    valid = torch.isfinite(targets)
+    loss = ((outputs - torch.nan_to_num(targets)) ** 2)[valid].mean()
+    if config.nee_mode == "penalty":
+        gap = imbalance(member.denormalise(outputs), config.targets)
+        nee_scale = member.card.target_std[list(config.targets).index(TARGETS[2])]
+        loss = loss + config.balance_weight * ((gap / nee_scale) ** 2).mean()
+    return loss
 
 
 def split_sites(site_ids: Sequence[str], n_groups: int, seed: int) -> list[list[str]]:
@@ -68,98 +119,104 @@ def split_sites(site_ids: Sequence[str], n_groups: int, seed: int) -> list[list[
     return [sorted(order[i::n_groups].tolist()) for i in range(n_groups)]
 
 
-def fit(
+def site_folds(site_ids: Sequence[str], config: TrainConfig) -> list[list[str]]:
+    """Split towers into folds: one tower each (``loso``) or ``config.folds`` groups."""
+    if config.cv == "loso":
+        return [[site] for site in sorted(site_ids)]
+    return split_sites(site_ids, min(config.folds, len(site_ids)), config.seed)
+
+
+def cv_scheme(config: TrainConfig, n_sites: int) -> str:
+    """Describe the cross-validation of a run, for cards and tables."""
+    if config.cv == "loso":
+        return f"leave-one-site-out ({n_sites} folds)"
+    return f"{min(config.folds, n_sites)}-fold by site, seed {config.seed}"
+
+
+def fit_member(
     series: SiteSeries,
     config: TrainConfig,
     *,
-    name: str,
-    ecosystem: str,
+    held_out: Sequence[str] = (),
+    seed: int | None = None,
     progress: Progress | None = None,
-) -> Model:
-    """Train one model on the towers of ``series``.
-
-    A share of the towers (``config.validation_fraction``, at least one) is held out for
-    early stopping; the weights of the best validation epoch are kept.
+) -> Member:
+    """Train one net on the towers of ``series``, stopping early on a share of them.
 
     Parameters
     ----------
     series
-        Towers to learn from (one ecosystem).
+        Towers to learn from (one ecosystem), without the held-out fold.
     config
-        Architecture, memory and optimisation settings.
-    name, ecosystem
-        Recorded in the card.
+        Architecture, memory, carbon balance and optimisation settings.
+    held_out
+        Towers of the member's cross-validation fold, recorded in its card.
+    seed
+        Seed of this member (weights, shuffling, validation towers); ``config.seed`` when
+        not given.
     progress
         Called with a short status line after each epoch.
 
     Returns
     -------
-    Model
-        The trained net with a card; ``cv_metrics`` is empty until set by the caller.
+    Member
+        The net at its best validation epoch, with its normalisation.
+
+    Raises
+    ------
+    SiteDataError
+        When fewer than two towers, or towers without a measured full window, are left.
     """
+    seed = config.seed if seed is None else seed
     if len(series.site_ids) < 2:
         raise SiteDataError(
-            f"{ecosystem}: {len(series.site_ids)} tower(s) left to train on; at least 2 are "
-            "needed (one to train on, one to stop early on)"
+            f"{len(series.site_ids)} tower(s) left to train on ({', '.join(series.site_ids)}); "
+            "at least 2 are needed (one to train on, one to stop early on)"
         )
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     n_validation = max(1, round(config.validation_fraction * len(series.site_ids)))
-    shuffled = np.random.default_rng(config.seed).permutation(sorted(series.site_ids))
+    shuffled = np.random.default_rng(seed).permutation(sorted(series.site_ids))
     validation_sites = sorted(shuffled[:n_validation].tolist())
     training_sites = sorted(shuffled[n_validation:].tolist())
     train, valid = series.subset(training_sites), series.subset(validation_sites)
-
-    x_mean = train.drivers.reshape(-1, len(series.features)).mean(axis=0)
-    x_std = train.drivers.reshape(-1, len(series.features)).std(axis=0) + 1e-6
-    flat_y = train.fluxes.reshape(-1, len(series.targets))
-    y_mean, y_std = np.nanmean(flat_y, axis=0), np.nanstd(flat_y, axis=0) + 1e-6
-    net = build_net(
-        config.architecture,
-        n_features=len(series.features),
-        n_targets=len(series.targets),
-        memory=config.memory,
-        **config.hyperparameters,
-    )
-    measured = series.times[np.isfinite(train.fluxes).any(axis=(0, 2))]
-    card = ModelCard(
-        name=name,
-        architecture=config.architecture,
-        hyperparameters=resolve_hyperparameters(config.architecture, **config.hyperparameters),
-        memory=config.memory,
-        features=list(series.features),
-        feature_mean=as_float_list(x_mean),
-        feature_std=as_float_list(x_std),
-        targets=list(series.targets),
-        target_mean=as_float_list(y_mean),
-        target_std=as_float_list(y_std),
-        ecosystem=ecosystem,
-        training_sites=training_sites,
-        validation_sites=validation_sites,
-        training_period=(f"{measured[0]:%Y-%m}", f"{measured[-1]:%Y-%m}"),
-        cv_scheme="",
-        cv_metrics={},
-        train_config=config.model_dump(mode="json"),
-        data={},
-        versions=software_versions(),
-        created=utc_now(),
-    )
-    model = Model(net=net, card=card)
     x_train, y_train = _windows(train, config.memory)
     x_valid, y_valid = _windows(valid, config.memory)
     for role, windows, sites in (("training", x_train, train), ("validation", x_valid, valid)):
         if len(windows) == 0:
             raise SiteDataError(
-                f"{ecosystem}: the {role} tower(s) {', '.join(sites.site_ids)} have no measured "
-                f"month after a full {config.memory}-month window of cube drivers; use a cube "
-                "that starts earlier, a shorter memory, or towers with longer records"
+                f"the {role} tower(s) {', '.join(sites.site_ids)} have no measured month after "
+                f"a full {config.memory}-month window of cube drivers; use a cube that starts "
+                "earlier, a shorter memory, or towers with longer records"
             )
-    x_train, x_valid = model.normalise(x_train), model.normalise(x_valid)
-    y_train, y_valid = model.normalise_targets(y_train), model.normalise_targets(y_valid)
+
+    flat_x = train.drivers.reshape(-1, len(series.features))
+    flat_y = train.fluxes.reshape(-1, len(series.targets))
+    member = Member(
+        net=build_net(
+            config.architecture,
+            n_features=len(series.features),
+            n_targets=len(series.targets),
+            memory=config.memory,
+            **config.hyperparameters,
+        ),
+        card=MemberCard(
+            training_sites=training_sites,
+            validation_sites=validation_sites,
+            held_out_sites=sorted(held_out),
+            feature_mean=as_float_list(flat_x.mean(axis=0)),
+            feature_std=as_float_list(flat_x.std(axis=0) + 1e-6),
+            target_mean=as_float_list(np.nanmean(flat_y, axis=0)),
+            target_std=as_float_list(np.nanstd(flat_y, axis=0) + 1e-6),
+        ),
+    )
+    net = member.net
+    x_train, x_valid = member.normalise(x_train), member.normalise(x_valid)
+    y_train, y_valid = member.normalise_targets(y_train), member.normalise_targets(y_valid)
 
     optimiser = torch.optim.AdamW(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    shuffler = torch.Generator().manual_seed(config.seed)
+    shuffler = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale = float("inf"), None, 0
     for epoch in range(config.epochs):
         net.train()
@@ -167,12 +224,12 @@ def fit(
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
             optimiser.zero_grad()
-            loss = _masked_mse(net(x_train[batch]), y_train[batch])
+            loss = _loss(net(x_train[batch]), y_train[batch], member, config)
             loss.backward()
             optimiser.step()
         net.eval()
         with torch.no_grad():
-            valid_loss = float(_masked_mse(net(x_valid), y_valid))
+            valid_loss = float(_loss(net(x_valid), y_valid, member, config))
         if valid_loss < best_loss - 1e-5:
             best_loss, stale = valid_loss, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -184,48 +241,45 @@ def fit(
             break
     net.load_state_dict(best_state)
     net.eval()
-    return model
+    return member
 
 
-def cross_validate(
-    series: SiteSeries,
-    config: TrainConfig,
-    *,
-    ecosystem: str,
-    progress: Progress | None = None,
-) -> tuple[dict[str, dict[str, dict[str, float]]], np.ndarray]:
-    """K-fold-by-site cross-validation of one ecosystem's towers.
+def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCard, torch.Tensor]:
+    """Build the reference windows and extrapolation threshold of the domain of applicability.
 
-    Each fold's towers are predicted by a model that never saw them (neither for training
-    nor for early stopping).
-
-    Returns
-    -------
-    metrics
-        Per target and component (all months, across sites, seasonal cycle, anomalies; see
-        :func:`upscale.metrics.decomposed_skill`): scores over held-out tower months.
-    predictions
-        ``(S, T, K)`` held-out predictions aligned with ``series.fluxes`` (NaN before the
-        first full window).
+    The reference is every tower window ending on a measured month (at most
+    ``config.reference_windows``, drawn with the seed), scaled by the towers' driver mean
+    and standard deviation and flattened. The threshold is the 95th percentile, over the
+    reference windows, of the RMS distance to the nearest window of another tower: how far
+    apart towers are from each other.
     """
-    folds = split_sites(series.site_ids, min(config.folds, len(series.site_ids)), config.seed)
-    predictions = np.full(series.fluxes.shape, np.nan, dtype="float32")
-    for number, held_out in enumerate(folds, start=1):
-        if progress:
-            progress(f"fold {number}/{len(folds)}")
-        training = [s for s in series.site_ids if s not in held_out]
-        model = fit(series.subset(training), config, name=f"cv-fold-{number}", ecosystem=ecosystem)
-        rows = [series.site_ids.index(s) for s in held_out]
-        drivers = torch.from_numpy(series.drivers[rows])
-        predictions[rows, config.memory - 1 :] = model.predict_series(drivers).numpy()
-    metrics = {
-        target: decomposed_skill(series.fluxes[..., k], predictions[..., k], series.times)
-        for k, target in enumerate(series.targets)
-    }
-    return metrics, predictions
+    flat = series.drivers.reshape(-1, len(series.features))
+    mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    drivers = torch.from_numpy(((series.drivers - mean) / std).astype("float32"))
+    views = drivers.unfold(1, config.memory, 1).transpose(2, 3)
+    keep = torch.from_numpy(np.isfinite(series.fluxes[:, config.memory - 1 :]).any(axis=-1))
+    site = torch.arange(len(series.site_ids))[:, None].expand_as(keep)[keep]
+    windows = views[keep].reshape(int(keep.sum()), -1)
+    if len(windows) > config.reference_windows:
+        pick = np.random.default_rng(config.seed).choice(
+            len(windows), config.reference_windows, replace=False
+        )
+        pick = torch.from_numpy(np.sort(pick))
+        windows, site = windows[pick], site[pick]
+    distance = torch.cdist(windows, windows) / windows.shape[1] ** 0.5
+    distance[site[:, None] == site[None, :]] = float("inf")
+    nearest = distance.amin(dim=1)
+    threshold = float(torch.quantile(nearest[torch.isfinite(nearest)], DOMAIN_QUANTILE))
+    card = DomainCard(
+        feature_mean=as_float_list(mean),
+        feature_std=as_float_list(std),
+        threshold=threshold,
+        reference_windows=len(windows),
+    )
+    return card, windows.contiguous()
 
 
-def train_ecosystem(
+def train_ensemble(
     series: SiteSeries,
     config: TrainConfig,
     *,
@@ -233,27 +287,66 @@ def train_ecosystem(
     ecosystem: str,
     data: dict[str, str] | None = None,
     progress: Progress | None = None,
-) -> tuple[Model, np.ndarray]:
-    """Cross-validate, then fit the model that is kept, for one ecosystem.
+) -> EnsembleFit:
+    """Cross-validate by tower and keep the folds' nets as an ensemble, for one ecosystem.
+
+    Parameters
+    ----------
+    series
+        The ecosystem's towers (at least :data:`MIN_TOWERS`).
+    config
+        Training settings, including the cross-validation scheme.
+    name, ecosystem
+        Recorded in the card.
+    data
+        Input paths to record in the card.
+    progress
+        Called with a status line per fold.
 
     Returns
     -------
-    model
-        Trained on all towers (early stopping on a held-out share), with the
-        cross-validated metrics and scheme in its card.
-    predictions
-        Held-out cross-validation predictions ``(S, T, K)``.
+    EnsembleFit
+        The model (card with decomposed cross-validated metrics), the held-out predictions
+        and the folds.
     """
-    metrics, predictions = cross_validate(series, config, ecosystem=ecosystem, progress=progress)
-    if progress:
-        progress("final model")
-    model = fit(series, config, name=name, ecosystem=ecosystem)
-    n_folds = min(config.folds, len(series.site_ids))
-    model.card = model.card.model_copy(
-        update={
-            "cv_scheme": f"{n_folds}-fold by site, seed {config.seed}",
-            "cv_metrics": metrics,
-            "data": data or {},
-        }
+    folds = site_folds(series.site_ids, config)
+    members = []
+    for number, held_out in enumerate(folds):
+        if progress:
+            progress(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
+        training = series.subset([s for s in series.site_ids if s not in held_out])
+        members.append(fit_member(training, config, held_out=held_out, seed=config.seed + number))
+    domain, reference = domain_reference(series, config)
+    measured = series.times[np.isfinite(series.fluxes).any(axis=(0, 2))]
+    card = ModelCard(
+        name=name,
+        architecture=config.architecture,
+        hyperparameters=resolve_hyperparameters(config.architecture, **config.hyperparameters),
+        memory=config.memory,
+        features=list(series.features),
+        targets=list(series.targets),
+        nee_mode=config.nee_mode,
+        ecosystem=ecosystem,
+        sites=list(series.site_ids),
+        training_period=(f"{measured[0]:%Y-%m}", f"{measured[-1]:%Y-%m}"),
+        members=[m.card for m in members],
+        domain=domain,
+        cv_scheme=cv_scheme(config, len(series.site_ids)),
+        cv_metrics={},
+        train_config=config.model_dump(mode="json"),
+        data=data or {},
+        versions=software_versions(),
+        created=utc_now(),
     )
-    return model, predictions
+    model = Model(members=members, card=card, reference=reference)
+    every = model.predict_members(torch.from_numpy(series.drivers)).numpy()  # (M, S, W, K)
+    predictions = np.full(series.fluxes.shape, np.nan, dtype="float32")
+    for number, held_out in enumerate(folds):
+        rows = [series.site_ids.index(s) for s in held_out]
+        predictions[rows, config.memory - 1 :] = every[number, rows]
+    metrics = {
+        target: decomposed_skill(series.fluxes[..., k], predictions[..., k], series.times)
+        for k, target in enumerate(series.targets)
+    }
+    model.card = card.model_copy(update={"cv_metrics": metrics})
+    return EnsembleFit(model=model, predictions=predictions, folds=folds)

@@ -20,6 +20,7 @@ import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
 from upscale.artifact import read_card, save_model
+from upscale.config import save_train_config
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
@@ -54,11 +55,14 @@ class TrainResult:
         Ecosystem -> target -> component -> cross-validated scores (as in the cards).
     held_out
         Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``.
+    config
+        The resolved training config written beside the models (``<name>.yaml``).
     """
 
     models: dict[str, Path]
     metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
     held_out: dict[str, tuple[np.ndarray, np.ndarray]]
+    config: Path
 
     def skill_table(self) -> pd.DataFrame:
         """One row per ecosystem and flux: scores over all months, R² of each component."""
@@ -128,7 +132,12 @@ def train(
                 f"{sites}: {eco} has {count} tower(s); at least {MIN_TOWERS} are needed to "
                 "cross-validate with held-out towers"
             )
-    result = TrainResult(models={}, metrics={}, held_out={})
+    result = TrainResult(
+        models={},
+        metrics={},
+        held_out={},
+        config=save_train_config(config, Path(out) / f"{name}.yaml"),
+    )
     for eco in ecosystems:
         eco_series = series.of_ecosystem(eco)
         status(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
@@ -14,11 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from upscale import __version__, api
+from upscale.balance import NeeMode as NeeModeName
+from upscale.config import load_train_config, make_train_config
 from upscale.errors import UpscaleError
 from upscale.nets import ArchitectureName
 from upscale.progress import console
 from upscale.sites import Partitioning as PartitioningName
-from upscale.training import TrainConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -99,10 +100,7 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
         out_console.print(f"  {what:<10} {path}", highlight=False, overflow="ignore", crop=False)
 
 
-Memory = Annotated[
-    int, typer.Option(min=1, max=36, help="Memory length L: months of drivers each window sees.")
-]
-Architecture = Annotated[ArchitectureName, typer.Option(help="Network architecture.")]
+CrossValidation = Literal["kfold", "loso"]
 Partitioning = Annotated[
     PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
 ]
@@ -138,20 +136,51 @@ def train(
     cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
     out: Annotated[Path, typer.Option(help="Folder for the model folders.")] = Path("models"),
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
-    architecture: Architecture = "lstm",
-    memory: Memory = 6,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum training epochs.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Training config (YAML, e.g. models/presets/lstm.yaml).", exists=True),
+    ] = None,
+    architecture: Annotated[
+        ArchitectureName | None, typer.Option(help="Network architecture.")
+    ] = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(min=1, max=36, help="Memory length L: months of drivers each window sees."),
+    ] = None,
+    cv: Annotated[
+        CrossValidation | None, typer.Option(help="Folds of towers: k-fold or leave-one-out.")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="Folds (and members) of kfold.")] = None,
+    nee_mode: Annotated[
+        NeeModeName | None, typer.Option(help="NEE direct, RE - GPP, or penalised.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
-    """Cross-validate and train one model per ecosystem on the towers."""
-    config = TrainConfig(architecture=architecture, memory=memory, epochs=epochs, seed=seed)
+    """Cross-validate by tower and train one ensemble per ecosystem.
+
+    Options replace the config file's values; the resolved config is saved as NAME.yaml.
+    """
+    options = {
+        "architecture": architecture,
+        "memory": memory,
+        "cv": cv,
+        "folds": folds,
+        "nee_mode": nee_mode,
+        "epochs": epochs,
+        "seed": seed,
+    }
+    chosen = {k: v for k, v in options.items() if v is not None}
+    settings = load_train_config(config, **chosen) if config else make_train_config(chosen)
     result = api.train(
-        sites, cube, out, config=config, name=name, partitioning=partitioning, overwrite=overwrite
+        sites, cube, out, config=settings, name=name, partitioning=partitioning, overwrite=overwrite
     )
     out_console.print(_skill_table(result.skill_table()))
-    _written({f"model {eco}": path for eco, path in result.models.items()})
+    _written(
+        {f"model {eco}": path for eco, path in result.models.items()} | {"config": result.config}
+    )
 
 
 @app.command()

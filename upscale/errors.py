@@ -35,5 +35,9 @@ class RegionError(UpscaleError):
     """A regions file cannot be used for a query."""
 
 
+class ConfigError(UpscaleError):
+    """A training config has an unknown field or an invalid value."""
+
+
 class OutputExistsError(UpscaleError):
     """An output already exists and ``overwrite`` was not requested."""

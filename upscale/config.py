@@ -1,0 +1,65 @@
+"""Training configs as YAML files: presets in ``models/presets/`` and the record of a run.
+
+A config file holds the fields of :class:`upscale.training.TrainConfig`; fields it leaves
+out take their defaults. ``upscale train`` writes the resolved config of every run beside
+its models, so ``upscale train --config that.yaml`` on the same data repeats it exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from upscale.errors import ConfigError
+from upscale.training import TrainConfig
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a training config from YAML, with optional field overrides.
+
+    Parameters
+    ----------
+    path
+        YAML mapping of :class:`~upscale.training.TrainConfig` fields.
+    **overrides
+        Fields that replace the file's (e.g. from command-line options).
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, not a YAML mapping, or has an unknown or invalid field.
+    """
+    path = Path(path)
+    try:
+        fields = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{path}: a config is a mapping of field: value")
+    return make_train_config(fields | overrides, source=str(path))
+
+
+def make_train_config(fields: dict[str, Any], *, source: str = "options") -> TrainConfig:
+    """Validate config fields, turning pydantic's report into one :class:`ConfigError` line."""
+    try:
+        return TrainConfig(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "config"
+        raise ConfigError(
+            f"{source}: {where}: {first['msg']} ({err.error_count()} problem(s) in all; "
+            f"fields are {', '.join(TrainConfig.model_fields)})"
+        ) from None
+
+
+def save_train_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the full config (every field, defaults included) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path

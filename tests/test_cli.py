@@ -295,3 +295,37 @@ def test_too_few_towers(demo_inputs, tmp_path):
         ],
     )
     one_clear_error(result, "saltmarsh has 2 tower(s); at least 3")
+
+
+def test_sweep_command_and_sample_cache(demo_inputs, tmp_path):
+    args = [
+        "sweep",
+        "--sites",
+        str(demo_inputs.sites),
+        "--cube",
+        str(demo_inputs.cube),
+        "--out",
+        str(tmp_path / "sweep"),
+        "--architectures",
+        "lstm",
+        "--memories",
+        "2",
+        "--nee-modes",
+        "direct",
+        "--epochs",
+        "2",
+        "--workers",
+        "1",
+    ]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    for name in ("skill.csv", "optimum.csv", "nee_modes.csv", "skill_vs_memory.png", "samples.npz"):
+        assert (tmp_path / "sweep" / name).exists()
+    assert "memory chosen per flux" in first.output
+    again = runner.invoke(app, args)
+    one_clear_error(again, "pass --overwrite")
+    again = runner.invoke(app, [*args, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert "reusing the tower samples cached" in again.output
+    bad = runner.invoke(app, [*args[:-2], "--memories", "2,x", "--overwrite"])
+    assert bad.exit_code == 2 and "comma-separated" in bad.output

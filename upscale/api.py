@@ -6,6 +6,7 @@ they are, so a notebook can run exactly what the command line runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -20,6 +21,7 @@ import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
 from upscale.artifact import read_card, save_model
+from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
@@ -27,12 +29,13 @@ from upscale.engine import flux_maps
 from upscale.errors import ModelArtifactError, OutputExistsError, RegionError, SiteDataError
 from upscale.geotiff import Period, export_cogs
 from upscale.metrics import COMPONENTS, skill
-from upscale.plots import annual_maps_png, cv_scatter_png
+from upscale.plots import annual_maps_png, cv_scatter_png, sweep_png
 from upscale.progress import console, dask_progress
 from upscale.regions import budget, read_regions
-from upscale.samples import extract_site_series
+from upscale.samples import SiteSeries, extract_site_series
 from upscale.schema import TARGETS, WETLAND
 from upscale.sites import Partitioning, read_sites
+from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
 
 Status = Callable[[str], None]
@@ -117,9 +120,7 @@ def train(
         Model folders, cross-validated metrics and held-out predictions per ecosystem.
     """
     config = config or TrainConfig()
-    site_data = read_sites(sites, partitioning=partitioning)
-    drivers = open_cube(cube, config.features)
-    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    series = tower_series(sites, cube, config, partitioning=partitioning, status=status)
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
     existing = [str(f) for f in folders.values() if f.exists()]
@@ -264,6 +265,118 @@ def query(
         else:
             table.to_csv(out, index=False, float_format="%.6g")
     return table
+
+
+def _input_stamp(*paths: Path) -> str:
+    """Fingerprint of input files (names, sizes, modification times) for caches."""
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    parts = [f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def tower_series(
+    sites: str | Path,
+    cube: str | Path,
+    config: TrainConfig,
+    *,
+    partitioning: Partitioning = "NT",
+    cache: str | Path | None = None,
+    status: Status = _status,
+) -> SiteSeries:
+    """Read the towers and the drivers at their pixels, reusing a cache when inputs match.
+
+    Parameters
+    ----------
+    sites, cube
+        Tower folder and driver cube.
+    config
+        Its features and targets select what is extracted.
+    partitioning
+        NT or DT partitioned GPP and RE.
+    cache
+        ``.npz`` file of the extracted series; reused when the inputs' files, features,
+        targets and partitioning are unchanged, rewritten otherwise.
+    status
+        Receives progress lines.
+    """
+    key = _input_stamp(Path(sites), Path(cube)) + repr(
+        (config.features, config.targets, partitioning)
+    )
+    stamp = Path(f"{cache}.key") if cache else None
+    if cache and Path(cache).exists() and stamp.exists() and stamp.read_text() == key:
+        status(f"reusing the tower samples cached in {cache}")
+        return SiteSeries.load(cache)
+    site_data = read_sites(sites, partitioning=partitioning)
+    drivers = open_cube(cube, config.features)
+    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    if cache:
+        series.save(cache)
+        stamp.write_text(key)
+    return series
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What :func:`sweep` wrote, and the tables."""
+
+    outputs: dict[str, Path]
+    result: SweepResult
+
+
+def sweep(
+    sites: str | Path,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    architectures: Sequence[str] = ("lstm", "transformer"),
+    memories: Sequence[int] = DEFAULT_MEMORIES,
+    nee_modes: Sequence[str] = NEE_MODES,
+    partitioning: Partitioning = "NT",
+    workers: int | None = None,
+    overwrite: bool = False,
+    status: Status = _status,
+) -> SweepReport:
+    """Cross-validate architectures x memory lengths x ecosystems and choose the memory.
+
+    Writes ``skill.csv`` (every run, fold by fold), ``optimum.csv`` (the memory chosen per
+    ecosystem, architecture and flux), ``nee_modes.csv`` (NEE skill of each NEE mode) and
+    ``skill_vs_memory.png`` into ``out``; the tower samples are cached in ``samples.npz``
+    and reused by later sweeps on the same inputs. See :func:`upscale.sweep.run_sweep`.
+    """
+    out = Path(out)
+    outputs = {
+        "skill": out / "skill.csv",
+        "optimum": out / "optimum.csv",
+        "nee_modes": out / "nee_modes.csv",
+        "figure": out / "skill_vs_memory.png",
+    }
+    existing = [str(p) for p in outputs.values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    config = config or TrainConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    series = tower_series(
+        sites, cube, config, partitioning=partitioning, cache=out / "samples.npz", status=status
+    )
+    for eco in sorted(set(series.ecosystems)):
+        count = len(series.of_ecosystem(eco).site_ids)
+        if count < MIN_TOWERS:
+            raise SiteDataError(f"{sites}: {eco} has {count} tower(s); at least {MIN_TOWERS}")
+    result = run_sweep(
+        series,
+        config,
+        architectures=architectures,
+        memories=memories,
+        nee_modes=nee_modes,
+        workers=workers,
+        progress=status,
+    )
+    result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")
+    result.optimum.to_csv(outputs["optimum"], index=False, float_format="%.4f")
+    result.nee_modes.to_csv(outputs["nee_modes"], index=False, float_format="%.4f")
+    sweep_png(result.skill, result.optimum, outputs["figure"])
+    return SweepReport(outputs=outputs | {"samples": out / "samples.npz"}, result=result)
 
 
 @dataclass(frozen=True)

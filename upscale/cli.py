@@ -14,12 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from upscale import __version__, api
+from upscale.balance import NEE_MODES
 from upscale.balance import NeeMode as NeeModeName
 from upscale.config import load_train_config, make_train_config
 from upscale.errors import UpscaleError
 from upscale.nets import ArchitectureName
 from upscale.progress import console
 from upscale.sites import Partitioning as PartitioningName
+from upscale.sweep import DEFAULT_MEMORIES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -227,3 +229,64 @@ def query(
     out_console.print(_budget_summary(table))
     if out is not None:
         _written({"budget": out})
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of months") from None
+
+
+@app.command()
+@_friendly
+def sweep(
+    sites: Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")],
+    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    out: Annotated[Path, typer.Option(help="Folder for the tables and figure.")] = Path("sweep"),
+    config: Annotated[
+        Path | None, typer.Option(help="Base training config (YAML).", exists=True)
+    ] = None,
+    architectures: Annotated[
+        str, typer.Option(help="Comma-separated architectures.")
+    ] = "lstm,transformer",
+    memories: Annotated[
+        str, typer.Option(help="Comma-separated memory lengths (months); 1 is always added.")
+    ] = ",".join(map(str, DEFAULT_MEMORIES)),
+    nee_modes: Annotated[
+        str, typer.Option(help="NEE modes compared at the config's memory.")
+    ] = ",".join(NEE_MODES),
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum training epochs.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel training processes.")] = None,
+    partitioning: Partitioning = "NT",
+    overwrite: Overwrite = False,
+) -> None:
+    """Cross-validate architectures x memory lengths x ecosystems; choose the memory per flux."""
+    chosen = {"epochs": epochs} if epochs else {}
+    settings = load_train_config(config, **chosen) if config else make_train_config(chosen)
+    report = api.sweep(
+        sites,
+        cube,
+        out,
+        config=settings,
+        architectures=[a.strip() for a in architectures.split(",") if a.strip()],
+        memories=_numbers(memories),
+        nee_modes=[m.strip() for m in nee_modes.split(",") if m.strip()],
+        partitioning=partitioning,
+        workers=workers,
+        overwrite=overwrite,
+    )
+    optimum = report.result.optimum.rename(
+        columns={
+            "ecosystem": "eco",
+            "architecture": "arch",
+            "chosen_memory": "L",
+            "chosen_nse": "nse",
+            "best_memory": "L best",
+            "best_nse": "nse best",
+            "baseline_nse": "nse L=1",
+        }
+    )
+    out_console.print(_table(optimum, "memory chosen per flux (1-SE rule on fold NSE)"))
+    out_console.print(_table(report.result.nee_modes, "NEE skill by NEE mode"))
+    _written(report.outputs)

@@ -100,3 +100,90 @@ def cv_scatter_png(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> Path:
+    """Plot cross-validated NSE against memory length, one panel per ecosystem.
+
+    Lines are fluxes (colour) and architectures (line style); the band spans the mean fold
+    NSE plus and minus one standard error; a star marks the memory chosen per flux.
+
+    Parameters
+    ----------
+    skill, optimum
+        Tables of :class:`upscale.sweep.SweepResult` (direct-NEE rows are plotted).
+    path
+        PNG to write.
+    """
+    skill = skill[skill["nee_mode"] == "direct"]
+    ecosystems = sorted(skill["ecosystem"].unique())
+    colours = {"GPP": "tab:green", "RE": "tab:orange", "NEE": "tab:blue"}
+    styles = dict(zip(sorted(skill["architecture"].unique()), ("-", "--", ":"), strict=False))
+    fig, axes = plt.subplots(
+        1,
+        len(ecosystems),
+        figsize=(5.5 * len(ecosystems), 4.2),
+        layout="constrained",
+        squeeze=False,
+        sharey=True,
+    )
+    for ax, eco in zip(axes[0], ecosystems, strict=True):
+        for (arch, flux), rows in skill[skill["ecosystem"] == eco].groupby(
+            ["architecture", "flux"]
+        ):
+            pooled = rows[rows["fold"] == "all"].sort_values("memory")
+            folds = rows[rows["fold"] != "all"].groupby("memory")["nse"]
+            se = (folds.std(ddof=1) / np.sqrt(folds.count())).reindex(pooled["memory"])
+            mean = folds.mean().reindex(pooled["memory"])
+            colour = colours.get(flux, "k")
+            ax.plot(
+                pooled["memory"],
+                pooled["nse"],
+                styles[arch],
+                color=colour,
+                marker="o",
+                markersize=3,
+                label=f"{flux} {arch}",
+            )
+            ax.fill_between(pooled["memory"], mean - se, mean + se, color=colour, alpha=0.12)
+            pick = optimum[
+                (optimum["ecosystem"] == eco)
+                & (optimum["architecture"] == arch)
+                & (optimum["flux"] == flux)
+            ]
+            for row in pick.itertuples():
+                ax.plot(
+                    row.chosen_memory,
+                    row.chosen_nse,
+                    "*",
+                    color=colour,
+                    markersize=13,
+                    markeredgecolor="k",
+                )
+        chosen = optimum[optimum["ecosystem"] == eco]
+        lines = [
+            f"{arch}: " + ", ".join(f"{r.flux} {r.chosen_memory}" for r in rows.itertuples())
+            for arch, rows in chosen.sort_values("flux").groupby("architecture")
+        ]
+        ax.text(
+            0.02,
+            0.02,
+            "chosen L (months)\n" + "\n".join(lines),
+            transform=ax.transAxes,
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+        )
+        ax.set_xscale("log", base=2)
+        memories = sorted(skill["memory"].unique())
+        ax.set_xticks(memories, [str(m) for m in memories])
+        ax.set_xlabel("memory length L (months)")
+        ax.set_title(f"{eco}: cross-validated skill vs memory")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("NSE on held-out towers (band: mean fold NSE ± 1 SE)")
+    axes[0][-1].legend(
+        fontsize=8, loc="lower right", title="* chosen memory (1-SE rule)", title_fontsize=8
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

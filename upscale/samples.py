@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,34 @@ class SiteSeries:
         return self.subset(
             [s for s, e in zip(self.site_ids, self.ecosystems, strict=True) if e == ecosystem]
         )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the series to an ``.npz`` file (plain arrays, no pickles)."""
+        np.savez(
+            path,
+            site_ids=np.array(self.site_ids),
+            ecosystems=np.array(self.ecosystems),
+            times=self.times.to_numpy().astype("datetime64[ns]"),
+            features=np.array(self.features),
+            targets=np.array(self.targets),
+            drivers=self.drivers,
+            fluxes=self.fluxes,
+        )
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SiteSeries:
+        """Read series written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                site_ids=data["site_ids"].tolist(),
+                ecosystems=data["ecosystems"].tolist(),
+                times=pd.DatetimeIndex(data["times"]),
+                features=data["features"].tolist(),
+                targets=data["targets"].tolist(),
+                drivers=data["drivers"],
+                fluxes=data["fluxes"],
+            )
 
     def n_windows(self, memory: int) -> int:
         """Count trainable windows: full windows ending on a measured month."""

@@ -1,0 +1,216 @@
+"""Memory-length experiments: architectures x memory lengths x ecosystems, scored by tower CV.
+
+Every run of the grid is a full cross-validated ensemble (:func:`upscale.training.
+train_ensemble`). All memory lengths are scored on the same months (those after the longest
+window), so a longer memory is never judged on fewer, later months. The memory chosen per
+flux is the shortest whose mean fold skill is within one standard error of the best (the
+one-standard-error rule): a longer memory must earn its place by more than fold noise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import numpy as np
+import pandas as pd
+import torch
+
+from upscale.config import make_train_config
+from upscale.metrics import decomposed_skill, skill
+from upscale.samples import SiteSeries
+from upscale.training import TrainConfig, train_ensemble
+
+Progress = Callable[[str], None]
+DEFAULT_MEMORIES = (1, 2, 3, 6, 9, 12, 18, 24)
+"""Memory lengths (months) of a default sweep; 1 is the no-memory baseline."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Outcome of a sweep.
+
+    Attributes
+    ----------
+    skill
+        One row per ecosystem, architecture, NEE mode, memory, flux and fold (``all`` for
+        the pooled held-out months): ``r2``, ``nse``, ``rmse``, ``bias``, ``n``, and for
+        ``all`` the seasonal and anomaly R² and the training time per ensemble member.
+    optimum
+        One row per ecosystem, architecture and flux: the memory chosen by the
+        one-standard-error rule, the memory of the best mean fold NSE, their scores and the
+        no-memory baseline's.
+    nee_modes
+        NEE skill of each NEE mode, per ecosystem and architecture, at the base memory.
+    """
+
+    skill: pd.DataFrame
+    optimum: pd.DataFrame
+    nee_modes: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Job:
+    ecosystem: str
+    config: TrainConfig
+
+
+def _run(job: _Job, series: SiteSeries, evaluate_from: int) -> list[dict]:
+    """Train one cross-validated ensemble and score it fold by fold and pooled."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
+    seconds_per_member = (time.perf_counter() - start) / len(fitted.folds)
+    keys = {
+        "ecosystem": job.ecosystem,
+        "architecture": job.config.architecture,
+        "nee_mode": job.config.nee_mode,
+        "memory": job.config.memory,
+    }
+    observed = series.fluxes[:, evaluate_from:]
+    predicted = fitted.predictions[:, evaluate_from:]
+    rows = []
+    for k, flux in enumerate(series.targets):
+        pooled = decomposed_skill(observed[..., k], predicted[..., k], series.times[evaluate_from:])
+        rows.append(
+            keys
+            | {"flux": flux, "fold": "all"}
+            | pooled["all"]
+            | {f"{part}_r2": pooled[part]["r2"] for part in ("seasonal", "anomalies")}
+            | {"seconds_per_member": seconds_per_member}
+        )
+        for number, held_out in enumerate(fitted.folds, start=1):
+            picks = [series.site_ids.index(s) for s in held_out]
+            score = skill(observed[picks, :, k], predicted[picks, :, k])
+            rows.append(keys | {"flux": flux, "fold": str(number)} | score)
+    return rows
+
+
+def choose_memory(skill_table: pd.DataFrame) -> pd.DataFrame:
+    """Pick the memory per ecosystem, architecture and flux from fold NSE (1-SE rule).
+
+    Parameters
+    ----------
+    skill_table
+        The ``skill`` table of a sweep, direct-NEE rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``chosen_memory`` (shortest memory within one standard error of the best mean fold
+        NSE), ``best_memory`` (highest mean fold NSE), the pooled NSE of both, and
+        ``baseline_nse`` (pooled NSE at memory 1, NaN when 1 was not swept).
+    """
+    folds = skill_table[skill_table["fold"] != "all"]
+    pooled = skill_table[skill_table["fold"] == "all"].set_index(
+        ["ecosystem", "architecture", "flux", "memory"]
+    )["nse"]
+    by_memory = folds.groupby(["ecosystem", "architecture", "flux", "memory"])["nse"]
+    summary = pd.DataFrame(
+        {"mean": by_memory.mean(), "se": by_memory.std(ddof=1) / np.sqrt(by_memory.count())}
+    ).reset_index()
+    rows = []
+    for (eco, arch, flux), group in summary.groupby(["ecosystem", "architecture", "flux"]):
+        group = group.sort_values("memory")
+        best = group.loc[group["mean"].idxmax()]
+        within = group[group["mean"] >= best["mean"] - best["se"]]
+        chosen = int(within["memory"].min())
+        key = (eco, arch, flux)
+        rows.append(
+            {
+                "ecosystem": eco,
+                "architecture": arch,
+                "flux": flux,
+                "chosen_memory": chosen,
+                "chosen_nse": pooled[(*key, chosen)],
+                "best_memory": int(best["memory"]),
+                "best_nse": pooled[(*key, int(best["memory"]))],
+                "baseline_nse": pooled.get((*key, 1), np.nan),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def run_sweep(
+    series: SiteSeries,
+    base: TrainConfig,
+    *,
+    architectures: Sequence[str] = ("lstm", "transformer"),
+    memories: Sequence[int] = DEFAULT_MEMORIES,
+    nee_modes: Sequence[str] = ("direct", "derived", "penalty"),
+    ecosystems: Sequence[str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Cross-validate every architecture and memory length, per ecosystem.
+
+    Parameters
+    ----------
+    series
+        Tower series of every ecosystem (extracted once and reused by every run).
+    base
+        Settings shared by all runs; its ``memory`` is where NEE modes are compared.
+    architectures, memories
+        The grid; memory 1 (no memory) is always added as the baseline.
+    nee_modes
+        NEE modes compared at the base memory (the grid itself predicts NEE directly).
+    ecosystems
+        Ecosystems to sweep; by default those of the towers.
+    workers
+        Processes training in parallel (one torch thread each); by default the CPU count.
+    progress
+        Called with a line per finished run.
+
+    Returns
+    -------
+    SweepResult
+        Skill tables, the chosen memory per flux and the NEE-mode comparison.
+    """
+    memories = sorted(set(memories) | {1})
+    ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
+    grid = [
+        (eco, {"architecture": arch, "memory": m, "nee_mode": "direct"})
+        for eco in ecosystems
+        for arch in architectures
+        for m in memories
+    ]
+    grid += [
+        (eco, {"architecture": arch, "nee_mode": mode})
+        for eco in ecosystems
+        for arch in architectures
+        for mode in nee_modes
+        if mode != "direct" or base.memory not in memories
+    ]
+    base_fields = base.model_dump()
+    jobs = [
+        _Job(eco, make_train_config(base_fields | update, source="sweep")) for eco, update in grid
+    ]
+    evaluate_from = max(memories + [base.memory]) - 1
+    workers = workers or os.cpu_count() or 1
+    rows: list[dict] = []
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_run, job, series.of_ecosystem(job.ecosystem), evaluate_from)
+            for job in jobs
+        ]
+        for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
+            rows += future.result()
+            if progress:
+                progress(
+                    f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
+                    f"L={job.config.memory} NEE {job.config.nee_mode}"
+                )
+    table = pd.DataFrame(rows)
+    direct = table[table["nee_mode"] == "direct"]
+    nee = table[
+        (table["flux"] == "NEE") & (table["fold"] == "all") & (table["memory"] == base.memory)
+    ][["ecosystem", "architecture", "nee_mode", "r2", "nse", "rmse", "bias"]]
+    return SweepResult(
+        skill=table,
+        optimum=choose_memory(direct),
+        nee_modes=nee.sort_values(["ecosystem", "architecture", "nse"], ascending=[1, 1, 0]),
+    )

@@ -35,7 +35,8 @@ def test_summary_names_every_output(demo_run):
     printed = " ".join(printed.split())
     for what in ("cross-validated skill", "maps against the demo truth", "region budgets"):
         assert what in printed
-    for name in ("maps.zarr", "budget.csv", "annual_maps.png", "cross_validation.png"):
+    pictures = ("annual_maps.png", "uncertainty_maps.png", "cross_validation.png")
+    for name in ("maps.zarr", "budget.csv", *pictures):
         assert (out / name).exists()
         assert str(out / name) in printed
 

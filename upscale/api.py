@@ -29,11 +29,11 @@ from upscale.engine import flux_maps
 from upscale.errors import ModelArtifactError, OutputExistsError, RegionError, SiteDataError
 from upscale.geotiff import Period, export_cogs
 from upscale.metrics import COMPONENTS, skill
-from upscale.plots import annual_maps_png, cv_scatter_png, sweep_png
+from upscale.plots import annual_maps_png, cv_scatter_png, sweep_png, uncertainty_png
 from upscale.progress import console, dask_progress
 from upscale.regions import budget, read_regions
 from upscale.samples import SiteSeries, extract_site_series
-from upscale.schema import TARGETS, WETLAND
+from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
 from upscale.sites import Partitioning, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
@@ -454,6 +454,7 @@ def demo(
     cogs = export(maps_path, out / "cogs", overwrite=True)
     table = query(maps_path, inputs.regions, out=out / "budget.csv", overwrite=True)
     maps = open_maps(maps_path)
+    totals = annual_totals(maps)
     panels = {}
     for eco, (observed, predicted) in trained.held_out.items():
         for k, target in enumerate(TARGETS):
@@ -469,10 +470,13 @@ def demo(
         "cogs": out / "cogs",
         "budget": out / "budget.csv",
         "maps_png": annual_maps_png(
-            annual_totals(maps),
+            totals,
             out / "annual_maps.png",
             regions=read_regions(inputs.regions),
             sites=region.sites,
+        ),
+        "spread_png": uncertainty_png(
+            totals, maps[EXTRAPOLATED.name], out / "uncertainty_maps.png", sites=region.sites
         ),
         "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
     }

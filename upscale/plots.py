@@ -18,6 +18,29 @@ from pyproj import Transformer  # noqa: E402
 from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES  # noqa: E402
 
 
+def _decorate_map(
+    ax: plt.Axes,
+    crs,
+    title: str,
+    *,
+    regions: gpd.GeoDataFrame | None = None,
+    sites: pd.DataFrame | None = None,
+) -> None:
+    """Title, axis names, equal aspect, and the optional region outlines and towers."""
+    if regions is not None:
+        regions.to_crs(crs).boundary.plot(ax=ax, color="k", linewidth=0.8)
+    if sites is not None:
+        xs, ys = Transformer.from_crs(4326, crs, always_xy=True).transform(
+            sites["lon"].to_numpy(), sites["lat"].to_numpy()
+        )
+        ax.scatter(xs, ys, marker="^", s=22, c="k", label="towers")
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel("longitude" if crs.is_geographic else "x")
+    ax.set_ylabel("latitude" if crs.is_geographic else "y")
+    ax.set_aspect("equal")
+
+
 def annual_maps_png(
     totals: xr.Dataset,
     path: str | Path,
@@ -46,7 +69,6 @@ def annual_maps_png(
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 4.6), layout="constrained", squeeze=False
     )
-    geographic = totals.rio.crs.is_geographic
     for ax, (label, (field, title)) in zip(axes[0], panels.items(), strict=True):
         low, high = float(field.min()), float(field.max())
         if low < 0 < high:  # sources and sinks: a diverging scale centred on zero
@@ -54,18 +76,8 @@ def annual_maps_png(
         else:
             style = {"cmap": {"GPP": "YlGn", "RE": "YlOrBr"}.get(label, "Blues")}
         field.plot.imshow(ax=ax, cbar_kwargs={"label": f"{label} ({ANNUAL_FLUX_UNITS})"}, **style)
-        if regions is not None:
-            regions.to_crs(totals.rio.crs).boundary.plot(ax=ax, color="k", linewidth=0.8)
-        if sites is not None:
-            xs, ys = Transformer.from_crs(4326, totals.rio.crs, always_xy=True).transform(
-                sites["lon"].to_numpy(), sites["lat"].to_numpy()
-            )
-            ax.scatter(xs, ys, marker="^", s=22, c="k", label="towers")
-            ax.legend(loc="lower left", fontsize=8)
-        ax.set_title(f"{title}\nmean of {years[0]}-{years[-1]}")
-        ax.set_xlabel("longitude" if geographic else "x")
-        ax.set_ylabel("latitude" if geographic else "y")
-        ax.set_aspect("equal")
+        title = f"{title}\nmean of {years[0]}-{years[-1]}"
+        _decorate_map(ax, totals.rio.crs, title, regions=regions, sites=sites)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
@@ -184,6 +196,55 @@ def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> P
     axes[0][-1].legend(
         fontsize=8, loc="lower right", title="* chosen memory (1-SE rule)", title_fontsize=8
     )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def uncertainty_png(
+    totals: xr.Dataset,
+    extrapolated: xr.DataArray,
+    path: str | Path,
+    *,
+    sites: pd.DataFrame | None = None,
+) -> Path:
+    """Plot the ensemble spread of annual GPP and NEE, and where the models extrapolate.
+
+    Parameters
+    ----------
+    totals
+        Annual totals with spreads (``GPP_std``, ``NEE_std``; gC m-2 yr-1).
+    extrapolated
+        Share of months outside the towers' domain ``(y, x)``.
+    path
+        PNG to write.
+    sites
+        Optional towers (``lat``, ``lon``) to mark: spread and extrapolation grow away
+        from them.
+    """
+    panels = {
+        name: (
+            totals[name].mean("year").compute(),
+            f"spread of annual {name[:-4]}",
+            "Purples",
+            f"{name} ({ANNUAL_FLUX_UNITS})",
+        )
+        for name in ("GPP_std", "NEE_std")
+        if name in totals
+    }
+    panels["extrapolated"] = (
+        extrapolated.compute(),
+        "months outside the towers' domain",
+        "Reds",
+        "share of months",
+    )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.6), layout="constrained", squeeze=False
+    )
+    for ax, (field, title, cmap, label) in zip(axes[0], panels.values(), strict=True):
+        style = {"vmin": 0} if label == "share of months" else {}
+        field.plot.imshow(ax=ax, cmap=cmap, cbar_kwargs={"label": label}, **style)
+        _decorate_map(ax, totals.rio.crs, title, sites=sites)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

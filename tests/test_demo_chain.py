@@ -112,3 +112,24 @@ def test_a_second_run_needs_overwrite(demo_run):
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 2
     assert "pass --overwrite" in result.output
+
+
+def test_sweep_finds_the_longer_memory_of_re(demo_run):
+    """The demo truth gives RE a longer memory than GPP; cross-validation alone finds it."""
+    import upscale
+
+    out, _ = demo_run
+    report = upscale.sweep(
+        out / "inputs" / "sites",
+        out / "inputs" / "cube.zarr",
+        out / "sweep",
+        architectures=["lstm"],
+        memories=[1, 2, 6, 12],
+        nee_modes=["direct"],
+        status=lambda line: None,
+    )
+    chosen = report.result.optimum.set_index(["ecosystem", "flux"])["chosen_memory"]
+    for ecosystem in ("mangrove", "saltmarsh"):
+        assert chosen[(ecosystem, "RE")] >= chosen[(ecosystem, "GPP")]
+        assert chosen[(ecosystem, "RE")] > 1
+    assert (out / "sweep" / "skill_vs_memory.png").exists()

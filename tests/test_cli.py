@@ -8,7 +8,7 @@ from upscale.demo_region import write_demo_region
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("verb", ["demo", "train", "predict", "export", "query"])
+@pytest.mark.parametrize("verb", ["demo", "sweep", "train", "predict", "export", "query"])
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])
     assert result.exit_code == 0
@@ -18,6 +18,12 @@ def test_every_verb_has_help(verb):
 @pytest.fixture
 def demo_inputs(small_region, tmp_path):
     return write_demo_region(small_region, tmp_path / "inputs")
+
+
+def train(demo_inputs, *options, cube=None):
+    """Run ``upscale train`` on the demo inputs with extra options."""
+    command = ["train", "--sites", demo_inputs.sites, "--cube", cube or demo_inputs.cube]
+    return runner.invoke(app, [str(part) for part in (*command, *options)])
 
 
 def one_clear_error(result, *fragments):
@@ -31,18 +37,7 @@ def one_clear_error(result, *fragments):
 
 def test_missing_variable(small_region, demo_inputs, tmp_path):
     write_store(small_region.cube.drop_vars("FAPAR"), tmp_path / "nofapar.zarr")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(tmp_path / "nofapar.zarr"),
-            "--out",
-            str(tmp_path / "models"),
-        ],
-    )
+    result = train(demo_inputs, "--out", str(tmp_path / "models"), cube=tmp_path / "nofapar.zarr")
     one_clear_error(result, "nofapar.zarr", "missing driver variable(s) FAPAR")
 
 
@@ -52,18 +47,7 @@ def test_site_outside_the_cube(demo_inputs, tmp_path):
     first = text[1].split(",")
     first[1] = "10.0"
     table.write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--out",
-            str(tmp_path / "models"),
-        ],
-    )
+    result = train(demo_inputs, "--out", str(tmp_path / "models"))
     one_clear_error(result, "outside the cube extent", first[0])
 
 
@@ -73,18 +57,7 @@ def test_csv_without_flux_columns(demo_inputs, tmp_path):
     header = lines[0].split(",")
     keep = [i for i, column in enumerate(header) if not column.startswith(("GPP", "RECO", "NEE"))]
     path.write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--out",
-            str(tmp_path / "models"),
-        ],
-    )
+    result = train(demo_inputs, "--out", str(tmp_path / "models"))
     one_clear_error(result, path.name)
 
 
@@ -128,25 +101,18 @@ def test_missing_model_folder(demo_inputs, tmp_path):
 def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
     """train (Transformer) -> predict -> export -> query, each through the CLI."""
     models = tmp_path / "models"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--out",
-            str(models),
-            "--name",
-            "t",
-            "--architecture",
-            "transformer",
-            "--memory",
-            "4",
-            "--epochs",
-            "3",
-        ],
+    result = train(
+        demo_inputs,
+        "--out",
+        str(models),
+        "--name",
+        "t",
+        "--architecture",
+        "transformer",
+        "--memory",
+        "4",
+        "--epochs",
+        "3",
     )
     assert result.exit_code == 0, result.output
     assert "cross-validated skill" in result.output
@@ -199,18 +165,7 @@ def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
 
 
 def test_unknown_architecture_is_refused_by_the_parser(demo_inputs):
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--architecture",
-            "gru",
-        ],
-    )
+    result = train(demo_inputs, "--architecture", "gru")
     assert result.exit_code == 2
     assert "gru" in result.output
 
@@ -224,18 +179,7 @@ def test_version():
 
 
 def test_out_of_range_options_are_refused_by_the_parser(demo_inputs):
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--memory",
-            "0",
-        ],
-    )
+    result = train(demo_inputs, "--memory", "0")
     assert result.exit_code == 2
     assert "Traceback" not in result.output and "memory" in result.output
 
@@ -282,18 +226,7 @@ def test_too_few_towers(demo_inputs, tmp_path):
     table.write_text("\n".join(line for line in lines if not line.startswith(dropped)) + "\n")
     for path in demo_inputs.sites.glob("FLX_ZZ-Sm3_*.csv"):
         path.unlink()
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--sites",
-            str(demo_inputs.sites),
-            "--cube",
-            str(demo_inputs.cube),
-            "--out",
-            str(tmp_path / "models"),
-        ],
-    )
+    result = train(demo_inputs, "--out", str(tmp_path / "models"))
     one_clear_error(result, "saltmarsh has 2 tower(s); at least 3")
 
 

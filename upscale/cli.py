@@ -102,6 +102,8 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
         out_console.print(f"  {what:<10} {path}", highlight=False, overflow="ignore", crop=False)
 
 
+Sites = Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")]
+Cube = Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")]
 CrossValidation = Literal["kfold", "loso"]
 Partitioning = Annotated[
     PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
@@ -134,8 +136,8 @@ def demo(
 @app.command()
 @_friendly
 def train(
-    sites: Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")],
-    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    sites: Sites,
+    cube: Cube,
     out: Annotated[Path, typer.Option(help="Folder for the model folders.")] = Path("models"),
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
     config: Annotated[
@@ -188,7 +190,7 @@ def train(
 @app.command()
 @_friendly
 def predict(
-    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    cube: Cube,
     mask: Annotated[Path, typer.Option(help="Wetland mask on the cube's grid.")],
     model: Annotated[list[Path], typer.Option(help="Model folder; repeat once per ecosystem.")],
     out: Annotated[Path, typer.Option(help="Zarr store to write.")] = Path("maps.zarr"),
@@ -241,8 +243,8 @@ def _numbers(text: str) -> list[int]:
 @app.command()
 @_friendly
 def sweep(
-    sites: Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")],
-    cube: Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")],
+    sites: Sites,
+    cube: Cube,
     out: Annotated[Path, typer.Option(help="Folder for the tables and figure.")] = Path("sweep"),
     config: Annotated[
         Path | None, typer.Option(help="Base training config (YAML).", exists=True)

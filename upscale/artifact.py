@@ -137,6 +137,10 @@ class Member:
         """Turn net outputs ``(..., K)`` back into fluxes in gC m-2 d-1."""
         return outputs * self._y_std + self._y_mean
 
+    def fluxes(self, windows: torch.Tensor) -> torch.Tensor:
+        """Fluxes ``(N, K)`` in gC m-2 d-1 of raw driver windows ``(N, L, F)``."""
+        return self.denormalise(self.net(self.normalise(windows)))
+
 
 @dataclass
 class Model:
@@ -217,11 +221,22 @@ class Model:
         out = torch.empty(shape, device=drivers.device)
         for rows, windows in self._batches(drivers, batch_size):
             for m, member in enumerate(self.members):
-                fluxes = member.denormalise(member.net(member.normalise(windows)))
-                out[m, rows] = fluxes.reshape(-1, n_windows, shape[-1])
+                out[m, rows] = member.fluxes(windows).reshape(-1, n_windows, shape[-1])
+        return self._balanced(out)
+
+    def _balanced(self, fluxes: torch.Tensor) -> torch.Tensor:
+        """Apply the card's NEE mode to fluxes ``(..., K)``."""
         if self.card.nee_mode == "derived":
-            out = derive_nee(out, self.card.targets)
-        return out
+            return derive_nee(fluxes, self.card.targets)
+        return fluxes
+
+    def ensemble_fluxes(self, windows: torch.Tensor) -> torch.Tensor:
+        """Differentiable ensemble-mean fluxes ``(N, K)`` of raw driver windows ``(N, L, F)``.
+
+        The function that explanations attribute (see :mod:`upscale.explain`).
+        """
+        stacked = torch.stack([member.fluxes(windows) for member in self.members])
+        return self._balanced(stacked.mean(dim=0))
 
     def predict_series(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
         """Ensemble mean ``(P, T - L + 1, K)`` of :meth:`predict_members`."""

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import shap
+import torch
+from torch import nn
+
+from upscale.explain import expected_gradients, explain_windows
+
+from .conftest import untrained_model
+
+L, F = 6, 4
+
+
+class OneFeatureOneLag(nn.Module):
+    """Reads feature 3 at lag 2 only, linearly."""
+
+    def forward(self, x):
+        return 2.0 * x[:, -1 - 2, 3:4]
+
+
+class RecentMean(nn.Module):
+    """The mean of feature 0 over the last 3 months."""
+
+    def forward(self, x):
+        return x[:, -3:, 0].mean(dim=1, keepdim=True)
+
+
+class SquaredNow(nn.Module):
+    """A non-linear function of feature 1 in the month predicted."""
+
+    def forward(self, x):
+        return x[:, -1, 1:2] ** 2
+
+
+def explain(function, n=32, samples=256, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    windows = torch.randn(n, L, F, generator=generator)
+    background = torch.randn(64, L, F, generator=generator)
+    return explain_windows(
+        function, windows, background, targets=["y"], features=list("abcd"), samples=samples
+    )
+
+
+def test_single_feature_single_lag():
+    attribution = explain(OneFeatureOneLag())
+    by_lag = attribution.by_lag[0]  # (L, F), lag 0 first
+    assert by_lag[2, 3] > 0
+    by_lag[2, 3] = 0
+    assert np.abs(by_lag).max() == 0
+    stats = attribution.lag_statistics().iloc[0]
+    assert (stats["mean_lag"], stats["lag50"], stats["lag90"]) == (2.0, 2, 2)
+    top = attribution.importance().iloc[0]
+    assert (top["feature"], top["rank"]) == ("d", 1)
+
+
+def test_mean_over_recent_months_spreads_evenly():
+    attribution = explain(RecentMean(), n=256, samples=512)
+    profile = attribution.memory_profile()[0]  # (L, F)
+    np.testing.assert_allclose(profile[:3, 0], 1 / 3, atol=0.03)
+    assert np.abs(attribution.by_lag[0][3:, :]).max() == 0
+    assert np.abs(attribution.by_lag[0][:, 1:]).max() == 0
+    stats = attribution.lag_statistics().iloc[0]
+    assert stats["mean_lag"] == pytest.approx(1.0, abs=0.05)
+    assert (stats["lag50"], stats["lag90"]) == (1, 2)
+
+
+def test_non_linear_function_keeps_attribution_in_place():
+    attribution = explain(SquaredNow())
+    by_lag = attribution.by_lag[0]
+    assert by_lag[0, 1] > 0
+    by_lag[0, 1] = 0
+    assert np.abs(by_lag).max() == 0
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+def test_completeness_on_sequence_models(architecture):
+    """Attributions add up to f(x) - E f(b): within 5 % of the typical |f(x) - E f(b)|.
+
+    The gap is Monte Carlo error, shrinking as 1 / sqrt(samples): about 5 % at 1024 samples
+    and 2 % at 4096 on these models.
+    """
+    model = untrained_model("mangrove", memory=L, architecture=architecture)
+    generator = torch.Generator().manual_seed(1)
+    windows = torch.randn(16, L, 10, generator=generator) * 2 + 5
+    background = torch.randn(64, L, 10, generator=generator) * 2 + 5
+    attribution = explain_windows(
+        model.ensemble_fluxes,
+        windows,
+        background,
+        targets=model.card.targets,
+        features=model.card.features,
+        samples=4096,
+    )
+    scale = np.abs(attribution.outputs - attribution.expected[:, None]).mean(axis=1)
+    gap = np.abs(attribution.completeness_gap()).mean(axis=1)
+    assert (gap < 0.05 * scale).all()
+
+
+def test_agrees_with_shap_gradient_explainer():
+    """The batched estimator and shap.GradientExplainer give the same attributions."""
+    model = untrained_model("mangrove", memory=4)
+
+    class Ensemble(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nets = nn.ModuleList(member.net for member in model.members)
+
+        def forward(self, x):
+            return model.ensemble_fluxes(x)
+
+    generator = torch.Generator().manual_seed(2)
+    background = torch.randn(40, 4, 10, generator=generator) * 2 + 5
+    windows = torch.randn(2, 4, 10, generator=generator) * 2 + 5
+    theirs = shap.GradientExplainer(Ensemble().eval(), background).shap_values(
+        windows, nsamples=1500, rseed=0
+    )
+    theirs = np.moveaxis(np.asarray(theirs), -1, 0)  # (K, N, L, F)
+    ours = expected_gradients(model.ensemble_fluxes, windows, background, samples=1500).numpy()
+    for k in range(3):
+        error = np.linalg.norm(ours[k] - theirs[k]) / np.linalg.norm(theirs[k])
+        assert error < 0.1, f"target {k}: relative difference {error:.3f}"
+
+
+def test_same_seed_same_attributions():
+    a = explain(RecentMean(), seed=3)
+    b = explain(RecentMean(), seed=3)
+    np.testing.assert_array_equal(a.values, b.values)

@@ -1,0 +1,191 @@
+"""Temporal attribution: expected-gradients SHAP over the features and lags of a window.
+
+Expected gradients (Erion et al. 2021) is the estimator behind ``shap.GradientExplainer``:
+for a window x and background windows b,
+
+    phi(x) = E_{b, a ~ U(0, 1)} [ (x - b) * grad f(b + a (x - b)) ],
+
+whose terms add up to f(x) - E_b f(b) in expectation. shap evaluates it one window at a
+time in Python (about 40 windows/s on 2 CPU cores with 200 samples); here every window's
+samples go through the model in one batched forward and backward pass, which is what makes
+attribution rasters affordable. Tests check it against ``shap.GradientExplainer`` on the
+same windows and background.
+
+Lags count back from the window's last month: lag 0 is the month predicted, lag L - 1 the
+oldest month the model sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+Function = Callable[[torch.Tensor], torch.Tensor]
+"""Differentiable map from windows ``(N, L, F)`` to outputs ``(N, K)``."""
+
+
+def expected_gradients(
+    function: Function,
+    windows: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    samples: int = 64,
+    seed: int = 0,
+    batch_size: int = 8192,
+) -> torch.Tensor:
+    """Expected-gradients attributions of every output to every input of every window.
+
+    Parameters
+    ----------
+    function
+        Differentiable model, windows ``(N, L, F)`` to outputs ``(N, K)``.
+    windows
+        ``(N, L, F)`` windows to explain.
+    background
+        ``(M, L, F)`` reference windows (e.g. drawn from the training windows).
+    samples
+        Background draws and interpolation points per window; the Monte Carlo error
+        shrinks as ``1 / sqrt(samples)``.
+    seed
+        Seed of the draws: the same seed gives the same attributions.
+    batch_size
+        Interpolation points per forward and backward pass.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(K, N, L, F)`` attributions, in the units of the outputs.
+
+    Notes
+    -----
+    On a GPU, cuDNN's RNN backward refuses eval mode (which attribution needs), so cuDNN is
+    disabled for the gradients; the nets run in eval mode either way.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_windows = len(windows)
+    per_pass = max(1, batch_size // samples)
+    parts = []
+    with torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
+        for start in range(0, n_windows, per_pass):
+            x = windows[start : start + per_pass]
+            picks = torch.randint(len(background), (len(x), samples), generator=generator)
+            alpha = torch.rand(len(x), samples, 1, 1, generator=generator).to(x.device)
+            base = background[picks.to(background.device)]  # (n, S, L, F)
+            step = x[:, None] - base
+            points = (base + alpha * step).reshape(-1, *x.shape[1:]).requires_grad_(True)
+            outputs = function(points)  # (n * S, K)
+            attributions = []
+            for k in range(outputs.shape[1]):
+                (grad,) = torch.autograd.grad(
+                    outputs[:, k].sum(), points, retain_graph=k < outputs.shape[1] - 1
+                )
+                attributions.append((grad.reshape(step.shape) * step).mean(dim=1))
+            parts.append(torch.stack(attributions).detach())
+    return torch.cat(parts, dim=1)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Attributions of windows, with the names and reference values to read them.
+
+    Attributes
+    ----------
+    values
+        ``(K, N, L, F)`` attributions; the window axis runs from the oldest month
+        (lag L - 1) to the month predicted (lag 0).
+    targets, features
+        Names of the K outputs and F features.
+    outputs
+        ``(K, N)`` model outputs f(x) of the windows.
+    expected
+        ``(K,)`` mean output over the background, E f(b).
+    """
+
+    values: np.ndarray
+    targets: list[str]
+    features: list[str]
+    outputs: np.ndarray
+    expected: np.ndarray
+
+    @property
+    def by_lag(self) -> np.ndarray:
+        """Mean absolute attribution ``(K, L, F)`` with lag 0 (the month predicted) first."""
+        return np.abs(self.values).mean(axis=1)[:, ::-1]
+
+    def importance(self) -> pd.DataFrame:
+        """Mean |attribution| summed over lags, per target and feature, ranked per target."""
+        total = self.by_lag.sum(axis=1)  # (K, F)
+        table = pd.DataFrame(total, index=self.targets, columns=self.features)
+        long = table.rename_axis(index="target", columns="feature").stack().rename("mean_abs")
+        long = long.reset_index().sort_values(["target", "mean_abs"], ascending=[True, False])
+        long["rank"] = long.groupby("target").cumcount() + 1
+        return long.reset_index(drop=True)
+
+    def memory_profile(self) -> np.ndarray:
+        """Share of each feature's mean |attribution| held by each lag, ``(K, L, F)``."""
+        by_lag = self.by_lag
+        return by_lag / np.maximum(by_lag.sum(axis=1, keepdims=True), 1e-30)
+
+    def lag_statistics(self) -> pd.DataFrame:
+        """Attribution-weighted mean lag and the 50 % and 90 % cumulative lags per target.
+
+        The lag weights are each lag's share of the mean |attribution| summed over
+        features. The cumulative lag is the smallest lag whose cumulative share reaches
+        the fraction: the months back that hold half (or 90 %) of the attribution.
+        """
+        weights = self.by_lag.sum(axis=2)
+        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-30)
+        lags = np.arange(weights.shape[1])
+        cumulative = np.cumsum(weights, axis=1)
+        return pd.DataFrame(
+            {
+                "target": self.targets,
+                "mean_lag": weights @ lags,
+                "lag50": (cumulative < 0.5).sum(axis=1),
+                "lag90": (cumulative < 0.9).sum(axis=1),
+            }
+        )
+
+    def completeness_gap(self) -> np.ndarray:
+        """``(K, N)`` sum of attributions minus (f(x) - E f(b)): zero for exact attributions."""
+        return self.values.sum(axis=(2, 3)) - (self.outputs - self.expected[:, None])
+
+
+def explain_windows(
+    function: Function,
+    windows: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    targets: Sequence[str],
+    features: Sequence[str],
+    samples: int = 64,
+    seed: int = 0,
+) -> Attribution:
+    """Attribute a model's outputs on windows to their features and lags.
+
+    Parameters
+    ----------
+    function
+        Differentiable model, e.g. :meth:`upscale.artifact.Model.ensemble_fluxes`.
+    windows, background
+        ``(N, L, F)`` windows to explain and ``(M, L, F)`` reference windows, raw drivers.
+    targets, features
+        Names of the outputs and features.
+    samples, seed
+        See :func:`expected_gradients`.
+    """
+    values = expected_gradients(function, windows, background, samples=samples, seed=seed)
+    with torch.no_grad():
+        outputs = function(windows).T
+        expected = function(background).mean(dim=0)
+    return Attribution(
+        values=values.cpu().numpy(),
+        targets=list(targets),
+        features=list(features),
+        outputs=outputs.cpu().numpy(),
+        expected=expected.cpu().numpy(),
+    )

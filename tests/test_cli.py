@@ -8,7 +8,9 @@ from upscale.demo_region import write_demo_region
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("verb", ["demo", "sweep", "train", "predict", "export", "query"])
+@pytest.mark.parametrize(
+    "verb", ["demo", "sweep", "train", "explain", "predict", "export", "query"]
+)
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])
     assert result.exit_code == 0
@@ -262,3 +264,46 @@ def test_sweep_command_and_sample_cache(demo_inputs, tmp_path):
     assert "reusing the tower samples cached" in again.output
     bad = runner.invoke(app, [*args[:-2], "--memories", "2,x", "--overwrite"])
     assert bad.exit_code == 2 and "comma-separated" in bad.output
+
+
+def test_explain_command(demo_inputs, tmp_path):
+    models = tmp_path / "models"
+    assert train(demo_inputs, "--out", str(models), "--epochs", "2", "--memory", "3").exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            "--sites",
+            str(demo_inputs.sites),
+            "--cube",
+            str(demo_inputs.cube),
+            "--model",
+            str(models / "model-mangrove"),
+            "--model",
+            str(models / "model-saltmarsh"),
+            "--out",
+            str(tmp_path / "explain"),
+            "--windows",
+            "30",
+            "--samples",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in (
+        "importance.csv",
+        "memory.csv",
+        "memory_profile.csv",
+        "importance.png",
+        "memory_profile.png",
+    ):
+        assert (tmp_path / "explain" / name).exists()
+    assert "top drivers" in result.output
+    import pandas as pd
+
+    memory = pd.read_csv(tmp_path / "explain" / "memory.csv")
+    assert set(memory["ecosystem"]) == {"mangrove", "saltmarsh"}
+    assert (memory["windows"] == 30).all() and (memory["samples"] == 8).all()
+    profile = pd.read_csv(tmp_path / "explain" / "memory_profile.csv")
+    sums = profile.groupby(["ecosystem", "target", "feature"])["share"].sum()
+    assert ((sums - 1).abs() < 1e-3).all()

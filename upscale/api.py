@@ -20,7 +20,8 @@ import torch
 import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
-from upscale.artifact import read_card, save_model
+from upscale.artifact import load_model, read_card, save_model
+from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
@@ -29,7 +30,14 @@ from upscale.engine import flux_maps
 from upscale.errors import ModelArtifactError, OutputExistsError, RegionError, SiteDataError
 from upscale.geotiff import Period, export_cogs
 from upscale.metrics import COMPONENTS, skill
-from upscale.plots import annual_maps_png, cv_scatter_png, sweep_png, uncertainty_png
+from upscale.plots import (
+    annual_maps_png,
+    cv_scatter_png,
+    importance_png,
+    memory_png,
+    sweep_png,
+    uncertainty_png,
+)
 from upscale.progress import console, dask_progress
 from upscale.regions import budget, read_regions
 from upscale.samples import SiteSeries, extract_site_series
@@ -377,6 +385,104 @@ def sweep(
     result.nee_modes.to_csv(outputs["nee_modes"], index=False, float_format="%.4f")
     sweep_png(result.skill, result.optimum, outputs["figure"])
     return SweepReport(outputs=outputs | {"samples": out / "samples.npz"}, result=result)
+
+
+@dataclass(frozen=True)
+class ExplainReport:
+    """What :func:`explain` wrote, and the explanations per ecosystem."""
+
+    outputs: dict[str, Path]
+    explanations: list[TowerExplanation]
+
+
+def explain(
+    sites: str | Path,
+    cube: str | Path,
+    models: Sequence[str | Path],
+    out: str | Path,
+    *,
+    windows: int = 300,
+    background: int = 200,
+    samples: int = 64,
+    seed: int = 0,
+    partitioning: Partitioning = "NT",
+    overwrite: bool = False,
+    status: Status = _status,
+) -> ExplainReport:
+    """Explain trained models at their towers: drivers, lags and memory per flux.
+
+    Writes ``importance.csv`` (mean |SHAP| per ecosystem, flux and driver, ranked),
+    ``memory.csv`` (attribution-weighted mean lag, 50 % and 90 % cumulative lags, with the
+    spread over ensemble members, and the sampling), ``memory_profile.csv`` (share of mean
+    |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
+    See :func:`upscale.attribution.explain_towers`.
+    """
+    out = Path(out)
+    outputs = {
+        "importance": out / "importance.csv",
+        "memory": out / "memory.csv",
+        "profile": out / "memory_profile.csv",
+        "importance_png": out / "importance.png",
+        "profile_png": out / "memory_profile.png",
+    }
+    existing = [str(p) for p in outputs.values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    explanations = []
+    extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
+    for folder in models:
+        model = load_model(folder)
+        key = (tuple(model.card.features), tuple(model.card.targets))
+        if key not in extracted:
+            config = TrainConfig(features=key[0], targets=key[1])
+            extracted[key] = tower_series(
+                sites, cube, config, partitioning=partitioning, status=status
+            )
+        series = extracted[key]
+        towers = [s for s in model.card.sites if s in series.site_ids]
+        if not towers:
+            raise SiteDataError(
+                f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
+                "explain a model with the towers it was trained on"
+            )
+        status(f"explaining {folder} at {len(towers)} towers")
+        explanations.append(
+            explain_towers(
+                model,
+                series.subset(towers),
+                windows=windows,
+                background=background,
+                samples=samples,
+                seed=seed,
+            )
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    importance = pd.concat(
+        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in explanations]
+    )
+    importance.to_csv(outputs["importance"], index=False, float_format="%.5g")
+    memory = pd.concat(
+        [e.lag_summary().assign(**e.sampling) for e in explanations], ignore_index=True
+    )
+    memory.to_csv(outputs["memory"], index=False, float_format="%.4g")
+    profile = pd.concat(
+        [
+            xr.DataArray(
+                e.attribution.memory_profile(),
+                dims=("target", "lag", "feature"),
+                coords={"target": e.attribution.targets, "feature": e.attribution.features},
+                name="share",
+            )
+            .to_dataframe()
+            .reset_index()
+            .assign(ecosystem=e.ecosystem)
+            for e in explanations
+        ]
+    )
+    profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
+    importance_png(explanations, outputs["importance_png"])
+    memory_png(explanations, outputs["profile_png"])
+    return ExplainReport(outputs=outputs, explanations=explanations)
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class Model:
     def ensemble_fluxes(self, windows: torch.Tensor) -> torch.Tensor:
         """Differentiable ensemble-mean fluxes ``(N, K)`` of raw driver windows ``(N, L, F)``.
 
-        The function that explanations attribute (see :mod:`upscale.explain`).
+        The function that explanations attribute (see :mod:`upscale.attribution`).
         """
         stacked = torch.stack([member.fluxes(windows) for member in self.members])
         return self._balanced(stacked.mean(dim=0))

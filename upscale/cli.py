@@ -292,3 +292,41 @@ def sweep(
     out_console.print(_table(optimum, "memory chosen per flux (1-SE rule on fold NSE)"))
     out_console.print(_table(report.result.nee_modes, "NEE skill by NEE mode"))
     _written(report.outputs)
+
+
+@app.command()
+@_friendly
+def explain(
+    sites: Sites,
+    cube: Cube,
+    model: Annotated[list[Path], typer.Option(help="Model folder; repeat once per ecosystem.")],
+    out: Annotated[Path, typer.Option(help="Folder for the tables and figures.")] = Path("explain"),
+    windows: Annotated[int, typer.Option(min=1, help="Tower windows explained.")] = 300,
+    background: Annotated[int, typer.Option(min=1, help="Background tower windows.")] = 200,
+    samples: Annotated[int, typer.Option(min=1, help="Expected-gradients samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    partitioning: Partitioning = "NT",
+    overwrite: Overwrite = False,
+) -> None:
+    """Explain models at their towers: driver ranking and memory (gradient SHAP)."""
+    report = api.explain(
+        sites,
+        cube,
+        model,
+        out,
+        windows=windows,
+        background=background,
+        samples=samples,
+        seed=seed,
+        partitioning=partitioning,
+        overwrite=overwrite,
+    )
+    memory = pd.concat([e.lag_summary() for e in report.explanations])
+    columns = ["ecosystem", "target", "mean_lag", "members_sd_lag", "lag50", "lag90"]
+    out_console.print(_table(memory[columns], "memory (months back; SHAP-weighted)"))
+    top = pd.concat(
+        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in report.explanations]
+    )
+    top = top[top["rank"] <= 3][["ecosystem", "target", "rank", "feature", "mean_abs"]]
+    out_console.print(_table(top, "top drivers (mean |SHAP|, gC m-2 d-1)", digits=3))
+    _written(report.outputs)

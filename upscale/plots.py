@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,6 +16,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
+from upscale.attribution import TowerExplanation  # noqa: E402
 from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES  # noqa: E402
 
 
@@ -245,6 +247,73 @@ def uncertainty_png(
         style = {"vmin": 0} if label == "share of months" else {}
         field.plot.imshow(ax=ax, cmap=cmap, cbar_kwargs={"label": label}, **style)
         _decorate_map(ax, totals.rio.crs, title, sites=sites)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def importance_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Path:
+    """Bar charts of mean |SHAP| (summed over lags) per driver, one panel per flux and ecosystem.
+
+    Parameters
+    ----------
+    explanations
+        One :class:`upscale.attribution.TowerExplanation` per ecosystem.
+    path
+        PNG to write.
+    """
+    targets = explanations[0].attribution.targets
+    fig, axes = plt.subplots(
+        len(explanations),
+        len(targets),
+        figsize=(4.2 * len(targets), 3.6 * len(explanations)),
+        layout="constrained",
+        squeeze=False,
+    )
+    for row, explanation in zip(axes, explanations, strict=True):
+        table = explanation.attribution.importance()
+        for ax, target in zip(row, targets, strict=True):
+            ranked = table[table["target"] == target].iloc[::-1]
+            ax.barh(ranked["feature"], ranked["mean_abs"], color="tab:purple")
+            ax.set_title(f"{explanation.ecosystem} {target}")
+            ax.set_xlabel("mean |SHAP| (gC m-2 d-1)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Path:
+    """Memory profiles: mean |SHAP| by lag and driver, one panel per flux and ecosystem.
+
+    Each panel shows the share of the flux's total mean |SHAP| held by each lag (months back,
+    0 = the month predicted) and driver; the title gives the attribution-weighted mean lag
+    with the spread over ensemble members.
+    """
+    targets = explanations[0].attribution.targets
+    fig, axes = plt.subplots(
+        len(explanations),
+        len(targets),
+        figsize=(4.2 * len(targets), 3.8 * len(explanations)),
+        layout="constrained",
+        squeeze=False,
+    )
+    for row, explanation in zip(axes, explanations, strict=True):
+        attribution = explanation.attribution
+        summary = explanation.lag_summary().set_index("target")
+        for k, (ax, target) in enumerate(zip(row, targets, strict=True)):
+            by_lag = attribution.by_lag[k]
+            share = by_lag / by_lag.sum()
+            image = ax.imshow(share.T, aspect="auto", cmap="magma_r", origin="upper")
+            ax.set_yticks(range(len(attribution.features)), attribution.features, fontsize=7)
+            ax.set_xticks(range(share.shape[0]))
+            ax.set_xlabel("lag (months back)")
+            stats = summary.loc[target]
+            ax.set_title(
+                f"{explanation.ecosystem} {target}: mean lag {stats['mean_lag']:.2f}"
+                f" (members {stats['members_mean_lag']:.2f} ± {stats['members_sd_lag']:.2f})",
+                fontsize=9,
+            )
+            fig.colorbar(image, ax=ax, label="share of mean |SHAP|")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -4,7 +4,7 @@ import shap
 import torch
 from torch import nn
 
-from upscale.explain import expected_gradients, explain_windows
+from upscale.attribution import expected_gradients, explain_windows
 
 from .conftest import untrained_model
 
@@ -125,3 +125,34 @@ def test_same_seed_same_attributions():
     a = explain(RecentMean(), seed=3)
     b = explain(RecentMean(), seed=3)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_explain_towers_tables(small_region):
+    import pandas as pd
+
+    from upscale.attribution import explain_towers
+    from upscale.samples import extract_site_series
+    from upscale.schema import DEFAULT_FEATURES
+    from upscale.sites import SiteData
+
+    frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
+    sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
+    series = extract_site_series(small_region.cube, sites, DEFAULT_FEATURES).of_ecosystem(
+        "mangrove"
+    )
+    model = untrained_model("mangrove", memory=4, members=3)
+    explanation = explain_towers(model, series, windows=20, background=10, samples=8)
+    assert explanation.attribution.values.shape == (3, 20, 4, 10)
+    assert explanation.sampling == {
+        "windows": 20,
+        "background": 10,
+        "samples": 8,
+        "seed": 0,
+        "tower_windows": series.n_windows(4),
+    }
+    summary = explanation.lag_summary()
+    assert list(summary["target"]) == ["GPP", "RE", "NEE"]
+    assert set(explanation.member_lags["member"]) == {0, 1, 2}
+    assert (summary["members_sd_lag"] >= 0).all()
+    profile = explanation.attribution.memory_profile()
+    np.testing.assert_allclose(profile.sum(axis=1), 1.0, rtol=1e-6)

@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from upscale.artifact import Model
+from upscale.samples import SiteSeries
+
 Function = Callable[[torch.Tensor], torch.Tensor]
 """Differentiable map from windows ``(N, L, F)`` to outputs ``(N, K)``."""
 
@@ -189,3 +192,91 @@ def explain_windows(
         outputs=outputs.cpu().numpy(),
         expected=expected.cpu().numpy(),
     )
+
+
+@dataclass(frozen=True)
+class TowerExplanation:
+    """What a model learned at its towers.
+
+    Attributes
+    ----------
+    ecosystem
+        The model's ecosystem.
+    attribution
+        Attributions of the ensemble mean on a sample of tower windows.
+    member_lags
+        Lag statistics of each member explained alone (``member`` column), for the spread
+        of the memory statistics over the ensemble.
+    sampling
+        How many windows were explained, against how many background windows, with how
+        many samples each, and the seed.
+    """
+
+    ecosystem: str
+    attribution: Attribution
+    member_lags: pd.DataFrame
+    sampling: dict[str, int]
+
+    def lag_summary(self) -> pd.DataFrame:
+        """Ensemble lag statistics with the members' mean and standard deviation."""
+        ensemble = self.attribution.lag_statistics()
+        spread = self.member_lags.groupby("target", sort=False)["mean_lag"].agg(["mean", "std"])
+        spread.columns = ["members_mean_lag", "members_sd_lag"]
+        return ensemble.merge(spread, left_on="target", right_index=True).assign(
+            ecosystem=self.ecosystem
+        )
+
+
+def explain_towers(
+    model: Model,
+    series: SiteSeries,
+    *,
+    windows: int = 300,
+    background: int = 200,
+    samples: int = 64,
+    seed: int = 0,
+) -> TowerExplanation:
+    """Explain a model on windows of its towers, against a background of tower windows.
+
+    Parameters
+    ----------
+    model
+        A trained ensemble.
+    series
+        Its towers' drivers and fluxes (:func:`upscale.samples.extract_site_series`).
+    windows, background
+        Tower windows (ending on measured months) drawn, with the seed, to explain and to
+        serve as the background; at most all of them.
+    samples, seed
+        See :func:`expected_gradients`.
+    """
+    drivers = torch.from_numpy(series.drivers)
+    views = drivers.unfold(1, model.memory, 1).transpose(2, 3)
+    measured = torch.from_numpy(np.isfinite(series.fluxes[:, model.memory - 1 :]).any(axis=-1))
+    pool = views[measured]
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    explained = pool[order[:windows]]
+    reference = pool[order[-background:]] if len(pool) > background else pool
+    names = {"targets": model.card.targets, "features": model.card.features}
+    attribution = explain_windows(
+        model.ensemble_fluxes, explained, reference, samples=samples, seed=seed, **names
+    )
+    member_lags = pd.concat(
+        [
+            explain_windows(
+                member.fluxes, explained, reference, samples=samples, seed=seed, **names
+            )
+            .lag_statistics()
+            .assign(member=number)
+            for number, member in enumerate(model.members)
+        ],
+        ignore_index=True,
+    )
+    sampling = {
+        "windows": len(explained),
+        "background": len(reference),
+        "samples": samples,
+        "seed": seed,
+        "tower_windows": len(pool),
+    }
+    return TowerExplanation(model.card.ecosystem, attribution, member_lags, sampling)

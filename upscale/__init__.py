@@ -7,7 +7,17 @@ from importlib.metadata import version
 
 __version__ = version("upscale")
 
-from upscale.api import demo, export, predict, query, sweep, train  # noqa: E402
+from upscale.api import demo, explain, export, predict, query, sweep, train  # noqa: E402
 from upscale.training import TrainConfig  # noqa: E402
 
-__all__ = ["TrainConfig", "__version__", "demo", "export", "predict", "query", "sweep", "train"]
+__all__ = [
+    "TrainConfig",
+    "__version__",
+    "demo",
+    "explain",
+    "export",
+    "predict",
+    "query",
+    "sweep",
+    "train",
+]

@@ -125,3 +125,15 @@ def test_refuses_to_overwrite(tmp_path):
     save_model(untrained_model("mangrove"), tmp_path / "m")
     with pytest.raises(OutputExistsError):
         save_model(untrained_model("mangrove"), tmp_path / "m")
+
+
+def test_corrupt_weights_and_reference(tmp_path):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    (folder / WEIGHTS).write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelArtifactError, match="not a readable weights file"):
+        load_model(folder)
+    model = untrained_model("mangrove")
+    model.reference = torch.randn(5, 7)
+    folder = save_model(model, tmp_path / "n")
+    with pytest.raises(ModelArtifactError, match=r"domain.reference should be \(N, 30\)"):
+        load_model(folder)

@@ -149,6 +149,7 @@ def test_explain_towers_tables(small_region):
         "samples": 8,
         "seed": 0,
         "tower_windows": series.n_windows(4),
+        "overlap": 0,
     }
     summary = explanation.lag_summary()
     assert list(summary["target"]) == ["GPP", "RE", "NEE"]

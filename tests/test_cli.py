@@ -229,7 +229,7 @@ def test_too_few_towers(demo_inputs, tmp_path):
     for path in demo_inputs.sites.glob("FLX_ZZ-Sm3_*.csv"):
         path.unlink()
     result = train(demo_inputs, "--out", str(tmp_path / "models"))
-    one_clear_error(result, "saltmarsh has 2 tower(s); at least 3")
+    one_clear_error(result, "saltmarsh has 2 tower(s) in 2 cube pixel(s); at least 3")
 
 
 def test_sweep_command_and_sample_cache(demo_inputs, tmp_path):

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from upscale.cli import app
@@ -83,3 +84,23 @@ def test_a_saved_config_repeats_the_run(small_region, tmp_path):
         assert a["cv_metrics"] == b["cv_metrics"]
         assert a["train_config"] == b["train_config"]
     assert first.output.split("written")[0] == again.output.split("written")[0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"hyperparameters": {"bogus": 1}}, "unknown hyper-parameter"),
+        (
+            {"architecture": "transformer", "hyperparameters": {"d_model": 10, "heads": 3}},
+            "do not build a transformer",
+        ),
+        ({"targets": ["GPP", "RE"], "nee_mode": "derived"}, "needs the targets"),
+        ({"targets": ["FOO"]}, "unknown target"),
+        ({"features": ["LAI", "LAI"]}, "without repeats"),
+    ],
+)
+def test_configs_that_would_fail_in_training_are_refused(tmp_path, fields, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(path)

@@ -74,3 +74,34 @@ def test_sweep_tables(small_sweep):
 def test_unknown_architecture_in_a_sweep(small_region):
     with pytest.raises(ConfigError, match="sweep: architecture"):
         run_sweep(None, TrainConfig(), architectures=["gru"], memories=[1], ecosystems=["m"])
+
+
+def test_choose_memory_survives_unscored_folds():
+    table = pd.DataFrame(
+        fold_rows(1, [0.5, np.nan, np.nan, np.nan], 0.5)
+        + fold_rows(6, [np.nan, np.nan, np.nan, np.nan], np.nan)
+    )
+    optimum = choose_memory(table).iloc[0]
+    assert optimum["chosen_memory"] == 1
+
+
+def test_the_nee_comparison_never_enters_the_memory_choice(small_region):
+    frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
+    sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
+    series = extract_site_series(small_region.cube, sites, DEFAULT_FEATURES)
+    base = TrainConfig(
+        epochs=3, patience=2, folds=3, memory=3, hyperparameters={"hidden": 8, "layers": 1}
+    )
+    result = run_sweep(
+        series,
+        base,
+        architectures=["lstm"],
+        memories=[2],
+        nee_modes=["direct"],
+        ecosystems=["saltmarsh"],
+        workers=1,
+    )
+    assert set(result.skill.loc[result.skill["run"] == "grid", "memory"]) == {1, 2}
+    assert set(result.skill.loc[result.skill["run"] == "nee_modes", "memory"]) == {3}
+    assert result.optimum["chosen_memory"].isin([1, 2]).all()
+    assert list(result.nee_modes["nee_mode"]) == ["direct"]

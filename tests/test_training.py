@@ -58,8 +58,30 @@ def test_site_folds_partition_the_sites():
     assert sorted(s for f in folds for s in f) == sorted(sites)
     assert all(len(f) in (2, 3) for f in folds)
     assert folds == split_sites(list(reversed(sites)), 4, seed=3)
-    assert site_folds(sites, TrainConfig(cv="loso")) == [[s] for s in sites]
-    assert site_folds(sites, TrainConfig(folds=4, seed=3)) == folds
+    singles = [[s] for s in sites]
+    assert site_folds(singles, TrainConfig(cv="loso")) == singles
+    assert site_folds(singles, TrainConfig(folds=4, seed=3)) == folds
+    # Towers sharing a pixel stay in one fold.
+    paired = [["S0", "S1"], *[[s] for s in sites[2:]]]
+    for fold in site_folds(paired, TrainConfig(folds=4, seed=3)):
+        assert ("S0" in fold) == ("S1" in fold)
+    assert ["S0", "S1"] in site_folds(paired, TrainConfig(cv="loso"))
+
+
+def test_towers_in_one_pixel_never_straddle_training_and_held_out(series):
+    """A twin of a held-out tower in training would leak its drivers into the score."""
+    from dataclasses import replace
+
+    mangroves = series.of_ecosystem("mangrove")
+    drivers = mangroves.drivers.copy()
+    drivers[1] = drivers[0]  # the second tower moves into the first one's pixel
+    twins = replace(mangroves, drivers=drivers)
+    assert [mangroves.site_ids[0], mangroves.site_ids[1]] in twins.pixel_groups()
+    fitted = train_ensemble(twins, QUICK, name="m", ecosystem="mangrove")
+    for member in fitted.model.card.members:
+        for group in ([mangroves.site_ids[0], mangroves.site_ids[1]],):
+            sets = [member.training_sites, member.validation_sites, member.held_out_sites]
+            assert sum(bool(set(group) & set(s)) for s in sets) == 1
 
 
 def test_fit_member_is_deterministic(series, small_region):

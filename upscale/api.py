@@ -54,6 +54,18 @@ def _status(message: str) -> None:
     console.print(f"[dim]{message}[/dim]")
 
 
+def _require_towers(series: SiteSeries, sites: str | Path, ecosystems: Sequence[str]) -> None:
+    """Check every ecosystem has enough tower pixels to cross-validate, before any training."""
+    for eco in ecosystems:
+        towers = series.of_ecosystem(eco)
+        pixels = len(towers.pixel_groups())
+        if pixels < MIN_TOWERS:
+            raise SiteDataError(
+                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {pixels} cube pixel(s); "
+                f"at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
+            )
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Models written by :func:`train`, with their held-out predictions.
@@ -134,13 +146,7 @@ def train(
     existing = [str(f) for f in folders.values() if f.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
-    for eco in ecosystems:
-        count = len(series.of_ecosystem(eco).site_ids)
-        if count < MIN_TOWERS:
-            raise SiteDataError(
-                f"{sites}: {eco} has {count} tower(s); at least {MIN_TOWERS} are needed to "
-                "cross-validate with held-out towers"
-            )
+    _require_towers(series, sites, ecosystems)
     result = TrainResult(
         models={},
         metrics={},
@@ -318,7 +324,11 @@ def tower_series(
     drivers = open_cube(cube, config.features)
     series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
     if cache:
-        series.save(cache)
+        # The key goes last: a crash while writing leaves no key, so no stale reuse.
+        stamp.unlink(missing_ok=True)
+        partial = Path(f"{cache}.partial.npz")
+        series.save(partial)
+        partial.replace(cache)
         stamp.write_text(key)
     return series
 
@@ -367,10 +377,7 @@ def sweep(
     series = tower_series(
         sites, cube, config, partitioning=partitioning, cache=out / "samples.npz", status=status
     )
-    for eco in sorted(set(series.ecosystems)):
-        count = len(series.of_ecosystem(eco).site_ids)
-        if count < MIN_TOWERS:
-            raise SiteDataError(f"{sites}: {eco} has {count} tower(s); at least {MIN_TOWERS}")
+    _require_towers(series, sites, sorted(set(series.ecosystems)))
     result = run_sweep(
         series,
         config,

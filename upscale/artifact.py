@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from upscale.balance import NeeMode, derive_nee
@@ -193,7 +194,13 @@ class Model:
             yield slice(start, start + len(block)), views.reshape(-1, self.memory, n_features)
 
     @torch.inference_mode()
-    def predict_members(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    def predict_members(
+        self,
+        drivers: torch.Tensor,
+        *,
+        batch_size: int = 2048,
+        members: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Predict every full window of many monthly series with every member.
 
         Parameters
@@ -203,6 +210,8 @@ class Model:
         batch_size
             Windows per forward pass; pixels are batched so that each pass holds about this
             many windows (1k-8k is fastest on CPU, NOTES.md).
+        members
+            Indices of the members to run; all by default.
 
         Returns
         -------
@@ -215,12 +224,13 @@ class Model:
         Windows are strided views (``Tensor.unfold``); only the current batch is made
         contiguous for the nets.
         """
+        chosen = [self.members[m] for m in members] if members is not None else self.members
         n_pixels, n_months, _ = drivers.shape
         n_windows = n_months - self.memory + 1
-        shape = (len(self.members), n_pixels, n_windows, len(self.card.targets))
+        shape = (len(chosen), n_pixels, n_windows, len(self.card.targets))
         out = torch.empty(shape, device=drivers.device)
         for rows, windows in self._batches(drivers, batch_size):
-            for m, member in enumerate(self.members):
+            for m, member in enumerate(chosen):
                 out[m, rows] = member.fluxes(windows).reshape(-1, n_windows, shape[-1])
         return self._balanced(out)
 
@@ -351,7 +361,12 @@ def load_model(folder: str | Path) -> Model:
     """
     folder = Path(folder)
     card = read_card(folder)
-    tensors = load_file(_require(folder, WEIGHTS))
+    try:
+        tensors = load_file(_require(folder, WEIGHTS))
+    except SafetensorError as err:
+        raise ModelArtifactError(
+            f"{folder / WEIGHTS}: not a readable weights file ({err})"
+        ) from None
     members = []
     for m, member_card in enumerate(card.members):
         prefix = _MEMBER.format(m)
@@ -371,9 +386,17 @@ def load_model(folder: str | Path) -> Model:
                 f"({str(err).splitlines()[0]})"
             ) from None
         members.append(Member(net=net, card=member_card))
-    if _REFERENCE not in tensors:
-        raise ModelArtifactError(f"{folder / WEIGHTS}: no {_REFERENCE} tensor")
-    return Model(members=members, card=card, reference=tensors[_REFERENCE])
+    expected = card.memory * len(card.features)
+    reference = tensors.get(_REFERENCE)
+    if reference is None or reference.ndim != 2 or reference.shape[1] != expected:
+        raise ModelArtifactError(
+            f"{folder / WEIGHTS}: {_REFERENCE} should be (N, {expected}) tower windows "
+            f"(memory x features), found {None if reference is None else tuple(reference.shape)}"
+        )
+    for name in ("feature_mean", "feature_std"):
+        if len(getattr(card.domain, name)) != len(card.features):
+            raise ModelArtifactError(f"{folder / CARD}: domain.{name} does not match features")
+    return Model(members=members, card=card, reference=reference)
 
 
 def as_float_list(values: np.ndarray) -> list[float]:

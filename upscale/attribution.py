@@ -208,8 +208,8 @@ class TowerExplanation:
         Lag statistics of each member explained alone (``member`` column), for the spread
         of the memory statistics over the ensemble.
     sampling
-        How many windows were explained, against how many background windows, with how
-        many samples each, and the seed.
+        How many windows were explained, against how many background windows (and how many
+        windows are in both), with how many samples each, and the seed.
     """
 
     ecosystem: str
@@ -246,7 +246,7 @@ def explain_towers(
         Its towers' drivers and fluxes (:func:`upscale.samples.extract_site_series`).
     windows, background
         Tower windows (ending on measured months) drawn, with the seed, to explain and to
-        serve as the background; at most all of them.
+        serve as the background: disjoint sets while the towers have windows enough.
     samples, seed
         See :func:`expected_gradients`.
     """
@@ -255,8 +255,12 @@ def explain_towers(
     measured = torch.from_numpy(np.isfinite(series.fluxes[:, model.memory - 1 :]).any(axis=-1))
     pool = views[measured]
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
-    explained = pool[order[:windows]]
-    reference = pool[order[-background:]] if len(pool) > background else pool
+    explained, rest = order[:windows], order[windows:]
+    # Disjoint draws where the towers have windows enough; otherwise the background reuses
+    # explained windows, and the sampling record says how many.
+    backdrop = rest[:background] if len(rest) else order[-background:]
+    overlap = len(set(backdrop.tolist()) & set(explained.tolist()))
+    explained, reference = pool[explained], pool[backdrop]
     names = {"targets": model.card.targets, "features": model.card.features}
     attribution = explain_windows(
         model.ensemble_fluxes, explained, reference, samples=samples, seed=seed, **names
@@ -278,5 +282,6 @@ def explain_towers(
         "samples": samples,
         "seed": seed,
         "tower_windows": len(pool),
+        "overlap": overlap,
     }
     return TowerExplanation(model.card.ecosystem, attribution, member_lags, sampling)

@@ -125,11 +125,11 @@ def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> P
     Parameters
     ----------
     skill, optimum
-        Tables of :class:`upscale.sweep.SweepResult` (direct-NEE rows are plotted).
+        Tables of :class:`upscale.sweep.SweepResult` (the memory grid's rows are plotted).
     path
         PNG to write.
     """
-    skill = skill[skill["nee_mode"] == "direct"]
+    skill = skill[skill["run"] == "grid"]
     ecosystems = sorted(skill["ecosystem"].unique())
     colours = {"GPP": "tab:green", "RE": "tab:orange", "NEE": "tab:blue"}
     styles = dict(zip(sorted(skill["architecture"].unique()), ("-", "--", ":"), strict=False))

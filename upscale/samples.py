@@ -68,6 +68,17 @@ class SiteSeries:
             [s for s, e in zip(self.site_ids, self.ecosystems, strict=True) if e == ecosystem]
         )
 
+    def pixel_groups(self) -> list[list[str]]:
+        """Towers grouped by identical drivers, i.e. by cube pixel, in site order.
+
+        Towers in one pixel see the same driver windows: folds and validation splits keep
+        them together, or a held-out tower would be predicted from its twin.
+        """
+        groups: dict[bytes, list[str]] = {}
+        for site, drivers in zip(self.site_ids, self.drivers, strict=True):
+            groups.setdefault(drivers.tobytes(), []).append(site)
+        return list(groups.values())
+
     def save(self, path: str | Path) -> Path:
         """Write the series to an ``.npz`` file (plain arrays, no pickles)."""
         np.savez(

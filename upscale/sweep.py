@@ -57,6 +57,7 @@ class SweepResult:
 class _Job:
     ecosystem: str
     config: TrainConfig
+    run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
 def _run(job: _Job, series: SiteSeries, evaluate_from: int) -> list[dict]:
@@ -66,6 +67,7 @@ def _run(job: _Job, series: SiteSeries, evaluate_from: int) -> list[dict]:
     fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
     seconds_per_member = (time.perf_counter() - start) / len(fitted.folds)
     keys = {
+        "run": job.run,
         "ecosystem": job.ecosystem,
         "architecture": job.config.architecture,
         "nee_mode": job.config.nee_mode,
@@ -113,9 +115,12 @@ def choose_memory(skill_table: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame(
         {"mean": by_memory.mean(), "se": by_memory.std(ddof=1) / np.sqrt(by_memory.count())}
     ).reset_index()
+    summary["se"] = summary["se"].fillna(0.0)  # a single scored fold has no spread to give
     rows = []
     for (eco, arch, flux), group in summary.groupby(["ecosystem", "architecture", "flux"]):
-        group = group.sort_values("memory")
+        group = group[np.isfinite(group["mean"])].sort_values("memory")
+        if group.empty:
+            continue
         best = group.loc[group["mean"].idxmax()]
         within = group[group["mean"] >= best["mean"] - best["se"]]
         chosen = int(within["memory"].min())
@@ -173,13 +178,13 @@ def run_sweep(
     memories = sorted(set(memories) | {1})
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     grid = [
-        (eco, {"architecture": arch, "memory": m, "nee_mode": "direct"})
+        ("grid", eco, {"architecture": arch, "memory": m, "nee_mode": "direct"})
         for eco in ecosystems
         for arch in architectures
         for m in memories
     ]
     grid += [
-        (eco, {"architecture": arch, "nee_mode": mode})
+        ("nee_modes", eco, {"architecture": arch, "nee_mode": mode})
         for eco in ecosystems
         for arch in architectures
         for mode in nee_modes
@@ -187,7 +192,8 @@ def run_sweep(
     ]
     base_fields = base.model_dump()
     jobs = [
-        _Job(eco, make_train_config(base_fields | update, source="sweep")) for eco, update in grid
+        _Job(eco, make_train_config(base_fields | update, source="sweep"), run)
+        for run, eco, update in grid
     ]
     evaluate_from = max(memories + [base.memory]) - 1
     workers = workers or os.cpu_count() or 1
@@ -197,20 +203,24 @@ def run_sweep(
             pool.submit(_run, job, series.of_ecosystem(job.ecosystem), evaluate_from)
             for job in jobs
         ]
-        for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
-            rows += future.result()
-            if progress:
-                progress(
-                    f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
-                    f"L={job.config.memory} NEE {job.config.nee_mode}"
-                )
+        try:
+            for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
+                rows += future.result()
+                if progress:
+                    progress(
+                        f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
+                        f"L={job.config.memory} NEE {job.config.nee_mode}"
+                    )
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # report the failure now, not after the grid
+            raise
     table = pd.DataFrame(rows)
-    direct = table[table["nee_mode"] == "direct"]
+    grid_rows = table[table["run"] == "grid"]
     nee = table[
         (table["flux"] == "NEE") & (table["fold"] == "all") & (table["memory"] == base.memory)
     ][["ecosystem", "architecture", "nee_mode", "r2", "nse", "rmse", "bias"]]
     return SweepResult(
         skill=table,
-        optimum=choose_memory(direct),
+        optimum=choose_memory(grid_rows),
         nee_modes=nee.sort_values(["ecosystem", "architecture", "nse"], ascending=[1, 1, 0]),
     )

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from upscale.artifact import (
     DomainCard,
@@ -36,7 +36,7 @@ from upscale.schema import DEFAULT_FEATURES, TARGETS
 
 Progress = Callable[[str], None]
 MIN_TOWERS = 3
-"""Towers an ecosystem needs: every fold must keep one to train on and one to stop on."""
+"""Tower pixels an ecosystem needs: every fold keeps one to train on and one to stop on."""
 DOMAIN_QUANTILE = 0.95
 """Share of tower windows whose nearest other-tower window sets the extrapolation threshold."""
 
@@ -66,6 +66,33 @@ class TrainConfig(BaseModel):
     validation_fraction: float = Field(0.25, gt=0, lt=1, description="share of towers held out")
     reference_windows: int = Field(4000, ge=10, description="tower windows kept for the domain")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        """Refuse configs that would only fail later, deep inside training."""
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown:
+            raise ValueError(f"unknown target(s) {unknown}; targets are among {list(TARGETS)}")
+        for name in ("features", "targets"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must be non-empty and without repeats")
+        if self.nee_mode != "direct" and set(TARGETS) - set(self.targets):
+            raise ValueError(f"nee_mode {self.nee_mode!r} needs the targets {list(TARGETS)}")
+        hyper = resolve_hyperparameters(self.architecture, **self.hyperparameters)
+        try:
+            build_net(
+                self.architecture,
+                n_features=len(self.features),
+                n_targets=len(self.targets),
+                memory=self.memory,
+                **hyper,
+            )
+        except (AssertionError, ValueError, RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"hyperparameters {hyper} do not build a {self.architecture}: {err}"
+            ) from None
+        return self
 
 
 @dataclass(frozen=True)
@@ -119,11 +146,23 @@ def split_sites(site_ids: Sequence[str], n_groups: int, seed: int) -> list[list[
     return [sorted(order[i::n_groups].tolist()) for i in range(n_groups)]
 
 
-def site_folds(site_ids: Sequence[str], config: TrainConfig) -> list[list[str]]:
-    """Split towers into folds: one tower each (``loso``) or ``config.folds`` groups."""
+def site_folds(groups: Sequence[Sequence[str]], config: TrainConfig) -> list[list[str]]:
+    """Split towers into folds, keeping each pixel's towers together.
+
+    Parameters
+    ----------
+    groups
+        Towers grouped by cube pixel (:meth:`upscale.samples.SiteSeries.pixel_groups`).
+    config
+        ``cv="loso"``: one fold per pixel (per tower when every tower has its own pixel);
+        ``cv="kfold"``: ``config.folds`` folds of pixels dealt after a seeded shuffle.
+    """
+    by_first = {min(group): sorted(group) for group in groups}
     if config.cv == "loso":
-        return [[site] for site in sorted(site_ids)]
-    return split_sites(site_ids, min(config.folds, len(site_ids)), config.seed)
+        keys = [[key] for key in sorted(by_first)]
+    else:
+        keys = split_sites(list(by_first), min(config.folds, len(by_first)), config.seed)
+    return [sorted(site for key in fold for site in by_first[key]) for fold in keys]
 
 
 def cv_scheme(config: TrainConfig, n_sites: int) -> str:
@@ -168,16 +207,17 @@ def fit_member(
         When fewer than two towers, or towers without a measured full window, are left.
     """
     seed = config.seed if seed is None else seed
-    if len(series.site_ids) < 2:
+    groups = series.pixel_groups()
+    if len(groups) < 2:
         raise SiteDataError(
-            f"{len(series.site_ids)} tower(s) left to train on ({', '.join(series.site_ids)}); "
-            "at least 2 are needed (one to train on, one to stop early on)"
+            f"towers {', '.join(series.site_ids)} left to train on share {len(groups)} cube "
+            "pixel(s); at least 2 pixels are needed (one to train on, one to stop early on)"
         )
     torch.manual_seed(seed)
-    n_validation = max(1, round(config.validation_fraction * len(series.site_ids)))
-    shuffled = np.random.default_rng(seed).permutation(sorted(series.site_ids))
-    validation_sites = sorted(shuffled[:n_validation].tolist())
-    training_sites = sorted(shuffled[n_validation:].tolist())
+    n_validation = min(max(1, round(config.validation_fraction * len(groups))), len(groups) - 1)
+    shuffled = np.random.default_rng(seed).permutation(len(groups))
+    validation_sites = sorted(s for g in shuffled[:n_validation] for s in groups[g])
+    training_sites = sorted(s for g in shuffled[n_validation:] for s in groups[g])
     train, valid = series.subset(training_sites), series.subset(validation_sites)
     x_train, y_train = _windows(train, config.memory)
     x_valid, y_valid = _windows(valid, config.memory)
@@ -258,16 +298,18 @@ def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCar
     drivers = torch.from_numpy(((series.drivers - mean) / std).astype("float32"))
     views = drivers.unfold(1, config.memory, 1).transpose(2, 3)
     keep = torch.from_numpy(np.isfinite(series.fluxes[:, config.memory - 1 :]).any(axis=-1))
-    site = torch.arange(len(series.site_ids))[:, None].expand_as(keep)[keep]
+    pixel_of = {s: number for number, group in enumerate(series.pixel_groups()) for s in group}
+    pixel = torch.tensor([pixel_of[s] for s in series.site_ids])
+    origin = pixel[:, None].expand_as(keep)[keep]  # windows of one pixel are not "other towers"
     windows = views[keep].reshape(int(keep.sum()), -1)
     if len(windows) > config.reference_windows:
         pick = np.random.default_rng(config.seed).choice(
             len(windows), config.reference_windows, replace=False
         )
         pick = torch.from_numpy(np.sort(pick))
-        windows, site = windows[pick], site[pick]
+        windows, origin = windows[pick], origin[pick]
     distance = torch.cdist(windows, windows) / windows.shape[1] ** 0.5
-    distance[site[:, None] == site[None, :]] = float("inf")
+    distance[origin[:, None] == origin[None, :]] = float("inf")
     nearest = distance.amin(dim=1)
     threshold = float(torch.quantile(nearest[torch.isfinite(nearest)], DOMAIN_QUANTILE))
     card = DomainCard(
@@ -309,7 +351,7 @@ def train_ensemble(
         The model (card with decomposed cross-validated metrics), the held-out predictions
         and the folds.
     """
-    folds = site_folds(series.site_ids, config)
+    folds = site_folds(series.pixel_groups(), config)
     members = []
     for number, held_out in enumerate(folds):
         if progress:
@@ -339,11 +381,11 @@ def train_ensemble(
         created=utc_now(),
     )
     model = Model(members=members, card=card, reference=reference)
-    every = model.predict_members(torch.from_numpy(series.drivers)).numpy()  # (M, S, W, K)
     predictions = np.full(series.fluxes.shape, np.nan, dtype="float32")
     for number, held_out in enumerate(folds):
         rows = [series.site_ids.index(s) for s in held_out]
-        predictions[rows, config.memory - 1 :] = every[number, rows]
+        drivers = torch.from_numpy(series.drivers[rows])
+        predictions[rows, config.memory - 1 :] = model.predict_members(drivers, members=[number])[0]
     metrics = {
         target: decomposed_skill(series.fluxes[..., k], predictions[..., k], series.times)
         for k, target in enumerate(series.targets)

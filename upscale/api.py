@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from rich.markup import escape
 
 from upscale.annual import annual_totals, valid_period
 from upscale.artifact import load_model, read_card, save_model
@@ -51,7 +52,7 @@ TABLE_SUFFIXES = (".csv", ".json")
 
 
 def _status(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]")
+    console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
 
 
 def _require_towers(series: SiteSeries, sites: str | Path, ecosystems: Sequence[str]) -> None:

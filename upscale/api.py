@@ -28,7 +28,13 @@ from upscale.config import save_train_config
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
-from upscale.errors import ModelArtifactError, OutputExistsError, RegionError, SiteDataError
+from upscale.errors import (
+    ModelArtifactError,
+    OutputExistsError,
+    RegionError,
+    SiteDataError,
+    refuse_overwrite,
+)
 from upscale.geotiff import Period, export_cogs
 from upscale.metrics import COMPONENTS, skill
 from upscale.plots import (
@@ -144,9 +150,7 @@ def train(
     series = tower_series(sites, cube, config, partitioning=partitioning, status=status)
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
-    existing = [str(f) for f in folders.values() if f.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    refuse_overwrite(folders.values(), overwrite=overwrite)
     _require_towers(series, sites, ecosystems)
     result = TrainResult(
         models={},
@@ -202,8 +206,7 @@ def predict(
         Replace an existing store.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    refuse_overwrite([out], overwrite=overwrite)
     by_ecosystem: dict[str, Path] = {}
     features: list[str] = []
     for folder in models:
@@ -272,8 +275,7 @@ def query(
     table = budget(open_maps(maps), read_regions(regions))
     if out is not None:
         out = Path(out)
-        if out.exists() and not overwrite:
-            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        refuse_overwrite([out], overwrite=overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
             out.write_text(table.to_json(orient="records", indent=2))
@@ -370,9 +372,7 @@ def sweep(
         "nee_modes": out / "nee_modes.csv",
         "figure": out / "skill_vs_memory.png",
     }
-    existing = [str(p) for p in outputs.values() if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    refuse_overwrite(outputs.values(), overwrite=overwrite)
     config = config or TrainConfig()
     out.mkdir(parents=True, exist_ok=True)
     series = tower_series(
@@ -433,9 +433,7 @@ def explain(
         "importance_png": out / "importance.png",
         "profile_png": out / "memory_profile.png",
     }
-    existing = [str(p) for p in outputs.values() if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    refuse_overwrite(outputs.values(), overwrite=overwrite)
     explanations = []
     extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
     for folder in models:

@@ -6,6 +6,9 @@ Every error a user can cause derives from :class:`UpscaleError`; the CLI prints 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class UpscaleError(Exception):
     """Base class of the errors caused by input or usage, not by a bug."""
@@ -41,3 +44,10 @@ class ConfigError(UpscaleError):
 
 class OutputExistsError(UpscaleError):
     """An output already exists and ``overwrite`` was not requested."""
+
+
+def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
+    """Raise :class:`OutputExistsError` naming the paths that exist, unless overwriting."""
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{', '.join(existing)}: exist(s); pass --overwrite to replace")

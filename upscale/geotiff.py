@@ -12,7 +12,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
-from upscale.errors import OutputExistsError
+from upscale.errors import refuse_overwrite
 from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
 Period = Literal["annual", "monthly"]
@@ -100,7 +100,5 @@ def export_cogs(
         label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
         share = maps[EXTRAPOLATED.name].expand_dims(band=1)
         layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
-    existing = [str(path) for path, _, _ in layers if path.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
     return [_write_cog(data.compute(), labels, path) for path, data, labels in layers]

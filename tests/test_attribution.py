@@ -157,3 +157,32 @@ def test_explain_towers_tables(small_region):
     assert (summary["members_sd_lag"] >= 0).all()
     profile = explanation.attribution.memory_profile()
     np.testing.assert_allclose(profile.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_memory_against_the_null(small_region):
+    """A memory statistic comes with a null model trained on a memoryless target."""
+    import pandas as pd
+
+    from upscale.attribution import explain_towers
+    from upscale.samples import extract_site_series
+    from upscale.schema import DEFAULT_FEATURES
+    from upscale.sites import SiteData
+    from upscale.training import TrainConfig, train_ensemble
+
+    frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
+    sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
+    series = extract_site_series(small_region.cube, sites, DEFAULT_FEATURES).of_ecosystem(
+        "saltmarsh"
+    )
+    config = TrainConfig(
+        memory=3, epochs=8, patience=4, folds=3, hyperparameters={"hidden": 8, "layers": 1}
+    )
+    model = train_ensemble(series, config, name="s", ecosystem="saltmarsh").model
+    explanation = explain_towers(model, series, windows=30, background=20, samples=8, null=True)
+    summary = explanation.lag_summary()
+    assert {"null_mean_lag", "null_sd_lag", "z_vs_null"} <= set(summary.columns)
+    assert set(explanation.null_lags["member"]) == {0, 1, 2}
+    expected = (summary["members_mean_lag"] - summary["null_mean_lag"]) / np.hypot(
+        summary["members_sd_lag"], summary["null_sd_lag"]
+    )
+    np.testing.assert_allclose(summary["z_vs_null"], expected)

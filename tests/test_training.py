@@ -185,3 +185,16 @@ def test_spread_is_larger_at_towers_left_out(series):
     model = train_ensemble(kept, config, name="m", ecosystem="mangrove").model
     spread = model.predict_members(torch.from_numpy(mangroves.drivers)).numpy().std(axis=0)
     assert spread[0].mean() > spread[1:].mean()
+
+
+def test_memoryless_series_keeps_the_measured_months(series):
+    from upscale.training import memoryless_series
+
+    saltmarsh = series.of_ecosystem("saltmarsh")
+    null = memoryless_series(saltmarsh, QUICK, ecosystem="saltmarsh")
+    np.testing.assert_array_equal(np.isfinite(null.fluxes), np.isfinite(saltmarsh.fluxes))
+    np.testing.assert_array_equal(null.drivers, saltmarsh.drivers)
+    valid = np.isfinite(saltmarsh.fluxes[..., 0])
+    # A no-memory model of the same drivers follows the fluxes closely, but is not them.
+    r = np.corrcoef(null.fluxes[..., 0][valid], saltmarsh.fluxes[..., 0][valid])[0, 1]
+    assert 0.5 < r < 1.0

@@ -413,6 +413,7 @@ def explain(
     background: int = 200,
     samples: int = 64,
     seed: int = 0,
+    null: bool = True,
     partitioning: Partitioning = "NT",
     overwrite: bool = False,
     status: Status = _status,
@@ -421,7 +422,8 @@ def explain(
 
     Writes ``importance.csv`` (mean |SHAP| per ecosystem, flux and driver, ranked),
     ``memory.csv`` (attribution-weighted mean lag, 50 % and 90 % cumulative lags, with the
-    spread over ensemble members, and the sampling), ``memory_profile.csv`` (share of mean
+    spread over ensemble members, the null model's and the distance to it, and the sampling),
+    ``memory_profile.csv`` (share of mean
     |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
     See :func:`upscale.attribution.explain_towers`.
     """
@@ -451,7 +453,10 @@ def explain(
                 f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
                 "explain a model with the towers it was trained on"
             )
-        status(f"explaining {folder} at {len(towers)} towers")
+        status(
+            f"explaining {folder} at {len(towers)} towers"
+            + (" (and training its memoryless null)" if null else "")
+        )
         explanations.append(
             explain_towers(
                 model,
@@ -460,6 +465,7 @@ def explain(
                 background=background,
                 samples=samples,
                 seed=seed,
+                null=null,
             )
         )
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import torch
 
 from upscale.artifact import Model
 from upscale.samples import SiteSeries
+from upscale.training import TrainConfig, memoryless_series, train_ensemble
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 """Differentiable map from windows ``(N, L, F)`` to outputs ``(N, K)``."""
@@ -210,21 +211,54 @@ class TowerExplanation:
     sampling
         How many windows were explained, against how many background windows (and how many
         windows are in both), with how many samples each, and the seed.
+    null_lags
+        Lag statistics of each member of the null model (trained on a memoryless target,
+        :func:`upscale.training.memoryless_series`) on the same windows; None when the null
+        was not computed.
     """
 
     ecosystem: str
     attribution: Attribution
     member_lags: pd.DataFrame
     sampling: dict[str, int]
+    null_lags: pd.DataFrame | None = None
 
     def lag_summary(self) -> pd.DataFrame:
-        """Ensemble lag statistics with the members' mean and standard deviation."""
+        """Ensemble lag statistics, their spread over members, and the null when computed.
+
+        ``z_vs_null`` is the members' mean lag minus the null members' mean lag, over the
+        root sum of squares of both standard deviations: how far above the null the memory
+        is, in units of the ensemble noise.
+        """
         ensemble = self.attribution.lag_statistics()
-        spread = self.member_lags.groupby("target", sort=False)["mean_lag"].agg(["mean", "std"])
-        spread.columns = ["members_mean_lag", "members_sd_lag"]
-        return ensemble.merge(spread, left_on="target", right_index=True).assign(
-            ecosystem=self.ecosystem
+        table = ensemble.merge(
+            _spread(self.member_lags, "members"), left_on="target", right_index=True
         )
+        if self.null_lags is not None:
+            table = table.merge(_spread(self.null_lags, "null"), left_on="target", right_index=True)
+            noise = np.hypot(table["members_sd_lag"], table["null_sd_lag"])
+            table["z_vs_null"] = (table["members_mean_lag"] - table["null_mean_lag"]) / noise
+        return table.assign(ecosystem=self.ecosystem)
+
+
+def _spread(lags: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    spread = lags.groupby("target", sort=False)["mean_lag"].agg(["mean", "std"])
+    spread.columns = [f"{prefix}_mean_lag", f"{prefix}_sd_lag"]
+    return spread
+
+
+def _member_lags(model: Model, explained, reference, **options) -> pd.DataFrame:
+    """Lag statistics of each member of a model explained alone on the same windows."""
+    names = {"targets": model.card.targets, "features": model.card.features}
+    return pd.concat(
+        [
+            explain_windows(member.fluxes, explained, reference, **names, **options)
+            .lag_statistics()
+            .assign(member=number)
+            for number, member in enumerate(model.members)
+        ],
+        ignore_index=True,
+    )
 
 
 def explain_towers(
@@ -235,6 +269,7 @@ def explain_towers(
     background: int = 200,
     samples: int = 64,
     seed: int = 0,
+    null: bool = False,
 ) -> TowerExplanation:
     """Explain a model on windows of its towers, against a background of tower windows.
 
@@ -249,6 +284,10 @@ def explain_towers(
         serve as the background: disjoint sets while the towers have windows enough.
     samples, seed
         See :func:`expected_gradients`.
+    null
+        Also train and explain the null model of the same settings on a memoryless target
+        (:func:`upscale.training.memoryless_series`), to state the memory statistics
+        against it.
     """
     drivers = torch.from_numpy(series.drivers)
     views = drivers.unfold(1, model.memory, 1).transpose(2, 3)
@@ -265,17 +304,15 @@ def explain_towers(
     attribution = explain_windows(
         model.ensemble_fluxes, explained, reference, samples=samples, seed=seed, **names
     )
-    member_lags = pd.concat(
-        [
-            explain_windows(
-                member.fluxes, explained, reference, samples=samples, seed=seed, **names
-            )
-            .lag_statistics()
-            .assign(member=number)
-            for number, member in enumerate(model.members)
-        ],
-        ignore_index=True,
-    )
+    member_lags = _member_lags(model, explained, reference, samples=samples, seed=seed)
+    null_lags = None
+    if null:
+        config = TrainConfig(**model.card.train_config)
+        memoryless = memoryless_series(series, config, ecosystem=model.card.ecosystem)
+        null_model = train_ensemble(
+            memoryless, config, name="null", ecosystem=model.card.ecosystem
+        ).model
+        null_lags = _member_lags(null_model, explained, reference, samples=samples, seed=seed)
     sampling = {
         "windows": len(explained),
         "background": len(reference),
@@ -284,4 +321,4 @@ def explain_towers(
         "tower_windows": len(pool),
         "overlap": overlap,
     }
-    return TowerExplanation(model.card.ecosystem, attribution, member_lags, sampling)
+    return TowerExplanation(model.card.ecosystem, attribution, member_lags, sampling, null_lags)

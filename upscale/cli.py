@@ -305,6 +305,9 @@ def explain(
     background: Annotated[int, typer.Option(min=1, help="Background tower windows.")] = 200,
     samples: Annotated[int, typer.Option(min=1, help="Expected-gradients samples.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    null: Annotated[
+        bool, typer.Option(help="Train a memoryless null model to test the memory against.")
+    ] = True,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
@@ -318,11 +321,13 @@ def explain(
         background=background,
         samples=samples,
         seed=seed,
+        null=null,
         partitioning=partitioning,
         overwrite=overwrite,
     )
     memory = pd.concat([e.lag_summary() for e in report.explanations])
     columns = ["ecosystem", "target", "mean_lag", "members_sd_lag", "lag50", "lag90"]
+    columns += [c for c in ("null_mean_lag", "z_vs_null") if c in memory]
     out_console.print(_table(memory[columns], "memory (months back; SHAP-weighted)"))
     top = pd.concat(
         [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in report.explanations]

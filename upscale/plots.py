@@ -308,11 +308,13 @@ def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Pa
             ax.set_xticks(range(share.shape[0]))
             ax.set_xlabel("lag (months back)")
             stats = summary.loc[target]
-            ax.set_title(
-                f"{explanation.ecosystem} {target}: mean lag {stats['mean_lag']:.2f}"
-                f" (members {stats['members_mean_lag']:.2f} ± {stats['members_sd_lag']:.2f})",
-                fontsize=9,
+            title = (
+                f"{explanation.ecosystem} {target}: mean lag {stats['mean_lag']:.2f}\n"
+                f"members {stats['members_mean_lag']:.2f} ± {stats['members_sd_lag']:.2f}"
             )
+            if "null_mean_lag" in stats:
+                title += f", null {stats['null_mean_lag']:.2f} ± {stats['null_sd_lag']:.2f}"
+            ax.set_title(title, fontsize=9)
             fig.colorbar(image, ax=ax, label="share of mean |SHAP|")
     fig.savefig(path, dpi=110)
     plt.close(fig)

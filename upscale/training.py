@@ -10,7 +10,7 @@ are the ensemble whose mean is mapped and whose spread is the uncertainty.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -392,3 +392,34 @@ def train_ensemble(
     }
     model.card = card.model_copy(update={"cv_metrics": metrics})
     return EnsembleFit(model=model, predictions=predictions, folds=folds)
+
+
+def memoryless_series(
+    series: SiteSeries, config: TrainConfig, *, ecosystem: str, progress: Progress | None = None
+) -> SiteSeries:
+    """Replace the towers' fluxes with those of a model without memory: the null of memory.
+
+    A cross-validated ensemble with L = 1 learns each flux from the current month's drivers
+    alone; its predictions, on the months the towers measured, are a target with the towers'
+    driver correlations and seasonality but no memory. A model of memory L trained on that
+    target, and explained, shows how much attribution reaches past months without any memory
+    in the target: through the correlation of seasonal drivers between lags, and noise.
+
+    Parameters
+    ----------
+    series
+        The towers of one ecosystem.
+    config
+        Settings of the model whose memory is tested; the teacher uses them with L = 1.
+    ecosystem
+        Recorded in the teacher's card.
+    progress
+        Called with a status line per member.
+    """
+    teacher_config = TrainConfig(**(config.model_dump() | {"memory": 1}))
+    teacher = train_ensemble(
+        series, teacher_config, name="memoryless", ecosystem=ecosystem, progress=progress
+    )
+    fluxes = teacher.model.predict_series(torch.from_numpy(series.drivers)).numpy()
+    fluxes = np.where(np.isfinite(series.fluxes), fluxes, np.nan).astype("float32")
+    return replace(series, fluxes=fluxes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -110,6 +111,88 @@ def _raise_gap(pixels, features, rows, cols, block_info) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Run:
+    """The checked inputs of a tile run: models, drivers stacked by feature, the mask.
+
+    Attributes
+    ----------
+    models
+        Ecosystem -> model, loaded in this process (its tiles reuse them).
+    folders
+        ``(ecosystem code, model folder)`` pairs, what the tile tasks carry.
+    targets, features
+        The models' common targets and the union of their features, in order.
+    memory
+        The longest memory: the first month every pixel has a full window for is
+        ``memory - 1``.
+    drivers
+        ``(feature, time, y, x)`` drivers, one chunk over features and time.
+    wetland
+        The mask's ecosystem codes, chunked like the drivers.
+    """
+
+    models: dict[str, Model]
+    folders: tuple[tuple[int, str], ...]
+    targets: tuple[str, ...]
+    features: tuple[str, ...]
+    memory: int
+    drivers: xr.DataArray
+    wetland: xr.DataArray
+
+
+def prepare_run(
+    cube: xr.Dataset, mask: xr.Dataset, model_folders: Mapping[str, str | Path], device: str
+) -> Run:
+    """Check that models, cube and mask fit together, and stack the drivers for the tiles.
+
+    Raises
+    ------
+    ModelArtifactError
+        When an ecosystem of the mask has no model, a model is for another ecosystem, or
+        the models disagree on their targets.
+    CubeError
+        When the cube lacks a driver or is shorter than the longest memory.
+    """
+    # Loaded here to check them; the tiles of this process reuse these copies.
+    models = {
+        eco: _resident_model(str(Path(f).resolve()), device) for eco, f in model_folders.items()
+    }
+    present = {ECOSYSTEMS[int(c)] for c in np.unique(mask[WETLAND].values) if c}
+    missing = sorted(present - set(models))
+    if missing:
+        raise ModelArtifactError(
+            f"no model for ecosystem(s) {', '.join(missing)} present in the mask; "
+            "train one (upscale train) or pass it with --model"
+        )
+    for eco, model in models.items():
+        if model.card.ecosystem != eco:
+            raise ModelArtifactError(
+                f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}"
+            )
+    targets = _common(models, "targets")
+    features = tuple(dict.fromkeys(f for m in models.values() for f in m.card.features))
+    absent = [f for f in features if f not in cube]
+    if absent:
+        raise CubeError(f"cube lacks driver(s) {', '.join(absent)} that the models need")
+    memory = max(m.memory for m in models.values())
+    if cube.sizes["time"] < memory:
+        raise CubeError(
+            f"the cube has {cube.sizes['time']} months; the models need at least {memory} "
+            "(their memory length) to predict one"
+        )
+    drivers = xr.concat([cube[f] for f in features], dim="feature").transpose(
+        "feature", "time", "y", "x"
+    )
+    drivers = drivers.chunk({"feature": -1, "time": -1})
+    wetland = mask[WETLAND].chunk({d: drivers.chunksizes[d] for d in ("y", "x")})
+    folders = tuple(
+        (ECOSYSTEM_CODES[eco], str(Path(folder).resolve()))
+        for eco, folder in sorted(model_folders.items())
+    )
+    return Run(models, folders, targets, features, memory, drivers, wetland)
+
+
 def flux_maps(
     cube: xr.Dataset,
     mask: xr.Dataset,
@@ -144,46 +227,14 @@ def flux_maps(
         computed until it is written (:func:`upscale.cube.write_store`).
     """
     device = str(device or default_device())
-    # Loaded here to check them; the tiles of this process reuse these copies.
-    models = {
-        eco: _resident_model(str(Path(f).resolve()), device) for eco, f in model_folders.items()
-    }
-    present = {ECOSYSTEMS[int(c)] for c in np.unique(mask[WETLAND].values) if c}
-    missing = sorted(present - set(models))
-    if missing:
-        raise ModelArtifactError(
-            f"no model for ecosystem(s) {', '.join(missing)} present in the mask; "
-            "train one (upscale train) or pass it with --model"
-        )
-    for eco, model in models.items():
-        if model.card.ecosystem != eco:
-            raise ModelArtifactError(
-                f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}"
-            )
-    targets = _common(models, "targets")
-    features = tuple(dict.fromkeys(f for m in models.values() for f in m.card.features))
-    absent = [f for f in features if f not in cube]
-    if absent:
-        raise CubeError(f"cube lacks driver(s) {', '.join(absent)} that the models need")
-    memory = max(m.memory for m in models.values())
-    if cube.sizes["time"] < memory:
-        raise CubeError(
-            f"the cube has {cube.sizes['time']} months; the models need at least {memory} "
-            "(their memory length) to predict one"
-        )
-    drivers = xr.concat([cube[f] for f in features], dim="feature").transpose(
-        "feature", "time", "y", "x"
-    )
-    drivers = drivers.chunk({"feature": -1, "time": -1})
-    wetland = mask[WETLAND].chunk({d: drivers.chunksizes[d] for d in ("y", "x")})
+    run = prepare_run(cube, mask, model_folders, device)
+    models, targets, features, memory = run.models, run.targets, run.features, run.memory
+    drivers, wetland = run.drivers, run.wetland
     tiles = da.map_blocks(
         _predict_tile,
         drivers.data.astype("float32"),
         wetland.data,
-        models=tuple(
-            (ECOSYSTEM_CODES[eco], str(Path(folder).resolve()))
-            for eco, folder in sorted(model_folders.items())
-        ),
+        models=run.folders,
         features=features,
         n_targets=len(targets),
         first_valid=memory - 1,

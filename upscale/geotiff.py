@@ -18,7 +18,7 @@ from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 Period = Literal["annual", "monthly"]
 
 
-def _write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
+def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
     """Write ``(band, y, x)`` as a COG with band descriptions and units, and NaN nodata.
 
     The file is validated under a temporary name and renamed into place.
@@ -41,11 +41,12 @@ def _write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
         dst.write(np.asarray(bands.values, dtype="float32"))
         dst.descriptions = tuple(labels)
         dst.units = (units,) * len(labels)
-        dst.update_tags(
-            units=units,
-            long_name=bands.attrs.get("long_name", ""),
-            comment=bands.attrs.get("comment", ""),
-        )
+        tags = {"units": units} | {
+            key: bands.attrs[key]
+            for key in ("long_name", "comment", "flag_meanings")
+            if key in bands.attrs
+        }
+        dst.update_tags(**tags)
     valid, errors, _ = cog_validate(str(partial))
     if not valid:
         partial.unlink()
@@ -101,4 +102,4 @@ def export_cogs(
         share = maps[EXTRAPOLATED.name].expand_dims(band=1)
         layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
     refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
-    return [_write_cog(data.compute(), labels, path) for path, data, labels in layers]
+    return [write_cog(data.compute(), labels, path) for path, data, labels in layers]

@@ -287,6 +287,10 @@ def test_explain_command(demo_inputs, tmp_path):
             "30",
             "--samples",
             "8",
+            "--mask",
+            str(demo_inputs.mask),
+            "--months",
+            "2",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -296,6 +300,8 @@ def test_explain_command(demo_inputs, tmp_path):
         "memory_profile.csv",
         "importance.png",
         "memory_profile.png",
+        "shap.zarr",
+        "shap_cogs/mean_lag.tif",
     ):
         assert (tmp_path / "explain" / name).exists()
     assert "top drivers" in result.output

@@ -49,6 +49,7 @@ from upscale.progress import console, dask_progress
 from upscale.regions import budget, read_regions
 from upscale.samples import SiteSeries, extract_site_series
 from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
+from upscale.shap_maps import export_shap_cogs, shap_maps
 from upscale.sites import Partitioning, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
@@ -414,6 +415,9 @@ def explain(
     samples: int = 64,
     seed: int = 0,
     null: bool = True,
+    mask: str | Path | None = None,
+    months: int = 4,
+    raster_samples: int = 16,
     partitioning: Partitioning = "NT",
     overwrite: bool = False,
     status: Status = _status,
@@ -426,6 +430,11 @@ def explain(
     ``memory_profile.csv`` (share of mean
     |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
     See :func:`upscale.attribution.explain_towers`.
+
+    With a wetland ``mask``, also maps the explanation over the region: ``shap.zarr``
+    (mean |SHAP| per target and driver, dominant driver, weighted mean lag per pixel, from
+    ``months`` sampled months with ``raster_samples`` samples each; see
+    :func:`upscale.shap_maps.shap_maps`) and its COGs in ``shap_cogs/``.
     """
     out = Path(out)
     outputs = {
@@ -435,6 +444,8 @@ def explain(
         "importance_png": out / "importance.png",
         "profile_png": out / "memory_profile.png",
     }
+    if mask is not None:
+        outputs |= {"shap": out / "shap.zarr", "shap_cogs": out / "shap_cogs"}
     refuse_overwrite(outputs.values(), overwrite=overwrite)
     explanations = []
     extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
@@ -494,6 +505,23 @@ def explain(
     profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
     importance_png(explanations, outputs["importance_png"])
     memory_png(explanations, outputs["profile_png"])
+    if mask is not None:
+        folders = {
+            e.ecosystem: Path(folder) for e, folder in zip(explanations, models, strict=True)
+        }
+        features = list(dict.fromkeys(f for key in extracted for f in key[0]))
+        drivers = open_cube(cube, features)
+        rasters = shap_maps(
+            drivers,
+            open_mask(mask, drivers),
+            folders,
+            months=months,
+            samples=raster_samples,
+            seed=seed,
+        )
+        with dask_progress(f"explaining every wetland pixel ({months} months each)"):
+            write_store(rasters, outputs["shap"], overwrite=overwrite)
+        export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=overwrite)
     return ExplainReport(outputs=outputs, explanations=explanations)
 
 

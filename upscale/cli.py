@@ -308,6 +308,10 @@ def explain(
     null: Annotated[
         bool, typer.Option(help="Train a memoryless null model to test the memory against.")
     ] = True,
+    mask: Annotated[
+        Path | None, typer.Option(help="Wetland mask: also map the explanation (shap.zarr).")
+    ] = None,
+    months: Annotated[int, typer.Option(min=1, help="Months explained per pixel (maps).")] = 4,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
@@ -322,6 +326,8 @@ def explain(
         samples=samples,
         seed=seed,
         null=null,
+        mask=mask,
+        months=months,
         partitioning=partitioning,
         overwrite=overwrite,
     )

@@ -88,3 +88,23 @@ def test_shap_cogs_validate_with_band_names(small_region, model_folders, tmp_pat
             "dominant_driver RE",
             "dominant_driver NEE",
         )
+
+
+def test_a_chosen_period(small_region, model_folders):
+    import pytest
+
+    from upscale.errors import CubeError
+
+    shap = shap_maps(
+        small_region.cube.chunk({"y": 8, "x": 8}),
+        small_region.mask,
+        model_folders,
+        months=3,
+        period=("2011-01", "2011-12"),
+        samples=4,
+    )
+    assert json.loads(shap.attrs["sampled_months"]) == ["2011-01", "2011-07", "2011-12"]
+    with pytest.raises(CubeError, match="no month of 2030-01..2030-12 has a full window"):
+        shap_maps(
+            small_region.cube, small_region.mask, model_folders, period=("2030-01", "2030-12")
+        )

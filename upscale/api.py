@@ -417,6 +417,7 @@ def explain(
     null: bool = True,
     mask: str | Path | None = None,
     months: int = 4,
+    period: tuple[str, str] | None = None,
     raster_samples: int = 16,
     partitioning: Partitioning = "NT",
     overwrite: bool = False,
@@ -516,6 +517,7 @@ def explain(
             open_mask(mask, drivers),
             folders,
             months=months,
+            period=period,
             samples=raster_samples,
             seed=seed,
         )

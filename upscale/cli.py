@@ -233,6 +233,15 @@ def query(
         _written({"budget": out})
 
 
+def _period(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    first, _, last = text.partition(":")
+    if not (first and last):
+        raise typer.BadParameter(f"{text!r}: write the period as YYYY-MM:YYYY-MM")
+    return first, last
+
+
 def _numbers(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -312,6 +321,9 @@ def explain(
         Path | None, typer.Option(help="Wetland mask: also map the explanation (shap.zarr).")
     ] = None,
     months: Annotated[int, typer.Option(min=1, help="Months explained per pixel (maps).")] = 4,
+    period: Annotated[
+        str | None, typer.Option(help="Period of the maps, YYYY-MM:YYYY-MM (default: all).")
+    ] = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
@@ -328,6 +340,7 @@ def explain(
         null=null,
         mask=mask,
         months=months,
+        period=_period(period),
         partitioning=partitioning,
         overwrite=overwrite,
     )

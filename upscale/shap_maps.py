@@ -17,13 +17,14 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
 from upscale.artifact import Model, software_versions, utc_now
 from upscale.attribution import expected_gradients
 from upscale.engine import _raise_gap, _resident_model, default_device, prepare_run
-from upscale.errors import refuse_overwrite
+from upscale.errors import CubeError, refuse_overwrite
 from upscale.geotiff import write_cog
 
 MEAN_ABS = "mean_abs_shap"
@@ -100,6 +101,7 @@ def shap_maps(
     model_folders: Mapping[str, str | Path],
     *,
     months: int = 4,
+    period: tuple[str, str] | None = None,
     samples: int = 16,
     background: int = 64,
     seed: int = 0,
@@ -112,8 +114,10 @@ def shap_maps(
     cube, mask, model_folders
         As for :func:`upscale.engine.flux_maps`.
     months
-        Months explained per pixel, spread evenly over the valid period (the same at every
-        pixel).
+        Months explained per pixel, spread evenly over the period (the same at every pixel).
+    period
+        First and last month (``YYYY-MM``) to summarise; by default the valid period (from
+        the first full window to the end).
     samples
         Expected-gradients samples per window.
     background
@@ -136,6 +140,15 @@ def shap_maps(
     run = prepare_run(cube, mask, model_folders, device)
     n_targets, n_features = len(run.targets), len(run.features)
     valid = np.arange(run.memory - 1, cube.sizes["time"])
+    if period is not None:
+        times = cube.indexes["time"][valid]
+        inside = (times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1]))
+        valid = valid[inside]
+        if len(valid) == 0:
+            raise CubeError(
+                f"no month of {period[0]}..{period[1]} has a full window in the cube "
+                f"(valid from {cube.indexes['time'][run.memory - 1]:%Y-%m}); choose another period"
+            )
     chosen = tuple(int(i) for i in np.unique(np.linspace(valid[0], valid[-1], months).round()))
     tiles = da.map_blocks(
         _shap_tile,

@@ -62,8 +62,7 @@ def test_derived_nee_balances_exactly():
 def test_domain_distance_is_zero_on_reference_windows():
     model = untrained_model("mangrove", memory=3)
     scale = torch.tensor(model.card.domain.feature_std)
-    mean = torch.tensor(model.card.domain.feature_mean)
-    window = model.reference[4].reshape(3, -1) * scale + mean  # back to raw drivers
+    window = model.reference_windows()[4]  # a tower window, as raw drivers
     distance = model.domain_distance(window[None])
     assert distance.shape == (1, 1)
     assert float(distance) == pytest.approx(0.0, abs=1e-3)

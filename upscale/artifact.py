@@ -252,6 +252,11 @@ class Model:
         """Ensemble mean ``(P, T - L + 1, K)`` of :meth:`predict_members`."""
         return self.predict_members(drivers, batch_size=batch_size).mean(dim=0)
 
+    def reference_windows(self) -> torch.Tensor:
+        """Return the towers' reference windows as raw drivers ``(N, L, F)``."""
+        windows = self.reference.reshape(len(self.reference), self.memory, -1)
+        return windows * self._d_std + self._d_mean
+
     @torch.inference_mode()
     def domain_distance(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
         """How far each window is from the towers' windows, in units of the threshold.

@@ -34,10 +34,9 @@ MEAN_LAG = "mean_lag"
 
 def _background(model: Model, size: int, seed: int) -> torch.Tensor:
     """Raw driver windows ``(size, L, F)`` drawn from the model's reference windows."""
-    reference = model.reference
-    pick = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))[:size]
-    windows = reference[pick.to(reference.device)].reshape(len(pick), model.memory, -1)
-    return windows * model._d_std + model._d_mean
+    windows = model.reference_windows()
+    pick = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:size]
+    return windows[pick.to(windows.device)]
 
 
 def _shap_tile(

@@ -165,6 +165,26 @@ def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
     assert "Lostmans River" in result.output
     assert (tmp_path / "b.json").read_text().startswith("[")
 
+    result = runner.invoke(
+        app,
+        [
+            "query",
+            "--maps",
+            str(maps),
+            "--regions",
+            str(demo_inputs.regions),
+            "--out",
+            str(tmp_path / "b.geojson"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import geopandas as gpd
+
+    features = gpd.read_file(tmp_path / "b.geojson")
+    assert features.crs.to_epsg() == 4326
+    assert {"name", "year", "sink_total", "GPP_total_std"} <= set(features.columns)
+    assert len(features) == 3 * features["year"].nunique()  # regions x complete years
+
 
 def test_unknown_architecture_is_refused_by_the_parser(demo_inputs):
     result = train(demo_inputs, "--architecture", "gru")
@@ -218,7 +238,7 @@ def test_budget_table_format(demo_inputs, tmp_path):
             str(tmp_path / "b.parquet"),
         ],
     )
-    one_clear_error(result, "b.parquet: write the budget as .csv or .json")
+    one_clear_error(result, "b.parquet: write the budget as .csv, .json or .geojson")
 
 
 def test_too_few_towers(demo_inputs, tmp_path):

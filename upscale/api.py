@@ -55,7 +55,7 @@ from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
 
 Status = Callable[[str], None]
-TABLE_SUFFIXES = (".csv", ".json")
+TABLE_SUFFIXES = (".csv", ".json", ".geojson")
 
 
 def _status(message: str) -> None:
@@ -267,18 +267,25 @@ def query(
     regions
         Vector file with a ``name`` column.
     out
-        Optional table to write: ``.csv`` or ``.json`` (records).
+        Optional table to write: ``.csv``, ``.json`` (records) or ``.geojson`` (the regions,
+        in EPSG:4326, one feature per region and year with the budget as attributes, for
+        GIS).
     overwrite
         Replace an existing table.
     """
     if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
-        raise RegionError(f"{out}: write the budget as .csv or .json")
-    table = budget(open_maps(maps), read_regions(regions))
+        raise RegionError(f"{out}: write the budget as .csv, .json or .geojson")
+    shapes = read_regions(regions)
+    table = budget(open_maps(maps), shapes)
     if out is not None:
         out = Path(out)
         refuse_overwrite([out], overwrite=overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".json":
+        suffix = out.suffix.lower()
+        if suffix == ".geojson":
+            outlines = shapes[["name", "geometry"]].to_crs("EPSG:4326")
+            outlines.merge(table, on="name").to_file(out, driver="GeoJSON")
+        elif suffix == ".json":
             out.write_text(table.to_json(orient="records", indent=2))
         else:
             table.to_csv(out, index=False, float_format="%.6g")

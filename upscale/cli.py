@@ -223,7 +223,9 @@ def export(
 def query(
     maps: Annotated[Path, typer.Option(help="maps.zarr written by predict.")],
     regions: Annotated[Path, typer.Option(help="Vector file with a 'name' column.")],
-    out: Annotated[Path | None, typer.Option(help="Table to write (.csv or .json).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Table to write (.csv, .json, or .geojson for GIS).")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Carbon budget per region and year: area, mean fluxes and totals."""

@@ -28,6 +28,12 @@ def train(demo_inputs, *options, cube=None):
     return runner.invoke(app, [str(part) for part in (*command, *options)])
 
 
+def predict(demo_inputs, *options, mask=None):
+    """Run ``upscale predict`` on the demo cube with extra options (models, output...)."""
+    command = ["predict", "--cube", demo_inputs.cube, "--mask", mask or demo_inputs.mask]
+    return runner.invoke(app, [str(part) for part in (*command, *options)])
+
+
 def one_clear_error(result, *fragments):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -66,37 +72,16 @@ def test_csv_without_flux_columns(demo_inputs, tmp_path):
 def test_mask_on_another_grid(small_region, demo_inputs, model_folders, tmp_path):
     coarse = small_region.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2))
     write_store(coarse, tmp_path / "coarse.zarr")
-    args = [
-        "predict",
-        "--cube",
-        str(demo_inputs.cube),
-        "--mask",
-        str(tmp_path / "coarse.zarr"),
-        "--out",
-        str(tmp_path / "maps.zarr"),
-    ]
-    for folder in model_folders.values():
-        args += ["--model", str(folder)]
-    result = runner.invoke(app, args)
+    models = [part for folder in model_folders.values() for part in ("--model", folder)]
+    result = predict(
+        demo_inputs, "--out", tmp_path / "maps.zarr", *models, mask=tmp_path / "coarse.zarr"
+    )
     one_clear_error(result, "coarse.zarr", "mask grid is (10, 12)")
     assert not (tmp_path / "maps.zarr").exists()
 
 
 def test_missing_model_folder(demo_inputs, tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            "--cube",
-            str(demo_inputs.cube),
-            "--mask",
-            str(demo_inputs.mask),
-            "--model",
-            str(tmp_path / "nothing"),
-            "--out",
-            str(tmp_path / "maps.zarr"),
-        ],
-    )
+    result = predict(demo_inputs, "--model", tmp_path / "nothing", "--out", tmp_path / "maps.zarr")
     one_clear_error(result, "nothing: no card.json")
 
 
@@ -122,23 +107,10 @@ def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
     assert '"architecture": "transformer"' in card and '"memory": 4' in card
 
     maps = tmp_path / "maps.zarr"
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            "--cube",
-            str(demo_inputs.cube),
-            "--mask",
-            str(demo_inputs.mask),
-            "--model",
-            str(models / "t-mangrove"),
-            "--model",
-            str(models / "t-saltmarsh"),
-            "--out",
-            str(maps),
-            "--tile",
-            "8",
-        ],
+    result = predict(
+        demo_inputs,
+        *("--model", models / "t-mangrove", "--model", models / "t-saltmarsh"),
+        *("--out", maps, "--tile", 8),
     )
     assert result.exit_code == 0, result.output
     assert str(maps) in " ".join(result.output.split())
@@ -210,18 +182,7 @@ def test_error_text_in_brackets_survives(small_region, demo_inputs, tmp_path):
     bad = small_region.mask.copy()
     bad["wetland"] = bad["wetland"].where(bad["wetland"] != 2, 7).astype("uint8")
     write_store(bad, tmp_path / "bad.zarr")
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            "--cube",
-            str(demo_inputs.cube),
-            "--mask",
-            str(tmp_path / "bad.zarr"),
-            "--model",
-            "m",
-        ],
-    )
+    result = predict(demo_inputs, "--model", "m", mask=tmp_path / "bad.zarr")
     one_clear_error(result)
 
 

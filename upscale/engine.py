@@ -9,7 +9,7 @@ tile. Non-wetland pixels are never sent to a model, and nothing loops over pixel
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,20 +73,11 @@ def _predict_tile(
     distance. NaN off wetland and before ``first_valid``, the first month every model has a
     full window for, so all pixels start together whatever their ecosystem's memory.
     """
-    if device == "cpu":
-        torch.set_num_threads(1)  # dask threads run tiles in parallel; never nest threads
     _, n_months, ny, nx = drivers.shape
     out = np.full((2 * n_targets + 1, n_months, ny, nx), np.nan, dtype="float32")
-    for code, folder in models:
-        rows, cols = np.nonzero(wetland == code)
-        if len(rows) == 0:
-            continue
-        model = _resident_model(folder, device)
-        index = [features.index(f) for f in model.card.features]
-        pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
-        if not np.isfinite(pixels).all():
-            _raise_gap(pixels, model.card.features, rows, cols, block_info)
-        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
+    for model, rows, cols, series in wetland_series(
+        drivers, wetland, models, features, device, block_info
+    ):
         members = model.predict_members(series, batch_size=batch_size)  # (M, P, W, K)
         channels = torch.cat(
             [
@@ -99,6 +90,58 @@ def _predict_tile(
         out[:, model.memory - 1 :, rows, cols] = channels.cpu().numpy().transpose(2, 1, 0)
     out[:, :first_valid] = np.nan
     return out
+
+
+def wetland_series(
+    drivers: np.ndarray,
+    wetland: np.ndarray,
+    models: tuple[tuple[int, str], ...],
+    features: tuple[str, ...],
+    device: str,
+    block_info: dict | None,
+) -> Iterator[tuple[Model, np.ndarray, np.ndarray, torch.Tensor]]:
+    """Yield each ecosystem's model and the tile's wetland pixels of that ecosystem.
+
+    Parameters
+    ----------
+    drivers
+        ``(F, T, y, x)`` drivers of one tile, in ``features`` order.
+    wetland
+        ``(y, x)`` ecosystem codes of the tile.
+    models
+        ``(ecosystem code, model folder)`` pairs.
+    features
+        Names of the drivers' first axis.
+    device
+        Where the models run; on the CPU each tile keeps to one torch thread, since dask
+        threads already run tiles in parallel.
+    block_info
+        dask's block information, to name the tile in errors.
+
+    Yields
+    ------
+    tuple
+        The model (loaded once per process), the pixels' rows and columns in the tile, and
+        their series ``(P, T, F)`` in the model's feature order, on the device.
+
+    Raises
+    ------
+    CubeError
+        When a driver is missing at a wetland pixel of the tile.
+    """
+    if device == "cpu":
+        torch.set_num_threads(1)
+    for code, folder in models:
+        rows, cols = np.nonzero(wetland == code)
+        if len(rows) == 0:
+            continue
+        model = _resident_model(folder, device)
+        index = [features.index(f) for f in model.card.features]
+        pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
+        if not np.isfinite(pixels).all():
+            _raise_gap(pixels, model.card.features, rows, cols, block_info)
+        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
+        yield model, rows, cols, series
 
 
 def _raise_gap(pixels, features, rows, cols, block_info) -> None:

@@ -252,6 +252,19 @@ def uncertainty_png(
     return Path(path)
 
 
+def _explanation_grid(explanations: Sequence[TowerExplanation], height: float):
+    """Make a figure with one row per ecosystem and one panel per flux."""
+    targets = explanations[0].attribution.targets
+    fig, axes = plt.subplots(
+        len(explanations),
+        len(targets),
+        figsize=(4.2 * len(targets), height * len(explanations)),
+        layout="constrained",
+        squeeze=False,
+    )
+    return fig, axes, targets
+
+
 def importance_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Path:
     """Bar charts of mean |SHAP| (summed over lags) per driver, one panel per flux and ecosystem.
 
@@ -262,14 +275,7 @@ def importance_png(explanations: Sequence[TowerExplanation], path: str | Path) -
     path
         PNG to write.
     """
-    targets = explanations[0].attribution.targets
-    fig, axes = plt.subplots(
-        len(explanations),
-        len(targets),
-        figsize=(4.2 * len(targets), 3.6 * len(explanations)),
-        layout="constrained",
-        squeeze=False,
-    )
+    fig, axes, targets = _explanation_grid(explanations, 3.6)
     for row, explanation in zip(axes, explanations, strict=True):
         table = explanation.attribution.importance()
         for ax, target in zip(row, targets, strict=True):
@@ -289,14 +295,7 @@ def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Pa
     0 = the month predicted) and driver; the title gives the attribution-weighted mean lag
     with the spread over ensemble members.
     """
-    targets = explanations[0].attribution.targets
-    fig, axes = plt.subplots(
-        len(explanations),
-        len(targets),
-        figsize=(4.2 * len(targets), 3.8 * len(explanations)),
-        layout="constrained",
-        squeeze=False,
-    )
+    fig, axes, targets = _explanation_grid(explanations, 3.8)
     for row, explanation in zip(axes, explanations, strict=True):
         attribution = explanation.attribution
         summary = explanation.lag_summary().set_index("target")

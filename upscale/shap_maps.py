@@ -23,7 +23,7 @@ import xarray as xr
 
 from upscale.artifact import Model, software_versions, utc_now
 from upscale.attribution import expected_gradients
-from upscale.engine import _raise_gap, _resident_model, default_device, prepare_run
+from upscale.engine import default_device, prepare_run, wetland_series
 from upscale.errors import CubeError, refuse_overwrite
 from upscale.geotiff import write_cog
 
@@ -54,21 +54,13 @@ def _shap_tile(
     block_info: dict | None = None,
 ) -> np.ndarray:
     """Summaries ``(K * F + 2 K, y, x)`` of one tile: mean |SHAP|, dominant driver, mean lag."""
-    if device == "cpu":
-        torch.set_num_threads(1)  # dask threads run tiles in parallel; never nest threads
     n_features = len(features)
     _, _, ny, nx = drivers.shape
     out = np.full((n_targets * n_features + 2 * n_targets, ny, nx), np.nan, dtype="float32")
-    for code, folder in models:
-        rows, cols = np.nonzero(wetland == code)
-        if len(rows) == 0:
-            continue
-        model = _resident_model(folder, device)
+    for model, rows, cols, series in wetland_series(
+        drivers, wetland, models, features, device, block_info
+    ):
         index = [features.index(f) for f in model.card.features]
-        pixels = drivers[index][:, :, rows, cols]
-        if not np.isfinite(pixels).all():
-            _raise_gap(pixels, model.card.features, rows, cols, block_info)
-        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
         windows = torch.stack([series[:, t - model.memory + 1 : t + 1] for t in months], dim=1)
         phi = expected_gradients(
             model.ensemble_fluxes,

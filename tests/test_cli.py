@@ -154,8 +154,9 @@ def test_verbs_chain_on_small_inputs(demo_inputs, tmp_path):
 
     features = gpd.read_file(tmp_path / "b.geojson")
     assert features.crs.to_epsg() == 4326
-    assert {"name", "year", "sink_total", "GPP_total_std"} <= set(features.columns)
-    assert len(features) == 3 * features["year"].nunique()  # regions x complete years
+    assert {"name", "year", "ecosystem", "sink_total", "GPP_total_std"} <= set(features.columns)
+    # regions x complete years x (all wetland, mangrove, saltmarsh): every region has both
+    assert len(features) == 3 * features["year"].nunique() * 3
 
 
 def test_unknown_architecture_is_refused_by_the_parser(demo_inputs):

@@ -91,17 +91,25 @@ def test_cogs_validate(demo_run):
 def test_budget_equals_the_map_integrated_over_geodesic_areas(demo_run):
     out, _ = demo_run
     table = pd.read_csv(out / "budget.csv")
+    table = table[table["ecosystem"] == "wetland"]
     maps = open_store(out / "maps.zarr")
     regions = gpd.read_file(out / "inputs" / "regions.geojson")
     totals = annual_totals(maps)
     areas = pixel_areas(maps).values * maps["wetland_fraction"].values
-    xx, yy = np.meshgrid(maps["x"].values, maps["y"].values)
+    areas = np.where(maps[WETLAND].values > 0, areas, 0.0)
+    hx, hy = (abs(float(maps[d][1] - maps[d][0])) / 2 for d in ("x", "y"))
+    cells = [
+        [shapely.box(x - hx, y - hy, x + hx, y + hy) for x in maps["x"].values]
+        for y in maps["y"].values
+    ]
     for region in regions.itertuples():
-        inside = shapely.contains_xy(region.geometry, xx, yy) & (maps[WETLAND].values > 0)
+        share = np.array(
+            [[c.intersection(region.geometry).area / c.area for c in r] for r in cells]
+        )
         rows = table[table["name"] == region.name].set_index("year")
-        assert rows["area_km2"].iloc[0] == pytest.approx((areas * inside).sum() / 1e6, rel=1e-6)
+        assert rows["area_km2"].iloc[0] == pytest.approx((areas * share).sum() / 1e6, rel=1e-6)
         for year in totals["year"].values:
-            sink = -np.nansum(totals["NEE"].sel(year=year).values * areas * inside) / 1e9
+            sink = -np.nansum(totals["NEE"].sel(year=year).values * areas * share) / 1e9
             assert rows.loc[year, "sink_total"] == pytest.approx(sink, rel=1e-4)
 
 

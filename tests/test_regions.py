@@ -6,19 +6,20 @@ import shapely
 import xarray as xr
 from pyproj import Geod
 
-from upscale.annual import annual_totals
+from tests.helpers import raise_if_dask_computes
 from upscale.errors import RegionError
-from upscale.regions import budget, pixel_areas, read_regions, region_masks
+from upscale.regions import budget, read_regions, region_area_km2, region_weights
 
 
-def synthetic_maps(crs, x, y, seed=0):
+def synthetic_maps(crs, x, y, seed=0, valid_from="2012-01-01"):
     rng = np.random.default_rng(seed)
-    times = pd.date_range("2012-01", periods=24, freq="MS")
+    times = pd.date_range("2011-11", periods=26, freq="MS")
     shape = (len(times), len(y), len(x))
     wetland = rng.integers(0, 3, size=shape[1:]).astype("uint8")
     fraction = np.where(wetland > 0, rng.uniform(0.2, 1.0, size=shape[1:]), 0.0)
     gpp = np.where(wetland > 0, rng.uniform(2, 8, size=shape), np.nan)
     re = np.where(wetland > 0, rng.uniform(1, 5, size=shape), np.nan)
+    gpp[:2] = re[:2] = np.nan  # before the first full window
     maps = xr.Dataset(
         {
             "GPP": (("time", "y", "x"), gpp.astype("float32")),
@@ -29,78 +30,126 @@ def synthetic_maps(crs, x, y, seed=0):
             "wetland_fraction": (("y", "x"), fraction.astype("float32")),
         },
         coords={"time": times, "y": y, "x": x},
+        attrs={"valid_from": valid_from},
     )
     return maps.rio.write_crs(crs)
 
 
-def independent_total(maps, region_geometry, areas):
-    """Sum of annual flux x area x fraction over pixel centres inside the region."""
-    xx, yy = np.meshgrid(maps["x"].values, maps["y"].values)
-    inside = shapely.contains_xy(region_geometry, xx, yy) & (maps["wetland"].values > 0)
-    totals = annual_totals(maps)
-    weight = areas * maps["wetland_fraction"].values * inside
-    return {
-        int(year): float(np.nansum(totals["GPP"].sel(year=year).values * weight)) / 1e9
-        for year in totals["year"].values
-    }, weight.sum() / 1e6
+def geographic_case():
+    step = 0.05
+    x, y = np.arange(-81.9, -81.0, step) + step / 2, np.arange(26.0, 25.2, -step) - step / 2
+    lon, lat = np.meshgrid(x, y)
+    geod = Geod(ellps="WGS84")
+    half = step / 2
+    areas = np.vectorize(
+        lambda lo, la: abs(
+            geod.polygon_area_perimeter(
+                np.r_[np.linspace(lo - half, lo + half, 20), np.linspace(lo + half, lo - half, 20)],
+                np.r_[np.full(20, la - half), np.full(20, la + half)],
+            )[0]
+        )
+    )(lon, lat)
+    region = shapely.Polygon([(-81.73, 25.41), (-81.22, 25.47), (-81.31, 25.88), (-81.66, 25.8)])
+    return "EPSG:4326", x, y, step, areas, region
 
 
-@pytest.mark.parametrize("grid", ["geographic", "projected"])
-def test_totals_equal_independent_integration(grid):
-    if grid == "geographic":
-        x, y = np.arange(-81.9, -81.0, 0.05) + 0.025, np.arange(26.0, 25.2, -0.05) - 0.025
-        crs, region = "EPSG:4326", shapely.box(-81.7, 25.4, -81.2, 25.9)
-        lon, lat = np.meshgrid(x, y)
-        geod = Geod(ellps="WGS84")
-        areas = np.vectorize(
-            lambda lo, la: abs(
-                geod.polygon_area_perimeter(
-                    [lo - 0.025, lo + 0.025, lo + 0.025, lo - 0.025],
-                    [la - 0.025, la - 0.025, la + 0.025, la + 0.025],
-                )[0]
-            )
-        )(lon, lat)
-    else:
-        x, y = np.arange(0, 20_000, 1000.0) + 500, np.arange(15_000, 0, -1000.0) - 500
-        crs, region = "EPSG:5070", shapely.box(3000, 2000, 14000, 11000)
-        areas = np.full((len(y), len(x)), 1e6)
+def projected_case():
+    step = 1000.0
+    x, y = np.arange(0, 20_000, step) + 500, np.arange(15_000, 0, -step) - 500
+    region = shapely.Polygon([(3300, 2100), (14200, 2900), (13100, 11400), (2800, 9700)])
+    return "EPSG:5070", x, y, step, np.full((len(y), len(x)), step * step), region
+
+
+def independent_budget(maps, region, areas, step):
+    """Annual GPP total and wetland area: a cell-by-cell loop with shapely."""
+    share = np.zeros(areas.shape)
+    for i, yc in enumerate(maps["y"].values):
+        for j, xc in enumerate(maps["x"].values):
+            cell = shapely.box(xc - step / 2, yc - step / 2, xc + step / 2, yc + step / 2)
+            share[i, j] = cell.intersection(region).area / cell.area
+    weight = areas * maps["wetland_fraction"].values * share * (maps["wetland"].values > 0)
+    totals = {}
+    for year in (2012, 2013):
+        months = maps["GPP"].sel(time=str(year))
+        days = months["time"].dt.days_in_month.values[:, None, None]
+        totals[year] = float(np.nansum((months.values * days).sum(0) * weight)) / 1e9
+    return totals, weight.sum() / 1e6
+
+
+@pytest.mark.parametrize("case", [geographic_case, projected_case], ids=["geographic", "projected"])
+def test_totals_equal_independent_integration(case):
+    crs, x, y, step, areas, region = case()
     maps = synthetic_maps(crs, x, y)
     regions = gpd.GeoDataFrame({"name": ["r"]}, geometry=[region], crs=crs)
     table = budget(maps, regions)
-    expected, area_km2 = independent_total(maps, region, areas)
-    assert list(table["year"]) == [2012, 2013]
-    for row in table.itertuples():
-        assert row.GPP_total == pytest.approx(expected[row.year], rel=1e-3)
-        assert row.area_km2 == pytest.approx(area_km2, rel=1e-6)
+    expected, area_km2 = independent_budget(maps, region, areas, step)
+    wetland = table[table["ecosystem"] == "wetland"].set_index("year")
+    assert list(wetland.index) == [2012, 2013]  # 2011 is incomplete
+    for year, row in wetland.iterrows():
+        assert row.GPP_total == pytest.approx(expected[year], rel=1e-3)
+        assert row.area_km2 == pytest.approx(area_km2, rel=1e-3)
         assert row.GPP_mean == pytest.approx(row.GPP_total * 1e9 / (row.area_km2 * 1e6))
         assert row.sink_total == pytest.approx(-row.NEE_total)
-        assert row.mangrove_area_km2 + row.saltmarsh_area_km2 == pytest.approx(row.area_km2)
+        assert row.sink_mean == pytest.approx(-row.NEE_mean)
         assert row.GPP_total_std == pytest.approx(0.1 * row.GPP_total, rel=1e-5)
-        assert row.GPP_mean_std == pytest.approx(0.1 * row.GPP_mean, rel=1e-5)
     assert "RE_total_std" not in table  # no spread in these maps
 
 
-def test_geodesic_areas_add_up_to_the_box():
-    x, y = np.arange(10) + 0.5, np.arange(30, 20, -1) - 0.5
-    grid = xr.Dataset(coords={"x": x, "y": y}).rio.write_crs("EPSG:4326")
-    # The lat/lon box, its edges along parallels and meridians sampled every 0.01 degrees.
-    edge = np.linspace(0, 10, 1001)
-    lons = np.concatenate([edge, np.full(1001, 10.0), edge[::-1], np.zeros(1001)])
-    lats = np.concatenate([np.full(1001, 20.0), 20 + edge, np.full(1001, 30.0), 30 - edge])
-    box_area = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
-    assert float(pixel_areas(grid).sum()) == pytest.approx(box_area, rel=1e-6)
-    assert pixel_areas(grid).dims == ("y", "x")
+def test_ecosystems_add_up_to_the_wetland():
+    crs, x, y, step, _, region = projected_case()
+    regions = gpd.GeoDataFrame({"name": ["r"]}, geometry=[region], crs=crs)
+    table = budget(synthetic_maps(crs, x, y), regions)
+    assert set(table["ecosystem"]) == {"wetland", "mangrove", "saltmarsh"}
+    for _, rows in table.groupby("year"):
+        parts = rows[rows["ecosystem"] != "wetland"]
+        whole = rows[rows["ecosystem"] == "wetland"].iloc[0]
+        for column in ("area_km2", "GPP_total", "RE_total", "NEE_total", "GPP_total_std"):
+            assert parts[column].sum() == pytest.approx(whole[column], rel=1e-9)
+
+
+def test_monthly_budget_sums_to_the_annual_one():
+    crs, x, y, step, _, region = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    regions = gpd.GeoDataFrame({"name": ["r"]}, geometry=[region], crs=crs)
+    annual = budget(maps, regions).set_index(["year", "ecosystem"])
+    monthly = budget(maps, regions, by="month")
+    assert monthly["month"].iloc[0] == "2012-01"  # the valid period starts there
+    assert monthly["month"].nunique() == 24
+    monthly["year"] = monthly["month"].str[:4].astype(int)
+    summed = monthly.groupby(["year", "ecosystem"])[["GPP_total", "NEE_total"]].sum()
+    for column in ("GPP_total", "NEE_total"):
+        np.testing.assert_allclose(summed[column], annual.loc[summed.index, column], rtol=1e-6)
+    assert monthly.attrs["units"]["total"] == "Gg C month-1"
+
+
+def test_many_overlapping_regions_in_one_lazy_pass():
+    crs, x, y, step, _, _ = geographic_case()
+    maps = synthetic_maps(crs, x, y).chunk({"time": -1, "y": 8, "x": 8})
+    boxes = [shapely.box(-81.8 + 0.03 * i, 25.3, -81.5 + 0.03 * i, 25.7) for i in range(20)]
+    regions = gpd.GeoDataFrame({"name": [f"r{i}" for i in range(20)]}, geometry=boxes, crs=crs)
+    with raise_if_dask_computes(max_computes=1):
+        table = budget(maps, regions)
+    one = budget(maps.compute(), regions.iloc[[7]])
+    pd.testing.assert_frame_equal(
+        table[table["name"] == "r7"].reset_index(drop=True), one, check_dtype=False
+    )
 
 
 def test_regions_in_another_crs_are_reprojected():
-    x, y = np.arange(-81.9, -81.0, 0.05) + 0.025, np.arange(26.0, 25.2, -0.05) - 0.025
-    grid = xr.Dataset(coords={"x": x, "y": y}).rio.write_crs("EPSG:4326")
-    box = gpd.GeoDataFrame(
-        {"name": ["b"]}, geometry=[shapely.box(-81.7, 25.4, -81.2, 25.9)], crs=4326
-    )
-    in_utm = region_masks(box.to_crs("EPSG:32617"), grid)
-    in_geo = region_masks(box, grid)
-    assert abs(int(in_utm.sum()) - int(in_geo.sum())) <= len(x) // 4
+    crs, x, y, step, _, region = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    box = gpd.GeoDataFrame({"name": ["b"]}, geometry=[region.segmentize(0.005)], crs=4326)
+    in_utm = region_weights(box.to_crs("EPSG:32617"), maps)
+    in_geo = region_weights(box, maps)
+    assert float(in_utm.sum()) == pytest.approx(float(in_geo.sum()), rel=1e-3)
+
+
+def test_region_off_the_maps_is_an_error():
+    crs, x, y, *_ = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    far = gpd.GeoDataFrame({"name": ["far away"]}, geometry=[shapely.box(0, 10, 1, 11)], crs=4326)
+    with pytest.raises(RegionError, match="far away do not overlap the maps"):
+        budget(maps, far)
 
 
 def test_read_regions_errors(tmp_path):
@@ -115,28 +164,24 @@ def test_read_regions_errors(tmp_path):
     (tmp_path / "junk.geojson").write_text("not json")
     with pytest.raises(RegionError, match="not a readable vector file"):
         read_regions(tmp_path / "junk.geojson")
+    points = gpd.GeoDataFrame({"name": ["p"]}, geometry=[shapely.Point(0, 0)], crs=4326)
+    points.to_file(tmp_path / "points.geojson")
+    with pytest.raises(RegionError, match=r"region\(s\) \['p'\] have no area"):
+        read_regions(tmp_path / "points.geojson")
 
 
-def test_projected_pixel_areas_are_ellipsoidal():
-    """Web Mercator cells at 25 N: the densified geodesic area, not the nominal 1.5 km x 1.5 km."""
-    from pyproj import Transformer
-
-    to_merc = Transformer.from_crs(4326, 3857, always_xy=True)
-    x0, y0 = to_merc.transform(-81.5, 25.0)
-    x, y = x0 + 1500 * np.arange(6) + 750, y0 + 1500 * np.arange(5)[::-1] + 750
-    grid = xr.Dataset(coords={"x": x, "y": y}).rio.write_crs("EPSG:3857")
-    side = np.linspace(-750, 750, 200)
-    ring_x = np.concatenate([side, np.full(200, 750), side[::-1], np.full(200, -750)]) + x[2]
-    ring_y = np.concatenate([np.full(200, 750), side[::-1], np.full(200, -750), side]) + y[3]
-    lon, lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(ring_x, ring_y)
-    geodesic = abs(Geod(ellps="WGS84").polygon_area_perimeter(lon, lat)[0])
-    assert float(pixel_areas(grid)[3, 2]) == pytest.approx(geodesic, rel=1e-5)
-    assert geodesic < 0.85 * 1500**2
+def test_invalid_region_geometry_is_repaired(tmp_path):
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])  # self-intersecting
+    frame = gpd.GeoDataFrame({"name": ["bow"]}, geometry=[bowtie], crs=4326)
+    frame.to_file(tmp_path / "bow.geojson")
+    regions = read_regions(tmp_path / "bow.geojson")
+    assert regions.geometry.iloc[0].is_valid
+    assert regions.geometry.iloc[0].area == pytest.approx(0.5)
 
 
-def test_region_without_pixels_is_an_error():
-    x, y = np.arange(-81.9, -81.0, 0.05) + 0.025, np.arange(26.0, 25.2, -0.05) - 0.025
-    maps = synthetic_maps("EPSG:4326", x, y)
-    far = gpd.GeoDataFrame({"name": ["far away"]}, geometry=[shapely.box(0, 10, 1, 11)], crs=4326)
-    with pytest.raises(RegionError, match="far away contain no pixel centre"):
-        budget(maps, far)
+def test_region_areas_are_geodesic():
+    box = gpd.GeoDataFrame({"name": ["b"]}, geometry=[shapely.box(-82, 25, -81, 26)], crs=4326)
+    # The same box in Albers: reprojection must not change its area beyond the densification.
+    area = region_area_km2(box).loc["b"]
+    assert area == pytest.approx(11_150, rel=0.01)  # 1 degree square at 25.5 N
+    assert region_area_km2(box.to_crs("EPSG:5070")).loc["b"] == pytest.approx(area, rel=1e-3)

@@ -7,7 +7,17 @@ from importlib.metadata import version
 
 __version__ = version("upscale")
 
-from upscale.api import demo, explain, export, predict, query, sweep, train  # noqa: E402
+from upscale.api import (  # noqa: E402
+    demo,
+    explain,
+    export,
+    list_regions,
+    mask,
+    predict,
+    query,
+    sweep,
+    train,
+)
 from upscale.training import TrainConfig  # noqa: E402
 
 __all__ = [
@@ -16,6 +26,8 @@ __all__ = [
     "demo",
     "explain",
     "export",
+    "list_regions",
+    "mask",
     "predict",
     "query",
     "sweep",

@@ -1,4 +1,4 @@
-"""Annual totals of monthly flux maps, over complete years only."""
+"""Monthly and annual amounts of flux maps (gC m-2 per month or year), in the valid period."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import MapsError
-from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES, spread_attrs, spread_name
+from upscale.schema import (
+    ANNUAL_FLUX_UNITS,
+    FLUXES,
+    MONTHLY_FLUX_UNITS,
+    spread_attrs,
+    spread_name,
+)
 
 
 def valid_period(maps: xr.Dataset) -> xr.Dataset:
@@ -60,3 +66,16 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
                 "comment": "Monthly spreads summed: errors taken as fully correlated in time.",
             }
     return totals
+
+
+def monthly_amounts(maps: xr.Dataset) -> xr.Dataset:
+    """Monthly mean fluxes (gC m-2 d-1) and spreads times days: gC m-2 per month.
+
+    Only months of the valid period are kept (see :func:`valid_period`), lazily.
+    """
+    names = [n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps]
+    fluxes = valid_period(maps)[names]
+    amounts = fluxes * fluxes["time"].dt.days_in_month
+    for name in names:
+        amounts[name].attrs = maps[name].attrs | {"units": MONTHLY_FLUX_UNITS}
+    return amounts

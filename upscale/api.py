@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import torch
@@ -21,14 +22,16 @@ import xarray as xr
 from rich.markup import escape
 
 from upscale.annual import annual_totals, valid_period
-from upscale.artifact import load_model, read_card, save_model
+from upscale.artifact import load_model, read_card, save_model, software_versions
 from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
+from upscale.catalogue import catalogue_regions, catalogue_table, resolve_regions
 from upscale.config import save_train_config
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
 from upscale.errors import (
+    MaskError,
     ModelArtifactError,
     OutputExistsError,
     RegionError,
@@ -36,17 +39,22 @@ from upscale.errors import (
     refuse_overwrite,
 )
 from upscale.geotiff import Period, export_cogs
+from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.metrics import COMPONENTS, skill
 from upscale.plots import (
     annual_maps_png,
     cv_scatter_png,
     importance_png,
+    mask_png,
     memory_png,
+    region_fluxes_png,
+    region_sink_png,
     sweep_png,
     uncertainty_png,
 )
 from upscale.progress import console, dask_progress
-from upscale.regions import budget, read_regions
+from upscale.regions import Period as BudgetPeriod
+from upscale.regions import budget, read_regions, wetland_area_km2
 from upscale.samples import SiteSeries, extract_site_series
 from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
 from upscale.shap_maps import export_shap_cogs, shap_maps
@@ -251,44 +259,180 @@ def export(
     return export_cogs(open_maps(maps), out, periods=periods, overwrite=overwrite)
 
 
+RegionSpec = str | Path
+"""A region for a query: a catalogue name, a vector file, a bbox, or a GeoJSON/WKT polygon."""
+
+
 def query(
     maps: str | Path,
-    regions: str | Path,
+    regions: RegionSpec | Sequence[RegionSpec] | gpd.GeoDataFrame,
     *,
+    by: BudgetPeriod = "year",
+    catalogue: str | Path | None = None,
+    crs: str | None = None,
     out: str | Path | None = None,
+    plots: str | Path | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Carbon budget per region and year (see :func:`upscale.regions.budget`).
+    """Carbon budget per region, ecosystem and year or month (see :func:`upscale.regions.budget`).
 
     Parameters
     ----------
     maps
         ``maps.zarr`` written by :func:`predict`.
     regions
-        Vector file with a ``name`` column.
+        Region(s) to budget: names from the catalogue, vector files with a ``name``
+        column, bounding boxes ``west,south,east,north``, GeoJSON or WKT polygons (see
+        :func:`upscale.catalogue.resolve_regions`), or a GeoDataFrame.
+    by
+        ``"year"`` (complete years) or ``"month"``.
+    catalogue
+        Region catalogue folder for names (default ``$UPSCALE_REGIONS`` or ``./regions``).
+    crs
+        CRS of bounding boxes and WKT polygons (default EPSG:4326).
     out
-        Optional table to write: ``.csv``, ``.json`` (records) or ``.geojson`` (the regions,
-        in EPSG:4326, one feature per region and year with the budget as attributes, for
-        GIS).
+        Optional table to write: ``.csv``, ``.json`` (records) or ``.geojson`` (the region
+        outlines in EPSG:4326, one feature per row of the table, for GIS).
+    plots
+        Optional folder for ``region_sink.png`` (map of the mean annual sink with the
+        outlines) and ``region_fluxes.png`` (monthly fluxes of each region).
     overwrite
-        Replace an existing table.
+        Replace existing outputs.
     """
     if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
         raise RegionError(f"{out}: write the budget as .csv, .json or .geojson")
-    shapes = read_regions(regions)
-    table = budget(open_maps(maps), shapes)
+    pictures = [Path(plots) / name for name in QUERY_PICTURES] if plots is not None else []
+    refuse_overwrite([p for p in [out, *pictures] if p is not None], overwrite=overwrite)
+    if isinstance(regions, gpd.GeoDataFrame):
+        shapes = regions
+    else:
+        shapes = resolve_regions(regions, catalogue=catalogue, crs=crs)
+    flux_maps_ = open_maps(maps)
+    table = budget(flux_maps_, shapes, by=by)
     if out is not None:
-        out = Path(out)
-        refuse_overwrite([out], overwrite=overwrite)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        suffix = out.suffix.lower()
-        if suffix == ".geojson":
-            outlines = shapes[["name", "geometry"]].to_crs("EPSG:4326")
-            outlines.merge(table, on="name").to_file(out, driver="GeoJSON")
-        elif suffix == ".json":
-            out.write_text(table.to_json(orient="records", indent=2))
-        else:
-            table.to_csv(out, index=False, float_format="%.6g")
+        write_budget(table, shapes, Path(out))
+    if pictures:
+        pictures[0].parent.mkdir(parents=True, exist_ok=True)
+        region_sink_png(annual_totals(flux_maps_), shapes, pictures[0])
+        monthly = table if by == "month" else budget(flux_maps_, shapes, by="month")
+        region_fluxes_png(monthly, pictures[1])
+    return table
+
+
+QUERY_PICTURES = ("region_sink.png", "region_fluxes.png")
+
+
+def write_budget(table: pd.DataFrame, regions: gpd.GeoDataFrame, out: Path) -> Path:
+    """Write a budget table as CSV, JSON records, or GeoJSON features with the outlines."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".geojson":
+        outlines = regions[["name", "geometry"]].to_crs("EPSG:4326")
+        features = outlines.merge(table, on="name")
+        partial = out.with_name(out.name + ".partial")
+        features.to_file(partial, driver="GeoJSON")
+        partial.replace(out)
+    elif suffix == ".json":
+        _atomic_text(out, table.to_json(orient="records", indent=2))
+    else:
+        _atomic_text(out, table.to_csv(index=False, float_format="%.6g"))
+    return out
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    """What :func:`mask` wrote and how its areas compare with the sources'."""
+
+    path: Path
+    picture: Path
+    areas: pd.DataFrame
+
+
+def mask(
+    cube: str | Path,
+    out: str | Path,
+    *,
+    vectors: Sequence[str | Path] = (),
+    sources: dict[str, Sequence[str | Path]] | None = None,
+    ecosystem_column: str = "ecosystem",
+    classes: dict[str, str] | None = None,
+    min_fraction: float = 0.0,
+    overwrite: bool = False,
+) -> MaskReport:
+    """Build the wetland mask on the cube's grid from vector maps and fine rasters.
+
+    Parameters
+    ----------
+    cube
+        Driver cube whose grid and CRS the mask takes.
+    out
+        ``mask.zarr`` to write; a picture of the cover goes beside it (``mask.png``).
+    vectors
+        Vector files whose polygons name their ecosystem in ``ecosystem_column``.
+    sources
+        Ecosystem -> files mapping that ecosystem alone: vectors (any CRS) or rasters such
+        as Global Mangrove Watch tiles (0/1, any CRS), e.g. ``{"mangrove": ["gmw.tif"]}``.
+    ecosystem_column, classes
+        Where vectors name their ecosystem, and how source classes map to ecosystems (see
+        :func:`upscale.masks.read_wetland_vectors`).
+    min_fraction
+        Leave out pixels with less wetland cover than this.
+    overwrite
+        Replace an existing mask.
+
+    Returns
+    -------
+    MaskReport
+        The mask store, its picture and a table of areas per ecosystem: mask (km², pixel
+        area x cover) against the sources' own geodesic area inside the grid.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".zarr":
+        raise MaskError(f"{out}: write the mask as a .zarr store")
+    picture = out.with_suffix(".png")
+    refuse_overwrite([out, picture], overwrite=overwrite)
+    if not 0.0 <= min_fraction < 1.0:
+        raise MaskError(f"min_fraction {min_fraction}: give a cover fraction in 0..1")
+    grid = open_cube(cube, features=())
+    covers = ecosystem_covers(
+        grid, vectors=vectors, sources=sources, column=ecosystem_column, classes=classes
+    )
+    built = wetland_mask(covers, grid, min_fraction=min_fraction)
+    built.attrs["sources"] = json.dumps(
+        {"vectors": [str(v) for v in vectors]}
+        | {eco: [str(p) for p in paths] for eco, paths in (sources or {}).items()}
+    )
+    built.attrs["software"] = json.dumps(software_versions())
+    write_store(built, out, overwrite=overwrite)
+    mask_png(built, picture)
+    return MaskReport(path=out, picture=picture, areas=mask_areas(built, covers))
+
+
+def list_regions(
+    catalogue: str | Path | None = None, *, mask: str | Path | None = None
+) -> pd.DataFrame:
+    """List the catalogue regions: file, geodesic area, bounds, and wetland by ecosystem.
+
+    Parameters
+    ----------
+    catalogue
+        Catalogue folder (default ``$UPSCALE_REGIONS`` or ``./regions``).
+    mask
+        A wetland mask or ``maps.zarr``: adds the wetland area of each region per
+        ecosystem (``<ecosystem>_km2``, 0 for regions off the mask).
+    """
+    regions = catalogue_regions(catalogue)
+    table = catalogue_table(regions)
+    if mask is not None:
+        wetland = wetland_area_km2(regions, open_mask(mask))
+        wetland.columns = [f"{column}_km2" for column in wetland.columns]
+        table = table.merge(wetland, left_on="name", right_index=True)
     return table
 
 

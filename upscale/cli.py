@@ -17,9 +17,10 @@ from upscale import __version__, api
 from upscale.balance import NEE_MODES
 from upscale.balance import NeeMode as NeeModeName
 from upscale.config import load_train_config, make_train_config
-from upscale.errors import UpscaleError
+from upscale.errors import RegionError, UpscaleError
 from upscale.nets import ArchitectureName
 from upscale.progress import console
+from upscale.schema import FLUXES
 from upscale.sites import Partitioning as PartitioningName
 from upscale.sweep import DEFAULT_MEMORIES
 
@@ -83,13 +84,17 @@ def _skill_table(skill: pd.DataFrame) -> Table:
 
 
 def _budget_summary(budget: pd.DataFrame) -> Table:
-    """Mean over years of the headline columns of a budget table."""
+    """Mean over periods of the headline columns of a budget table, per region and ecosystem."""
+    period = "year" if "year" in budget else "month"
+    units = budget.attrs.get("units", {})
     columns = ["area_km2", "GPP_mean", "RE_mean", "NEE_mean", "sink_total"]
-    mean = budget.groupby("name", sort=False)[columns].mean().reset_index()
-    years = f"{budget['year'].min()}-{budget['year'].max()}"
+    mean = budget.groupby(["name", "ecosystem"], sort=False)[columns].mean().reset_index()
+    span = f"{budget[period].min()} to {budget[period].max()}"
+    short = {"area_km2": "km2", "sink_total": "sink"} | {f"{f}_mean": f for f in FLUXES}
     return _table(
-        mean.rename(columns={"area_km2": "wetland km2", "sink_total": "sink Gg C/yr"}),
-        f"region budgets, mean of {years} (means in gC m-2 yr-1)",
+        mean.rename(columns=short),
+        f"region budgets, mean {period} of {span}: GPP, RE, NEE mean {units.get('mean')}; "
+        f"sink (-NEE) total {units.get('total')}",
         digits=1,
     )
 
@@ -99,7 +104,7 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
     items = paths.items() if isinstance(paths, dict) else ((p.name, p) for p in paths)
     out_console.print("[bold]written[/bold]")
     for what, path in items:
-        out_console.print(f"  {what:<10} {path}", highlight=False, overflow="ignore", crop=False)
+        out_console.print(f"  {what:<13} {path}", highlight=False, overflow="ignore", crop=False)
 
 
 Sites = Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")]
@@ -218,21 +223,157 @@ def export(
     _written(api.export(maps, out, periods=periods, overwrite=overwrite))
 
 
+Catalogue = Annotated[
+    Path | None,
+    typer.Option(
+        help="Region catalogue folder.", envvar="UPSCALE_REGIONS", show_default="./regions"
+    ),
+]
+
+
 @app.command()
 @_friendly
 def query(
     maps: Annotated[Path, typer.Option(help="maps.zarr written by predict.")],
-    regions: Annotated[Path, typer.Option(help="Vector file with a 'name' column.")],
+    region: Annotated[
+        list[str],
+        typer.Option(
+            "--region",
+            "--regions",
+            "-r",
+            help="A catalogue region name, a vector file, a bbox 'west,south,east,north', "
+            "or a GeoJSON/WKT polygon; repeat for more.",
+        ),
+    ],
+    by: Annotated[Literal["year", "month"], typer.Option(help="Budget period.")] = "year",
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of bboxes and WKT polygons.", show_default="EPSG:4326")
+    ] = None,
+    catalogue: Catalogue = None,
     out: Annotated[
         Path | None, typer.Option(help="Table to write (.csv, .json, or .geojson for GIS).")
     ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Folder for a sink map and a monthly flux plot (PNG).")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Carbon budget per region and year: area, mean fluxes and totals."""
-    table = api.query(maps, regions, out=out, overwrite=overwrite)
+    """Carbon budget per region, ecosystem and year or month: area, mean fluxes, totals, sink."""
+    table = api.query(
+        maps,
+        region,
+        by=by,
+        catalogue=catalogue,
+        crs=crs,
+        out=out,
+        plots=plots,
+        overwrite=overwrite,
+    )
     out_console.print(_budget_summary(table))
-    if out is not None:
-        _written({"budget": out})
+    written = {"budget": out} if out is not None else {}
+    if plots is not None:
+        written |= {name.removesuffix(".png"): plots / name for name in api.QUERY_PICTURES}
+    if written:
+        _written(written)
+
+
+def _classes(pairs: list[str]) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    classes = {}
+    for pair in pairs:
+        source, sep, ecosystem = pair.rpartition("=")
+        if not (sep and source and ecosystem):
+            raise typer.BadParameter(f"{pair!r}: write the class as 'SOURCE CLASS=ecosystem'")
+        classes[source] = ecosystem
+    return classes
+
+
+@app.command()
+@_friendly
+def mask(
+    cube: Cube,
+    out: Annotated[Path, typer.Option(help="Mask store to write.")] = Path("mask.zarr"),
+    vectors: Annotated[
+        list[Path] | None,
+        typer.Option(help="Vector file whose polygons name their ecosystem; repeatable."),
+    ] = None,
+    mangrove: Annotated[
+        list[Path] | None,
+        typer.Option(help="Vector or raster (e.g. Global Mangrove Watch tile) of mangroves."),
+    ] = None,
+    saltmarsh: Annotated[
+        list[Path] | None, typer.Option(help="Vector or raster of saltmarshes.")
+    ] = None,
+    ecosystem_column: Annotated[
+        str, typer.Option(help="Column of --vectors naming the ecosystem.")
+    ] = "ecosystem",
+    class_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class", help="Map a source class to an ecosystem: 'SOURCE CLASS=saltmarsh'."
+        ),
+    ] = None,
+    min_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Leave out pixels with less wetland cover.")
+    ] = 0.0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Build the wetland mask on the cube's grid as fractional cover, from vectors or rasters."""
+    report = api.mask(
+        cube,
+        out,
+        vectors=vectors or [],
+        sources={"mangrove": mangrove or [], "saltmarsh": saltmarsh or []},
+        ecosystem_column=ecosystem_column,
+        classes=_classes(class_ or []),
+        min_fraction=min_fraction,
+        overwrite=overwrite,
+    )
+    out_console.print(
+        _table(report.areas, "wetland area: mask (pixel area x cover) against the sources", 3)
+    )
+    _written({"mask": report.path, "picture": report.picture})
+
+
+regions_app = typer.Typer(no_args_is_help=True, help="The region catalogue: list and show.")
+app.add_typer(regions_app, name="regions")
+
+
+@regions_app.command("list")
+@_friendly
+def regions_list(
+    catalogue: Catalogue = None,
+    mask: Annotated[
+        Path | None, typer.Option(help="Mask or maps.zarr: add wetland area per ecosystem.")
+    ] = None,
+) -> None:
+    """List the catalogue's regions with their area (and wetland area per ecosystem)."""
+    table = api.list_regions(catalogue, mask=mask)
+    table = table.drop(columns=["west", "south", "east", "north"])
+    table.columns = [c.removesuffix("_km2").replace("area", "region") for c in table.columns]
+    out_console.print(_table(table, "regions (areas in km2: the region, and its wetland)", 1))
+
+
+@regions_app.command("show")
+@_friendly
+def regions_show(
+    name: Annotated[str, typer.Argument(help="Region name.")],
+    catalogue: Catalogue = None,
+    mask: Annotated[
+        Path | None, typer.Option(help="Mask or maps.zarr: add wetland area per ecosystem.")
+    ] = None,
+) -> None:
+    """Show one region: its file, area, bounds (lon/lat) and wetland per ecosystem."""
+    table = api.list_regions(catalogue, mask=mask)
+    match = table[table["name"] == name]
+    if match.empty:
+        raise RegionError(
+            f"{name!r} is not in the catalogue; it holds {', '.join(map(repr, table['name']))}"
+        )
+    row = match.iloc[0]
+    details = pd.DataFrame({"field": row.index, "value": [str(v) for v in row.to_numpy()]})
+    out_console.print(_table(details, name))
 
 
 def _period(text: str | None) -> tuple[str, str] | None:

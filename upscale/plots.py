@@ -17,7 +17,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
 from upscale.attribution import TowerExplanation  # noqa: E402
-from upscale.schema import ANNUAL_FLUX_UNITS, FLUXES  # noqa: E402
+from upscale.schema import ANNUAL_FLUX_UNITS, ECOSYSTEMS, FLUXES  # noqa: E402
 
 
 def _decorate_map(
@@ -315,6 +315,133 @@ def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Pa
                 title += f", null {stats['null_mean_lag']:.2f} ± {stats['null_sd_lag']:.2f}"
             ax.set_title(title, fontsize=9)
             fig.colorbar(image, ax=ax, label="share of mean |SHAP|")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def region_sink_png(
+    totals: xr.Dataset, regions: gpd.GeoDataFrame, path: str | Path, *, margin: int = 3
+) -> Path:
+    """Map the mean annual carbon sink (-NEE) around the regions, with their outlines.
+
+    Parameters
+    ----------
+    totals
+        Annual totals ``(year, y, x)`` with ``NEE`` in gC m-2 yr-1.
+    regions
+        Regions with a ``name`` column, any CRS; the map spans their extent plus ``margin``
+        pixels.
+    path
+        PNG to write.
+    """
+    crs = totals.rio.crs
+    minx, miny, maxx, maxy = regions.to_crs(crs).total_bounds
+    step_x = abs(float(totals["x"][1] - totals["x"][0]))
+    step_y = abs(float(totals["y"][1] - totals["y"][0]))
+    near = totals.sel(
+        x=totals["x"][
+            (totals["x"] > minx - margin * step_x) & (totals["x"] < maxx + margin * step_x)
+        ],
+        y=totals["y"][
+            (totals["y"] > miny - margin * step_y) & (totals["y"] < maxy + margin * step_y)
+        ],
+    )
+    sink = -near["NEE"].mean("year").compute()
+    years = totals["year"].values
+    fig, ax = plt.subplots(figsize=(7.2, 5.6), layout="constrained")
+    ax.set_facecolor("0.88")  # no wetland: grey, not a colour of the scale
+    low, high = float(sink.min()), float(sink.max())
+    style = (
+        {"cmap": "RdBu", "norm": TwoSlopeNorm(0.0, low, high)}
+        if low < 0 < high
+        else {"cmap": "Blues"}
+    )
+    sink.plot.imshow(ax=ax, cbar_kwargs={"label": f"sink, -NEE ({ANNUAL_FLUX_UNITS})"}, **style)
+    outlines = regions.to_crs(crs)
+    outlines.boundary.plot(ax=ax, color="k", linewidth=1.0)
+    for name, point in zip(outlines["name"], outlines.representative_point(), strict=True):
+        ax.annotate(str(name), (point.x, point.y), fontsize=8, ha="center", weight="bold")
+    _decorate_map(ax, crs, f"carbon sink (-NEE), mean of {years[0]}-{years[-1]}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def region_fluxes_png(monthly: pd.DataFrame, path: str | Path, *, most: int = 8) -> Path:
+    """Plot the monthly mean GPP, RE and NEE of each region, with the ensemble spread.
+
+    Parameters
+    ----------
+    monthly
+        Budget by month (:func:`upscale.regions.budget` with ``by="month"``); the rows of
+        all wetland (``ecosystem == "wetland"``) are drawn.
+    path
+        PNG to write.
+    most
+        Draw at most this many regions (the first ones) to keep the lines readable.
+    """
+    rows = monthly[monthly["ecosystem"] == "wetland"]
+    names = list(dict.fromkeys(rows["name"]))
+    shown = names[:most]
+    fluxes = [f for f in FLUXES if f"{f}_mean" in rows]
+    fig, axes = plt.subplots(
+        len(fluxes), 1, figsize=(9, 2.4 * len(fluxes)), sharex=True, layout="constrained"
+    )
+    units = monthly.attrs.get("units", {}).get("mean", "gC m-2 month-1")
+    for ax, flux in zip(np.atleast_1d(axes), fluxes, strict=True):
+        for name in shown:
+            region = rows[rows["name"] == name]
+            when = pd.to_datetime(region["month"])
+            (line,) = ax.plot(when, region[f"{flux}_mean"], label=str(name), linewidth=1.2)
+            spread = f"{flux}_mean_std"
+            if spread in region:
+                low = region[f"{flux}_mean"] - region[spread]
+                high = region[f"{flux}_mean"] + region[spread]
+                ax.fill_between(when, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        if flux == "NEE":
+            ax.axhline(0, color="0.4", linewidth=0.8)
+        ax.set_ylabel(f"{flux}\n({units})")
+        ax.grid(alpha=0.3)
+    first = np.atleast_1d(axes)[0]
+    first.legend(fontsize=8, ncol=min(4, len(shown)), loc="upper left")
+    hidden = f" (first {most} of {len(names)})" if len(names) > most else ""
+    band = " with the ensemble spread" if any(f"{f}_mean_std" in rows for f in fluxes) else ""
+    first.set_title(f"monthly mean fluxes of the regions' wetlands{band}{hidden}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def mask_png(mask: xr.Dataset, path: str | Path) -> Path:
+    """Map each ecosystem's cover fraction, one panel per ecosystem present.
+
+    Parameters
+    ----------
+    mask
+        Mask with ``<ecosystem>_fraction`` variables (:func:`upscale.masks.wetland_mask`).
+    path
+        PNG to write.
+    """
+    panels = [
+        (name, mask[f"{name}_fraction"])
+        for name in ECOSYSTEMS.values()
+        if f"{name}_fraction" in mask and bool((mask[f"{name}_fraction"] > 0).any())
+    ]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.6), layout="constrained", squeeze=False
+    )
+    colours = {"mangrove": "Greens", "saltmarsh": "Oranges"}
+    for ax, (name, cover) in zip(axes[0], panels, strict=True):
+        cover.where(cover > 0).plot.imshow(
+            ax=ax,
+            cmap=colours.get(name, "viridis"),
+            vmin=0,
+            vmax=1,
+            cbar_kwargs={"label": f"{name} cover fraction (1)"},
+        )
+        ax.set_facecolor("0.92")
+        _decorate_map(ax, mask.rio.crs, f"{name} cover")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

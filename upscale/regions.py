@@ -1,23 +1,32 @@
-"""Named regions: masks on the map grid, pixel areas, and carbon budgets per region and year."""
+"""Carbon budgets of named regions: region weights on the map grid and zonal totals.
+
+A budget integrates flux x pixel area x wetland fraction x the share of the pixel inside
+the region, for every region, ecosystem and period at once: one weighted sum over the maps
+(``xarray.dot`` on dask arrays), never a loop over pixels.
+"""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import regionmask
+import shapely
 import xarray as xr
-from pyproj import CRS, Geod, Transformer
+from pyproj import Geod
 
-from upscale.annual import annual_totals
+from upscale.annual import annual_totals, monthly_amounts
 from upscale.errors import RegionError
+from upscale.grid import cover_fraction, grid_crs, pixel_areas
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
     ECOSYSTEMS,
     FLUXES,
+    MONTHLY_FLUX_UNITS,
+    MONTHLY_TOTAL_UNITS,
     SPREAD_SUFFIX,
     TARGETS,
     TOTAL_UNITS,
@@ -26,6 +35,13 @@ from upscale.schema import (
     spread_name,
 )
 
+Period = Literal["year", "month"]
+
+_GEOD = Geod(ellps="WGS84")
+
+ALL_WETLAND = "wetland"
+"""``ecosystem`` of budget rows over all wetland of a region."""
+
 
 def read_regions(path: str | Path) -> gpd.GeoDataFrame:
     """Read a vector file of named regions (any format and CRS GDAL reads).
@@ -33,11 +49,16 @@ def read_regions(path: str | Path) -> gpd.GeoDataFrame:
     Raises
     ------
     RegionError
-        When the file cannot be read, is empty, or has no unique ``name`` column.
+        When the file cannot be read, is empty, has no CRS, or has no unique ``name`` column.
     """
     path = Path(path)
+    if not path.exists():
+        raise RegionError(f"{path}: no such file")
     try:
-        regions = gpd.read_file(path)
+        if path.suffix.lower() in {".parquet", ".geoparquet"}:
+            regions = gpd.read_parquet(path)
+        else:
+            regions = gpd.read_file(path)
     except Exception as err:  # GDAL raises many types; all mean the same to the user
         raise RegionError(f"{path}: not a readable vector file ({err})") from None
     if "name" not in regions.columns:
@@ -49,101 +70,70 @@ def read_regions(path: str | Path) -> gpd.GeoDataFrame:
         raise RegionError(f"{path}: duplicated region names {dupes}; names must be unique")
     if regions.crs is None:
         raise RegionError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
+    return valid_regions(regions, str(path))
+
+
+def valid_regions(regions: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
+    """Regions with repaired geometries, or a RegionError naming empty or non-areal ones."""
+    regions = regions.assign(name=regions["name"].astype(str))
+    regions["geometry"] = shapely.make_valid(regions.geometry.values)
+    areal = pd.Series(shapely.area(regions.geometry.values) > 0, index=regions.index)
+    if not areal.all():
+        names = regions.loc[~areal, "name"].tolist()
+        raise RegionError(
+            f"{source}: region(s) {names} have no area (empty, points or lines); "
+            "regions must be polygons"
+        )
     return regions
 
 
-def pixel_areas(grid: xr.Dataset) -> xr.DataArray:
-    """Area of each pixel on the WGS84 ellipsoid, in m².
+def region_weights(
+    regions: gpd.GeoDataFrame, grid: xr.Dataset, *, require_overlap: bool = True
+) -> xr.DataArray:
+    """Share of each pixel's area inside each region, ``(region, y, x)`` in 0..1.
 
-    Parameters
-    ----------
-    grid
-        Dataset with regular ``y``/``x`` pixel-centre coordinates and a CRS.
+    Regions are reprojected to the grid's CRS; overlapping regions are allowed (each
+    gets its own layer). Pixels on a region's edge count with the share of their area
+    inside it, so a budget does not depend on where pixel centres happen to fall.
 
-    Notes
-    -----
-    On geographic grids every pixel of a row has the same area: one geodesic polygon per
-    row, with the edges along parallels densified (a geodesic between two corners bows
-    poleward). On projected grids the nominal cell size is not the area on the ground
-    (Web Mercator cells at 25 N are about 20 % smaller than they look), so the cell
-    corners are moved to a Lambert azimuthal equal-area projection centred on the grid,
-    where planar areas are ellipsoidal areas.
+    Raises
+    ------
+    RegionError
+        When a region does not overlap the grid and ``require_overlap`` is set.
     """
-    crs = CRS.from_user_input(grid.rio.crs)
-    if crs.is_geographic:
-        dx = abs(float(grid["x"][1] - grid["x"][0]))
-        dy = abs(float(grid["y"][1] - grid["y"][0]))
-        geod = Geod(ellps="WGS84")
-        along = np.linspace(0.0, dx, 33)
-        lons = np.concatenate([along, along[::-1]])
-        rows = []
-        for lat in grid["y"].values:
-            lats = np.repeat([lat - dy / 2, lat + dy / 2], len(along))
-            rows.append(abs(geod.polygon_area_perimeter(lons, lats)[0]))
-        values = np.asarray(rows)[:, None] * np.ones(grid.sizes["x"])
-    else:
-        values = _equal_area_cells(grid, crs)
-    area = xr.DataArray(values, dims=("y", "x"), coords={"y": grid["y"], "x": grid["x"]})
-    area.attrs = {"units": "m2", "long_name": "pixel area"}
-    return area
-
-
-def _edges(centres: np.ndarray) -> np.ndarray:
-    """Cell edges of regularly spaced centres (ascending or descending)."""
-    step = centres[1] - centres[0]
-    return np.append(centres - step / 2, centres[-1] + step / 2)
-
-
-def _equal_area_cells(grid: xr.Dataset, crs: CRS) -> np.ndarray:
-    """Ellipsoidal areas of projected cells, from their corners in an equal-area projection."""
-    corner_x, corner_y = np.meshgrid(_edges(grid["x"].values), _edges(grid["y"].values))
-    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(corner_x, corner_y)
-    laea = CRS.from_proj4(
-        f"+proj=laea +lat_0={lat.mean()} +lon_0={lon.mean()} +ellps=WGS84 +units=m"
-    )
-    ex, ey = Transformer.from_crs("EPSG:4326", laea, always_xy=True).transform(lon, lat)
-    # Shoelace formula over the four corners of every cell at once.
-    ring = [
-        (slice(None, -1), slice(None, -1)),
-        (slice(None, -1), slice(1, None)),
-        (slice(1, None), slice(1, None)),
-        (slice(1, None), slice(None, -1)),
-    ]
-    twice = sum(
-        ex[a] * ey[b] - ex[b] * ey[a] for a, b in zip(ring, ring[1:] + ring[:1], strict=True)
-    )
-    return np.abs(twice) / 2
-
-
-def region_masks(regions: gpd.GeoDataFrame, grid: xr.Dataset) -> xr.DataArray:
-    """Boolean masks ``(region, y, x)`` of pixel centres inside each region.
-
-    Regions are reprojected to the grid's CRS first; overlapping regions are allowed.
-    """
-    regions = regions.to_crs(grid.rio.crs).reset_index(drop=True)
+    crs = grid_crs(grid)
+    shapes = regions.to_crs(crs)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # regions without pixels: raised below
-        masks = regionmask.mask_3D_geopandas(
-            regions, grid["x"].values, grid["y"].values, drop=False, wrap_lon=False, overlap=True
-        )
-    empty = regions.loc[~masks.any(["lat", "lon"]).values, "name"].tolist()
-    if empty:
+        warnings.simplefilter("ignore", RuntimeWarning)  # degenerate slivers of make_valid
+        layers = np.stack([cover_fraction(shape, grid) for shape in shapes.geometry.values])
+    outside = [name for name, layer in zip(regions["name"], layers, strict=True) if not layer.any()]
+    if outside and require_overlap:
         raise RegionError(
-            f"region(s) {', '.join(map(str, empty))} contain no pixel centre of the maps; "
+            f"region(s) {', '.join(map(str, outside))} do not overlap the maps; "
             "check their extent and CRS"
         )
-    masks = masks.rename(lon="x", lat="y").assign_coords(x=grid["x"], y=grid["y"])
-    return masks.assign_coords(region=regions["name"].to_numpy()).drop_vars(
-        [c for c in masks.coords if c not in ("region", "x", "y")]
+    return xr.DataArray(
+        layers.astype("float32"),
+        dims=("region", "y", "x"),
+        coords={"region": regions["name"].to_numpy(), "y": grid["y"], "x": grid["x"]},
     )
 
 
-def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Carbon budget per region and complete year.
+def ecosystem_weights(maps: xr.Dataset) -> xr.DataArray:
+    """Wetland area of each pixel per ecosystem, ``(ecosystem, y, x)`` in m².
 
-    Wetland area is the sum of pixel area x ``wetland_fraction`` over wetland pixels whose
-    centre lies in the region. Totals integrate annual fluxes over that area; means divide
-    the totals by it.
+    The first layer, ``wetland``, is all wetland; the others the pixels mapped as each
+    ecosystem. Area is the geodesic pixel area times ``wetland_fraction``.
+    """
+    wetland = maps[WETLAND]
+    area = pixel_areas(maps) * maps[WETLAND_FRACTION].where(wetland > 0, 0.0)
+    layers = [area] + [area.where(wetland == code, 0.0) for code in ECOSYSTEMS]
+    names = [ALL_WETLAND, *ECOSYSTEMS.values()]
+    return xr.concat(layers, dim=pd.Index(names, name="ecosystem")).astype("float64")
+
+
+def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") -> pd.DataFrame:
+    """Carbon budget per region, ecosystem and year (or month).
 
     Parameters
     ----------
@@ -151,47 +141,103 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame) -> pd.DataFrame:
         Flux maps with ``wetland`` and ``wetland_fraction`` (as written by ``predict``).
     regions
         Regions with a ``name`` column, any CRS.
+    by
+        ``"year"``: complete calendar years, means in gC m-2 yr-1 and totals in Gg C yr-1;
+        ``"month"``: every valid month, in gC m-2 month-1 and Gg C month-1.
 
     Returns
     -------
     pandas.DataFrame
-        One row per region and year: ``area_km2`` and ``<ecosystem>_area_km2``,
-        ``<FLUX>_mean`` (gC m-2 yr-1), ``<FLUX>_total`` (Gg C yr-1) and ``sink_total``
-        (-NEE, Gg C yr-1); with ``_std`` columns when the maps carry the ensemble spread.
+        One row per region, period (``year``, or ``month`` as ``YYYY-MM``) and ecosystem
+        (``wetland`` for all, then each ecosystem with area in the region): ``area_km2``,
+        ``<FLUX>_mean``, ``<FLUX>_total``, ``sink_mean`` and ``sink_total`` (-NEE); with
+        ``_std`` columns when the maps carry the ensemble spread. Units are in
+        ``table.attrs["units"]``.
 
     Notes
     -----
-    The spread of a total sums the pixels' spreads: the members' errors are taken as fully
-    correlated between pixels and months, so it is an upper bound on the ensemble spread
-    of the total (per-member maps would be needed for the exact value).
+    Only the bounding window of all regions is read. The spread of a total sums the
+    pixels' spreads: the members' errors are taken as fully correlated between pixels and
+    months, so it is an upper bound on the ensemble spread of the total (per-member maps
+    would be needed for the exact value).
     """
-    totals = annual_totals(maps)
-    wetland = maps[WETLAND]
-    weight = pixel_areas(maps) * maps[WETLAND_FRACTION].where(wetland > 0, 0.0)
-    masks = region_masks(regions, maps)
-    area_by_region = xr.dot(masks, weight, dim=["y", "x"])  # m2
-    columns: dict[str, xr.DataArray] = {"area_km2": area_by_region / 1e6}
-    for code, eco in ECOSYSTEMS.items():
-        eco_weight = weight.where(wetland == code, 0.0)
-        columns[f"{eco}_area_km2"] = xr.dot(masks, eco_weight, dim=["y", "x"]) / 1e6
+    weights = region_weights(regions, maps)
+    window = _window(weights)
+    weights, maps = weights.isel(window), maps.isel(window)
+    amounts = annual_totals(maps) if by == "year" else monthly_amounts(maps)
+    eco = ecosystem_weights(maps)
+    # Fluxes are NaN off wetland; zero there so the dot skips them, NaN on wetland stays.
+    values = amounts.where(maps[WETLAND] > 0, 0.0)
+    area = xr.dot(weights, eco, dim=["y", "x"])  # m2
+    columns: dict[str, xr.DataArray] = {"area_km2": area / 1e6}
     for flux in FLUXES:
         for name, suffix in ((flux, ""), (spread_name(flux), SPREAD_SUFFIX)):
-            if name not in totals:
-                continue
-            values = totals[name].where(wetland > 0, 0.0)  # keeps NaN on wetland visible
-            grams = xr.dot(masks, values * weight, dim=["y", "x"])
-            columns[f"{flux}_mean{suffix}"] = grams / area_by_region
-            columns[f"{flux}_total{suffix}"] = grams / 1e9
+            if name in values:
+                grams = xr.dot(weights, eco, values[name], dim=["y", "x"])
+                columns[f"{flux}_mean{suffix}"] = grams / area.where(area > 0)
+                columns[f"{flux}_total{suffix}"] = grams / 1e9
     nee = TARGETS[2]
-    if f"{nee}_total" in columns:
-        columns["sink_total"] = -columns[f"{nee}_total"]
-    if f"{nee}_total{SPREAD_SUFFIX}" in columns:
-        columns[f"sink_total{SPREAD_SUFFIX}"] = columns[f"{nee}_total{SPREAD_SUFFIX}"]
+    for suffix in ("", SPREAD_SUFFIX):
+        for kind in ("mean", "total"):
+            if f"{nee}_{kind}{suffix}" in columns:
+                sign = 1 if suffix else -1  # the spread of -NEE is the spread of NEE
+                columns[f"sink_{kind}{suffix}"] = sign * columns[f"{nee}_{kind}{suffix}"]
     table = xr.Dataset(columns).compute().to_dataframe().reset_index()
     table = table.rename(columns={"region": "name"})
-    order = ["name", "year", "area_km2", *(f"{e}_area_km2" for e in ECOSYSTEMS.values())]
+    if by == "month":
+        table = table.rename(columns={"time": "month"})
+        table["month"] = pd.DatetimeIndex(table["month"]).strftime("%Y-%m")
+    keep = (table["ecosystem"] == ALL_WETLAND) | (table["area_km2"] > 0)
+    # Regions in the order given, then periods, then all wetland before each ecosystem.
+    region_order = pd.Categorical(table["name"], categories=list(regions["name"]), ordered=True)
+    table = table[keep].assign(_region=region_order[keep.to_numpy()])
+    table = table.sort_values(["_region", by], kind="stable").drop(columns="_region")
+    order = ["name", by, "ecosystem", "area_km2"]
     order += [c for c in table.columns if "_mean" in c]
     order += [c for c in table.columns if "_total" in c]
-    table = table[order]
-    table.attrs["units"] = {"area": "km2", "mean": ANNUAL_FLUX_UNITS, "total": TOTAL_UNITS}
+    table = table[order].reset_index(drop=True)
+    table.attrs["units"] = {
+        "area": "km2",
+        "mean": ANNUAL_FLUX_UNITS if by == "year" else MONTHLY_FLUX_UNITS,
+        "total": TOTAL_UNITS if by == "year" else MONTHLY_TOTAL_UNITS,
+    }
     return table
+
+
+def wetland_area_km2(regions: gpd.GeoDataFrame, mask: xr.Dataset) -> pd.DataFrame:
+    """Wetland area of each region per ecosystem (km²), regions off the mask at 0.
+
+    Parameters
+    ----------
+    regions
+        Regions with a ``name`` column, any CRS.
+    mask
+        A wetland mask or maps store (``wetland``, ``wetland_fraction``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by region name, one column per ecosystem and ``wetland`` for all.
+    """
+    weights = region_weights(regions, mask, require_overlap=False)
+    area = xr.dot(weights, ecosystem_weights(mask), dim=["y", "x"]) / 1e6
+    return area.to_pandas()
+
+
+def _window(weights: xr.DataArray) -> dict[str, slice]:
+    """Index window of the pixels any region touches."""
+    touched = (weights > 0).any("region").values
+    rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
+    return {"y": slice(rows[0], rows[-1] + 1), "x": slice(cols[0], cols[-1] + 1)}
+
+
+def region_area_km2(regions: gpd.GeoDataFrame) -> pd.Series:
+    """Area of each region on the WGS84 ellipsoid (km²), indexed by name.
+
+    Edges are densified in the regions' own CRS first, so straight edges there stay
+    straight rather than becoming geodesics.
+    """
+    step = 0.01 if regions.crs.is_geographic else 1000.0
+    dense = regions.geometry.segmentize(step).to_crs("EPSG:4326")
+    areas = [abs(_GEOD.geometry_area_perimeter(shape)[0]) / 1e6 for shape in dense]
+    return pd.Series(areas, index=regions["name"].to_numpy(), name="area_km2")

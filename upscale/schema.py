@@ -54,6 +54,8 @@ class Variable:
 FLUX_UNITS = "gC m-2 d-1"
 ANNUAL_FLUX_UNITS = "gC m-2 yr-1"
 TOTAL_UNITS = "Gg C yr-1"
+MONTHLY_FLUX_UNITS = "gC m-2 month-1"
+MONTHLY_TOTAL_UNITS = "Gg C month-1"
 
 DRIVERS: dict[str, Variable] = {
     v.name: v

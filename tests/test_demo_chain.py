@@ -36,6 +36,7 @@ def test_summary_names_every_output(demo_run):
     for what in ("cross-validated skill", "maps against the demo truth", "region budgets"):
         assert what in printed
     pictures = ("annual_maps.png", "uncertainty_maps.png", "cross_validation.png")
+    pictures += ("region_sink.png", "region_fluxes.png")
     for name in ("maps.zarr", "budget.csv", *pictures):
         assert (out / name).exists()
         assert str(out / name) in printed

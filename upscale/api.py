@@ -436,6 +436,25 @@ def list_regions(
     return table
 
 
+def show_region(
+    name: str, catalogue: str | Path | None = None, *, mask: str | Path | None = None
+) -> pd.Series:
+    """Return one catalogue region's row of :func:`list_regions`.
+
+    Raises
+    ------
+    RegionError
+        When the catalogue holds no region of that name.
+    """
+    table = list_regions(catalogue, mask=mask)
+    match = table[table["name"] == name]
+    if match.empty:
+        raise RegionError(
+            f"{name!r} is not in the catalogue; it holds {', '.join(map(repr, table['name']))}"
+        )
+    return match.iloc[0]
+
+
 def _input_stamp(*paths: Path) -> str:
     """Fingerprint of input files (names, sizes, modification times) for caches."""
     files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
@@ -751,7 +770,8 @@ def demo(
     )
     status("exporting Cloud-Optimized GeoTIFFs")
     cogs = export(maps_path, out / "cogs", overwrite=True)
-    table = query(maps_path, inputs.regions, out=out / "budget.csv", overwrite=True)
+    status("querying the regions' budgets")
+    table = query(maps_path, inputs.regions, out=out / "budget.csv", plots=out, overwrite=True)
     maps = open_maps(maps_path)
     totals = annual_totals(maps)
     panels = {}
@@ -778,6 +798,8 @@ def demo(
             totals, maps[EXTRAPOLATED.name], out / "uncertainty_maps.png", sites=region.sites
         ),
         "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
+        "region_sink": out / QUERY_PICTURES[0],
+        "region_fluxes": out / QUERY_PICTURES[1],
     }
     status(f"{len(cogs)} COGs written")
     site_table = read_sites(inputs.sites).fluxes.groupby("site_id")["GPP"].count()

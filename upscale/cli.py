@@ -17,7 +17,7 @@ from upscale import __version__, api
 from upscale.balance import NEE_MODES
 from upscale.balance import NeeMode as NeeModeName
 from upscale.config import load_train_config, make_train_config
-from upscale.errors import RegionError, UpscaleError
+from upscale.errors import UpscaleError
 from upscale.nets import ArchitectureName
 from upscale.progress import console
 from upscale.schema import FLUXES
@@ -340,14 +340,14 @@ regions_app = typer.Typer(no_args_is_help=True, help="The region catalogue: list
 app.add_typer(regions_app, name="regions")
 
 
+RegionsMask = Annotated[
+    Path | None, typer.Option(help="Mask or maps.zarr: add wetland area per ecosystem.")
+]
+
+
 @regions_app.command("list")
 @_friendly
-def regions_list(
-    catalogue: Catalogue = None,
-    mask: Annotated[
-        Path | None, typer.Option(help="Mask or maps.zarr: add wetland area per ecosystem.")
-    ] = None,
-) -> None:
+def regions_list(catalogue: Catalogue = None, mask: RegionsMask = None) -> None:
     """List the catalogue's regions with their area (and wetland area per ecosystem)."""
     table = api.list_regions(catalogue, mask=mask)
     table = table.drop(columns=["west", "south", "east", "north"])
@@ -360,19 +360,11 @@ def regions_list(
 def regions_show(
     name: Annotated[str, typer.Argument(help="Region name.")],
     catalogue: Catalogue = None,
-    mask: Annotated[
-        Path | None, typer.Option(help="Mask or maps.zarr: add wetland area per ecosystem.")
-    ] = None,
+    mask: RegionsMask = None,
 ) -> None:
     """Show one region: its file, area, bounds (lon/lat) and wetland per ecosystem."""
-    table = api.list_regions(catalogue, mask=mask)
-    match = table[table["name"] == name]
-    if match.empty:
-        raise RegionError(
-            f"{name!r} is not in the catalogue; it holds {', '.join(map(repr, table['name']))}"
-        )
-    row = match.iloc[0]
-    details = pd.DataFrame({"field": row.index, "value": [str(v) for v in row.to_numpy()]})
+    region = api.show_region(name, catalogue, mask=mask)
+    details = pd.DataFrame({"field": region.index, "value": [str(v) for v in region]})
     out_console.print(_table(details, name))
 
 

@@ -26,6 +26,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from upscale.errors import MaskError
 from upscale.grid import cover_fraction, grid_crs, grid_outline, pixel_areas
 from upscale.schema import ECOSYSTEM_CODES, ECOSYSTEMS, WETLAND, WETLAND_FRACTION
+from upscale.vectors import read_vector
 
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".vrt", ".img", ".jp2"})
 """File suffixes read as rasters; anything else is read as a vector file."""
@@ -121,15 +122,7 @@ def read_wetland_vectors(
 
 
 def _read_vector(path: Path) -> gpd.GeoDataFrame:
-    if not path.exists():
-        raise MaskError(f"{path}: no such file; pass a wetland vector file or raster")
-    try:
-        if path.suffix.lower() in {".parquet", ".geoparquet"}:
-            frame = gpd.read_parquet(path)
-        else:
-            frame = gpd.read_file(path)
-    except Exception as err:  # GDAL and pyarrow raise many types; all mean the same here
-        raise MaskError(f"{path}: not a readable vector file ({err})") from None
+    frame = read_vector(path, MaskError)
     if frame.crs is None:
         raise MaskError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
     if frame.empty:

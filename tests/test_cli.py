@@ -9,7 +9,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "verb", ["demo", "sweep", "train", "explain", "predict", "export", "query"]
+    "verb",
+    ["demo", "sweep", "train", "explain", "predict", "export", "query", "mask", "ingest", "fetch"],
 )
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])

@@ -156,3 +156,33 @@ def test_config_errors(tmp_path):
     config.write_text("grid: [1, 2]\n")
     with pytest.raises(CubeError, match="ingest.yaml: grid: "):
         upscale.ingest(config, tmp_path / "cube.zarr")
+
+
+def test_monthly_multiband_exports_are_a_stack(tmp_path):
+    """One GeoTIFF per month, a band per driver, as `upscale fetch --export-to` writes."""
+    (tmp_path / "exports").mkdir()
+    for month, (ndvi, ta) in {"2019-01": (0.4, 21.0), "2019-02": (0.6, 23.0)}.items():
+        profile = {
+            "driver": "GTiff",
+            "width": 10,
+            "height": 10,
+            "count": 2,
+            "dtype": "float32",
+            "crs": "EPSG:4326",
+            "transform": from_origin(-81.5, 25.5, 0.01, 0.01),
+        }
+        with rasterio.open(tmp_path / "exports" / f"upscale_{month}.tif", "w", **profile) as dst:
+            dst.write(np.stack([np.full((10, 10), ndvi), np.full((10, 10), ta)]).astype("float32"))
+            dst.descriptions = ("NDVI", "TA")
+    spec = SourceSpec(
+        pattern="exports/upscale_{date:%Y-%m}.tif",
+        variables={"NDVI": "NDVI", "TA": "2"},  # by band description, or by number
+        units={"NDVI": "1", "TA": "degC"},
+    )
+    grid = TargetGrid("EPSG:4326", (-81.5, 25.4, -81.4, 25.5), 0.05)
+    cube = build_drivers([spec], grid, ("2019-01", "2019-02"), base=tmp_path)
+    np.testing.assert_allclose(cube["NDVI"].values[:, 0, 0], [0.4, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(cube["TA"].values[:, 1, 1], [21.0, 23.0], rtol=1e-6)
+    wrong = spec.model_copy(update={"variables": {"EVI": "EVI"}})
+    with pytest.raises(CubeError, match=r"no band 'EVI' \(bands: \['NDVI', 'TA'\]\)"):
+        build_drivers([wrong], grid, ("2019-01", "2019-02"), base=tmp_path)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from pyproj.exceptions import CRSError
 from rich.markup import escape
 
 from upscale.annual import annual_totals, valid_period
@@ -29,8 +30,10 @@ from upscale.catalogue import catalogue_regions, catalogue_table, resolve_region
 from upscale.config import save_train_config
 from upscale.cube import DEFAULT_TILE, open_cube, open_maps, open_mask, open_store, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, initialize
 from upscale.engine import flux_maps
 from upscale.errors import (
+    FetchError,
     MaskError,
     ModelArtifactError,
     OutputExistsError,
@@ -40,6 +43,7 @@ from upscale.errors import (
 )
 from upscale.gaps import FILLED, fill_gaps, gap_summary
 from upscale.geotiff import Period, export_cogs
+from upscale.grid import TargetGrid
 from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.metrics import COMPONENTS, skill
@@ -54,13 +58,19 @@ from upscale.plots import (
     sweep_png,
     uncertainty_png,
 )
-from upscale.progress import console, dask_progress
+from upscale.progress import console, dask_progress, new_progress
 from upscale.regions import Period as BudgetPeriod
 from upscale.regions import budget, read_regions, wetland_area_km2
-from upscale.samples import SiteSeries, extract_site_series
-from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
+from upscale.samples import (
+    SiteSeries,
+    driver_agreement,
+    extract_site_series,
+    tower_drivers,
+    with_site_drivers,
+)
+from upscale.schema import DRIVERS, EXTRAPOLATED, TARGETS, WETLAND
 from upscale.shap_maps import export_shap_cogs, shap_maps
-from upscale.sites import Partitioning, read_sites
+from upscale.sites import Partitioning, read_site_drivers, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
 
@@ -98,12 +108,16 @@ class TrainResult:
         Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``.
     config
         The resolved training config written beside the models (``<name>.yaml``).
+    drivers
+        Agreement of the cube's drivers with the towers' own at their pixels
+        (:func:`upscale.samples.driver_agreement`), also written as ``<name>-drivers.csv``.
     """
 
     models: dict[str, Path]
     metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
     held_out: dict[str, tuple[np.ndarray, np.ndarray]]
     config: Path
+    drivers: pd.DataFrame
 
     def skill_table(self) -> pd.DataFrame:
         """One row per ecosystem and flux: scores over all months, R² of each component."""
@@ -126,6 +140,7 @@ def train(
     name: str = "model",
     partitioning: Partitioning = "NT",
     ecosystems: Sequence[str] | None = None,
+    site_drivers_table: str | Path | None = None,
     overwrite: bool = False,
     status: Status = _status,
 ) -> TrainResult:
@@ -147,6 +162,9 @@ def train(
         Night-time (``NT``) or day-time (``DT``) partitioned GPP and RE.
     ecosystems
         Ecosystems to train; by default all those of the towers.
+    site_drivers_table
+        Drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``), for
+        ``config.site_drivers`` and the agreement table.
     overwrite
         Replace existing model folders.
     status
@@ -161,17 +179,27 @@ def train(
     if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
         status(f"the cube is gap-filled: the models also read the {FILLED} flag")
         config = config.model_copy(update={"features": (*config.features, FILLED)})
-    series = tower_series(sites, cube, config, partitioning=partitioning, status=status)
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    agreement = driver_agreement(series, measured)
+    if config.site_drivers:
+        status(f"taking {', '.join(config.site_drivers)} from the towers, not the cube")
+        series = with_site_drivers(series, measured, config.site_drivers)
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
-    refuse_overwrite(folders.values(), overwrite=overwrite)
+    agreement_path = Path(out) / f"{name}-drivers.csv"
+    refuse_overwrite([*folders.values(), agreement_path], overwrite=overwrite)
     _require_towers(series, sites, ecosystems)
     result = TrainResult(
         models={},
         metrics={},
         held_out={},
         config=save_train_config(config, Path(out) / f"{name}.yaml"),
+        drivers=agreement,
     )
+    if not agreement.empty:
+        agreement.to_csv(agreement_path, index=False, float_format="%.4g")
     for eco in ecosystems:
         eco_series = series.of_ecosystem(eco)
         status(
@@ -463,6 +491,84 @@ def ingest(
     return IngestReport(path=out, gaps=gap_summary(cube))
 
 
+def fetch(
+    project: str,
+    out: str | Path,
+    *,
+    region: RegionSpec | Sequence[RegionSpec],
+    crs: str,
+    resolution: float,
+    period: tuple[str, str],
+    variables: Sequence[str] = EE_DRIVERS,
+    catalogue: str | Path | None = None,
+    service_account: str | None = None,
+    key_file: str | Path | None = None,
+    export_to: str | None = None,
+    overwrite: bool = False,
+) -> Path | list[str]:
+    """Build the monthly driver cube of a region from Earth Engine.
+
+    Parameters
+    ----------
+    project
+        Google Cloud project with the Earth Engine API.
+    out
+        ``cube.zarr`` to write (resumable: a re-run fetches the missing tiles only).
+    region
+        What to cover, as for :func:`query`: catalogue names, files, bboxes (lon/lat) or
+        GeoJSON/WKT polygons; the cube spans their bounding box.
+    crs, resolution
+        Target grid: any CRS, and the pixel size in its units.
+    period
+        First and last month, ``("YYYY-MM", "YYYY-MM")``.
+    variables
+        Canonical drivers (default: all of :data:`upscale.earthengine.EE_DRIVERS`).
+    catalogue
+        Region catalogue for names.
+    service_account, key_file
+        Service-account credentials; without them, those of ``earthengine authenticate``.
+    export_to
+        For large regions: ``gs://BUCKET[/PREFIX]`` or ``drive:FOLDER`` starts one export
+        task per month instead of downloading, and the task ids are returned.
+    overwrite
+        Replace an existing cube.
+    """
+    out = Path(out)
+    if export_to is None:
+        refuse_overwrite([out], overwrite=overwrite)
+    shapes = resolve_regions(region, catalogue=catalogue, crs=None)
+    try:
+        bounds = tuple(shapes.to_crs(crs).total_bounds)
+        grid = TargetGrid(crs, bounds, resolution)
+    except (ValueError, CRSError) as err:
+        raise FetchError(f"target grid {crs} at {resolution}: {err}") from None
+    initialize(project, service_account=service_account, key_file=key_file)
+    if export_to is not None:
+        tasks = export_tasks(grid, period, variables=variables, **_export_destination(export_to))
+        for task in tasks:
+            task.start()
+        return [task.id for task in tasks]
+    with new_progress() as progress:
+        bar = progress.add_task(f"fetching {out.name}", total=None)
+        return fetch_cube(
+            grid,
+            period,
+            out,
+            variables=variables,
+            provenance={"earthengine_project": project},
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+
+
+def _export_destination(target: str) -> dict[str, str]:
+    if target.startswith("gs://"):
+        bucket, _, prefix = target.removeprefix("gs://").partition("/")
+        return {"bucket": bucket, "prefix": prefix.strip("/") or "upscale"}
+    if target.startswith("drive:"):
+        return {"drive_folder": target.removeprefix("drive:")}
+    raise FetchError(f"--export-to {target!r}: give gs://BUCKET[/PREFIX] or drive:FOLDER")
+
+
 def list_regions(
     catalogue: str | Path | None = None, *, mask: str | Path | None = None
 ) -> pd.DataFrame:
@@ -517,6 +623,7 @@ def tower_series(
     config: TrainConfig,
     *,
     partitioning: Partitioning = "NT",
+    site_drivers_table: str | Path | None = None,
     cache: str | Path | None = None,
     status: Status = _status,
 ) -> SiteSeries:
@@ -527,25 +634,31 @@ def tower_series(
     sites, cube
         Tower folder and driver cube.
     config
-        Its features and targets select what is extracted.
+        Its features and targets select what is extracted; its ``site_drivers`` are taken
+        from the towers' own data instead of the cube.
     partitioning
         NT or DT partitioned GPP and RE.
+    site_drivers_table
+        More drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``).
     cache
         ``.npz`` file of the extracted series; reused when the inputs' files, features,
-        targets and partitioning are unchanged, rewritten otherwise.
+        site drivers, targets and partitioning are unchanged, rewritten otherwise.
     status
         Receives progress lines.
     """
-    key = _input_stamp(Path(sites), Path(cube)) + repr(
-        (config.features, config.targets, partitioning)
+    inputs = [Path(sites), Path(cube)] + ([Path(site_drivers_table)] if site_drivers_table else [])
+    key = _input_stamp(*inputs) + repr(
+        (config.features, config.site_drivers, config.targets, partitioning)
     )
     stamp = Path(f"{cache}.key") if cache else None
     if cache and Path(cache).exists() and stamp.exists() and stamp.read_text() == key:
         status(f"reusing the tower samples cached in {cache}")
         return SiteSeries.load(cache)
-    site_data = read_sites(sites, partitioning=partitioning)
-    drivers = open_cube(cube, config.features)
-    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    if config.site_drivers:
+        series = with_site_drivers(series, measured, config.site_drivers)
     if cache:
         # The key goes last: a crash while writing leaves no key, so no stale reuse.
         stamp.unlink(missing_ok=True)
@@ -554,6 +667,43 @@ def tower_series(
         partial.replace(cache)
         stamp.write_text(key)
     return series
+
+
+def _cube_and_tower_drivers(
+    sites: str | Path,
+    cube: str | Path,
+    config: TrainConfig,
+    partitioning: Partitioning,
+    site_drivers_table: str | Path | None,
+) -> tuple[SiteSeries, pd.DataFrame]:
+    """Tower series with the cube's drivers, and the drivers the towers measured."""
+    site_data = read_sites(sites, partitioning=partitioning)
+    drivers = open_cube(cube, config.features)
+    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    extra = read_site_drivers(site_drivers_table) if site_drivers_table else None
+    return series, tower_drivers(site_data, extra)
+
+
+def compare_drivers(
+    sites: str | Path,
+    cube: str | Path,
+    *,
+    features: Sequence[str] | None = None,
+    partitioning: Partitioning = "NT",
+    site_drivers_table: str | Path | None = None,
+) -> pd.DataFrame:
+    """Agreement of the cube's drivers at each tower's pixel with the tower's own.
+
+    See :func:`upscale.samples.driver_agreement`; ``features`` default to the canonical
+    drivers the cube has.
+    """
+    if features is None:
+        features = [f for f in DRIVERS if f in open_cube(cube, ()).data_vars]
+    config = TrainConfig(features=tuple(features))
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    return driver_agreement(series, measured)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,14 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum training epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
+    site_drivers: Annotated[
+        str | None,
+        typer.Option(help="Drivers taken from the towers, not the cube: e.g. TA,VPD,SW_IN."),
+    ] = None,
+    site_drivers_table: Annotated[
+        Path | None,
+        typer.Option(help="CSV of drivers at the towers: site_id, time, <DRIVER>..."),
+    ] = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
@@ -180,16 +188,39 @@ def train(
         "nee_mode": nee_mode,
         "epochs": epochs,
         "seed": seed,
+        "site_drivers": tuple(site_drivers.split(",")) if site_drivers else None,
     }
     chosen = {k: v for k, v in options.items() if v is not None}
     settings = load_train_config(config, **chosen) if config else make_train_config(chosen)
     result = api.train(
-        sites, cube, out, config=settings, name=name, partitioning=partitioning, overwrite=overwrite
+        sites,
+        cube,
+        out,
+        config=settings,
+        name=name,
+        partitioning=partitioning,
+        site_drivers_table=site_drivers_table,
+        overwrite=overwrite,
     )
+    written = {f"model {eco}": path for eco, path in result.models.items()}
+    written["config"] = result.config
+    if not result.drivers.empty:
+        out_console.print(_agreement_summary(result.drivers))
+        written["drivers"] = Path(out) / f"{name}-drivers.csv"
     out_console.print(_skill_table(result.skill_table()))
-    _written(
-        {f"model {eco}": path for eco, path in result.models.items()} | {"config": result.config}
+    _written(written)
+
+
+def _agreement_summary(agreement: pd.DataFrame) -> Table:
+    """Cube against tower drivers, over all towers: the check before mixing the two."""
+    summary = (
+        agreement.groupby(["driver", "units"], sort=False)
+        .agg(
+            towers=("site_id", "size"), bias=("bias", "mean"), rmse=("rmse", "mean"), r=("r", "min")
+        )
+        .reset_index()
     )
+    return _table(summary, "cube drivers at the towers against their own (mean bias, rmse; min r)")
 
 
 @app.command()
@@ -351,6 +382,58 @@ def ingest(
         gaps = pd.DataFrame({"driver": list(report.gaps), "missing": list(report.gaps.values())})
         out_console.print(_table(gaps, "gaps filled (share of pixel-months missing)", 3))
     _written({"cube": report.path})
+
+
+@app.command()
+@_friendly
+def fetch(
+    project: Annotated[str, typer.Option(help="Google Cloud project with Earth Engine.")],
+    region: Annotated[
+        list[str],
+        typer.Option(
+            "--region",
+            "-r",
+            help="Area to cover: a catalogue name, a vector file, a bbox 'west,south,east,"
+            "north' (lon/lat) or a GeoJSON/WKT polygon; repeat for more.",
+        ),
+    ],
+    resolution: Annotated[float, typer.Option(help="Pixel size in the CRS's units.")],
+    period: Annotated[str, typer.Option(help="First and last month: YYYY-MM:YYYY-MM.")],
+    crs: Annotated[str, typer.Option(help="CRS of the cube.")] = "EPSG:4326",
+    variables: Annotated[
+        str | None, typer.Option(help="Drivers, comma-separated (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Cube store to write.")] = Path("cube.zarr"),
+    catalogue: Catalogue = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Service account e-mail (with --key-file).")
+    ] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Service account JSON key.")] = None,
+    export_to: Annotated[
+        str | None,
+        typer.Option(help="Export instead: gs://BUCKET, gs://BUCKET/PREFIX or drive:FOLDER."),
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Build the monthly driver cube of a region from Earth Engine (resumable)."""
+    result = api.fetch(
+        project,
+        out,
+        region=region,
+        crs=crs,
+        resolution=resolution,
+        period=_period(period),
+        variables=variables.split(",") if variables else api.EE_DRIVERS,
+        catalogue=catalogue,
+        service_account=service_account,
+        key_file=key_file,
+        export_to=export_to,
+        overwrite=overwrite,
+    )
+    if isinstance(result, Path):
+        _written({"cube": result})
+    else:
+        out_console.print(f"started {len(result)} export task(s): {', '.join(result)}")
 
 
 regions_app = typer.Typer(no_args_is_help=True, help="The region catalogue: list and show.")

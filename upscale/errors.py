@@ -42,6 +42,10 @@ class ConfigError(UpscaleError):
     """A training config has an unknown field or an invalid value."""
 
 
+class FetchError(UpscaleError):
+    """Earth Engine cannot be reached, refuses a request, or has no recipe for a driver."""
+
+
 class OutputExistsError(UpscaleError):
     """An output already exists and ``overwrite`` was not requested."""
 

@@ -76,7 +76,9 @@ class SourceSpec(BaseModel):
         NetCDF file or Zarr store.
     pattern
         GeoTIFF stack: a path pattern with ``{variable}`` and ``{date:FORMAT}`` fields, e.g.
-        ``modis/{variable}_{date:%Y%m%d}.tif``.
+        ``modis/{variable}_{date:%Y%m%d}.tif``; without ``{variable}`` every file holds all
+        variables as bands, named in ``variables`` by band description or number (as in
+        the monthly exports of ``upscale fetch --export-to``).
     listing
         GeoTIFF stack: a CSV with ``path``, ``variable`` and ``time`` columns.
     variables
@@ -187,9 +189,10 @@ def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd
         ]
     pattern = spec.pattern
     fields = re.findall(r"\{(\w+)(?::([^}]*))?\}", pattern)
-    if {f for f, _ in fields} != {"variable", "date"}:
+    if {f for f, _ in fields} not in ({"variable", "date"}, {"date"}):
         raise CubeError(
-            f"{pattern}: a stack pattern needs a {{variable}} and a {{date:FORMAT}} field"
+            f"{pattern}: a stack pattern has a {{date:FORMAT}} field, and a {{variable}} "
+            "field unless each file holds every variable as a band"
         )
     date_format = dict(fields)["date"] or "%Y-%m-%d"
     glob = re.sub(r"\{variable\}", name, re.sub(r"\{date(:[^}]*)?\}", "*", pattern))
@@ -219,13 +222,30 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
             layer = rioxarray.open_rasterio(path, chunks={}, mask_and_scale=True)
         except Exception as err:  # rasterio raises several types for unreadable files
             raise CubeError(f"{path}: not a readable GeoTIFF ({err})") from None
-        layers.append(layer.isel(band=0, drop=True).expand_dims(time=[when]))
+        band = _band_index(layer, name, path) if "{variable}" not in str(spec.pattern) else 0
+        layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
     try:
         array = xr.concat(layers, dim="time", join="exact")
     except ValueError:
         raise CubeError(f"{spec.label}: the GeoTIFFs of '{name}' are not on one grid") from None
     array.attrs.update(layers[0].attrs)
     return array
+
+
+def _band_index(layer: xr.DataArray, name: str, path: Path) -> int:
+    """Return the band index of a variable in a multi-band file: by description or number."""
+    descriptions = layer.attrs.get("long_name")
+    if isinstance(descriptions, str):
+        descriptions = (descriptions,)
+    if descriptions and name in descriptions:
+        return list(descriptions).index(name)
+    if name.isdigit() and 1 <= int(name) <= layer.sizes["band"]:
+        return int(name) - 1
+    bands = list(descriptions or range(1, layer.sizes["band"] + 1))
+    raise CubeError(
+        f"{path}: no band '{name}' (bands: {bands}); name a band by its description or "
+        "its number from 1"
+    )
 
 
 def _canonical_dims(array: xr.DataArray, source: str) -> xr.DataArray:

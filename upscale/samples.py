@@ -8,7 +8,7 @@ are strided views made where they are used (training and prediction).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
-from upscale.schema import TARGETS
+from upscale.schema import DRIVERS, TARGETS
 from upscale.sites import SiteData
 
 
@@ -208,3 +208,119 @@ def extract_site_series(
         drivers=drivers.astype("float32"),
         fluxes=fluxes,
     )
+
+
+def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Drivers measured at the towers: from their files, and from point extractions.
+
+    Parameters
+    ----------
+    sites
+        Tower data; FLUXNET files give ``TA``, ``SW_IN``, ``VPD``, ``PRECIP``.
+    extra
+        More drivers at the towers (:func:`upscale.sites.read_site_drivers`), e.g. MODIS
+        subsets; where both give a driver for a month, ``extra`` wins.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``(site_id, time)``, one column per canonical driver found.
+    """
+    index = ["site_id", "time"]
+    own = sites.fluxes.set_index(index)
+    table = own[[c for c in own.columns if c in DRIVERS]]
+    if extra is not None:
+        table = extra.set_index(index).combine_first(table)
+    return table.dropna(how="all", axis=1)
+
+
+def driver_agreement(series: SiteSeries, measured: pd.DataFrame) -> pd.DataFrame:
+    """How well the cube's drivers at each tower's pixel agree with the tower's own.
+
+    Parameters
+    ----------
+    series
+        Tower series with the cube's drivers (:func:`extract_site_series`).
+    measured
+        Drivers at the towers (:func:`tower_drivers`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tower and driver both have: ``n`` (months with both), ``tower_mean``,
+        ``cube_mean``, ``bias`` (cube - tower), ``rmse`` and ``r``, in the driver's units.
+    """
+    rows = []
+    for s, site in enumerate(series.site_ids):
+        for f, name in enumerate(series.features):
+            if name not in measured:
+                continue
+            tower = (
+                measured[name]
+                .reindex(
+                    pd.MultiIndex.from_product([[site], series.times], names=["site_id", "time"])
+                )
+                .to_numpy(dtype="float64")
+            )
+            cube = series.drivers[s, :, f].astype("float64")
+            both = np.isfinite(tower) & np.isfinite(cube)
+            if not both.any():
+                continue
+            t, c = tower[both], cube[both]
+            r = (
+                np.corrcoef(t, c)[0, 1]
+                if both.sum() > 2 and t.std() > 0 and c.std() > 0
+                else np.nan
+            )
+            rows.append(
+                {
+                    "site_id": site,
+                    "driver": name,
+                    "units": DRIVERS[name].units,
+                    "n": int(both.sum()),
+                    "tower_mean": t.mean(),
+                    "cube_mean": c.mean(),
+                    "bias": (c - t).mean(),
+                    "rmse": float(np.sqrt(((c - t) ** 2).mean())),
+                    "r": r,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def with_site_drivers(
+    series: SiteSeries, measured: pd.DataFrame, names: Sequence[str]
+) -> SiteSeries:
+    """Return the series with some drivers taken from the towers instead of the cube.
+
+    Months a tower did not measure keep the cube's value, so windows stay whole.
+
+    Raises
+    ------
+    SiteDataError
+        When a driver is not a feature of the series, or a tower never measured it.
+    """
+    drivers = series.drivers.copy()
+    for name in names:
+        if name not in series.features:
+            raise SiteDataError(
+                f"site driver {name} is not among the features {series.features}; add it"
+            )
+        f = series.features.index(name)
+        for s, site in enumerate(series.site_ids):
+            values = (
+                measured[name]
+                .reindex(
+                    pd.MultiIndex.from_product([[site], series.times], names=["site_id", "time"])
+                )
+                .to_numpy(dtype="float32")
+                if name in measured
+                else np.full(len(series.times), np.nan, "float32")
+            )
+            if not np.isfinite(values).any():
+                raise SiteDataError(
+                    f"site {site} has no {name} of its own in the cube's period; give it in "
+                    "the site files (or a --site-drivers table), or take it from the cube"
+                )
+            drivers[s, :, f] = np.where(np.isfinite(values), values, drivers[s, :, f])
+    return replace(series, drivers=drivers)

@@ -302,6 +302,44 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
             f"{path.name}: no flux column; a tidy site table needs at least one of "
             f"{', '.join(TARGETS)} (gC m-2 d-1)"
         )
+    return _tidy_monthly(path)
+
+
+def read_site_drivers(path: str | Path) -> pd.DataFrame:
+    """Read drivers measured or extracted at the towers (e.g. MODIS subsets), monthly.
+
+    Parameters
+    ----------
+    path
+        CSV with ``site_id``, ``time`` and canonical driver columns (``NDVI``, ``LAI``,
+        ``TA``...) in the units of :mod:`upscale.schema`; ``-9999`` is missing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``site_id``, ``time`` (first of the month) and the driver columns, monthly means.
+
+    Raises
+    ------
+    SiteDataError
+        When a column is not a canonical driver, or a value or time does not parse.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SiteDataError(f"{path}: no such file of site drivers")
+    header = _read_header(path)
+    unknown = [c for c in header if c not in (SITE_ID, TIME) and c not in DRIVERS]
+    if SITE_ID not in header or TIME not in header or unknown:
+        raise SiteDataError(
+            f"{path.name}: a site-driver table has {SITE_ID}, {TIME} and canonical drivers "
+            f"({', '.join(DRIVERS)}); unknown columns: {unknown or 'none'}"
+        )
+    monthly = _tidy_monthly(path)
+    return monthly.drop(columns=[t for t in TARGETS if t not in header])
+
+
+def _tidy_monthly(path: Path) -> pd.DataFrame:
+    """Monthly means per site of a tidy table's numeric columns, fluxes first."""
     table = pd.read_csv(path, dtype={SITE_ID: str, TIME: str}, na_values=[str(int(MISSING))])
     try:
         time = pd.to_datetime(table[TIME])

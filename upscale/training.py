@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     architecture: ArchitectureName = "lstm"
     memory: int = Field(6, ge=1, le=36, description="window length L in months")
     features: tuple[str, ...] = DEFAULT_FEATURES
+    site_drivers: tuple[str, ...] = Field(
+        (), description="features taken from the towers' own data instead of the cube"
+    )
     targets: tuple[str, ...] = TARGETS
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     nee_mode: NeeMode = Field("direct", description="how NEE relates to RE - GPP")
@@ -73,6 +76,9 @@ class TrainConfig(BaseModel):
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown:
             raise ValueError(f"unknown target(s) {unknown}; targets are among {list(TARGETS)}")
+        outside = [name for name in self.site_drivers if name not in self.features]
+        if outside:
+            raise ValueError(f"site_drivers {outside} must also be features")
         for name in ("features", "targets"):
             values = getattr(self, name)
             if not values or len(set(values)) != len(values):

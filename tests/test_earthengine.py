@@ -1,0 +1,243 @@
+"""Earth Engine offline: real expressions built with earthengine-api's own test helpers,
+and a fake computePixels standing in for the server to test tiling, assembly, retries
+and resume."""
+
+import json
+
+import ee
+import numpy as np
+import pandas as pd
+import pytest
+from ee import apitestcase
+
+from upscale.cube import open_cube, open_store
+from upscale.earthengine import (
+    EE_DRIVERS,
+    NODATA,
+    RECIPES,
+    call_with_retries,
+    export_tasks,
+    fetch_cube,
+    initialize,
+    month_image,
+    pixel_grid,
+)
+from upscale.errors import FetchError
+from upscale.grid import TargetGrid
+
+GRID = TargetGrid("EPSG:4326", (-81.9, 25.1, -81.4, 25.5), 0.05)  # 8 x 10 pixels
+PERIOD = ("2019-01", "2019-05")
+VARIABLES = ("NDVI", "TA")
+
+
+@pytest.fixture
+def offline_ee():
+    """Earth Engine initialised offline with the frozen algorithm list (no network)."""
+    case = apitestcase.ApiTestCase()
+    case.setUp()
+    yield
+    case.tearDown()
+
+
+def expected_value(variable, month, row, col):
+    base = {"NDVI": 0.5, "TA": 20.0}[variable]
+    return base + 0.01 * month.month + 0.001 * row + 0.0001 * col
+
+
+class FakeServer:
+    """computePixels on the target grid: a structured array with a field per band."""
+
+    def __init__(self, fail_at=(), transient=0, masked=()):
+        self.calls = 0
+        self.fail_at = set(fail_at)
+        self.transient = transient
+        self.masked = set(masked)  # (row, col, "YYYY-MM") pixel-months the server masks
+
+    def __call__(self, params):
+        self.calls += 1
+        assert params["fileFormat"] == "NUMPY_NDARRAY"
+        assert isinstance(params["expression"], ee.Image)
+        if self.transient:
+            self.transient -= 1
+            raise ee.EEException("Too Many Requests: Earth Engine quota exceeded.")
+        if self.calls in self.fail_at:
+            raise ee.EEException("Image.load: Asset not found.")
+        grid = params["grid"]
+        affine = grid["affineTransform"]
+        row0 = round((GRID.bounds[3] - affine["translateY"]) / GRID.resolution)
+        col0 = round((affine["translateX"] - GRID.bounds[0]) / GRID.resolution)
+        height, width = grid["dimensions"]["height"], grid["dimensions"]["width"]
+        months = pd.date_range(*PERIOD, freq="MS")
+        fields = [(f"{v}_{m:%Y-%m}", "<f4") for m in months for v in VARIABLES]
+        out = np.zeros((height, width), dtype=fields)
+        rows, cols = np.mgrid[row0 : row0 + height, col0 : col0 + width]
+        for m in months:
+            for v in VARIABLES:
+                values = expected_value(v, m, rows, cols).astype("float32")
+                for r, c, month in self.masked:
+                    if month == f"{m:%Y-%m}":
+                        values[(rows == r) & (cols == c)] = NODATA
+                out[f"{v}_{m:%Y-%m}"] = values
+        return out
+
+
+def fetch(tmp_path, server, **options):
+    return fetch_cube(
+        GRID,
+        PERIOD,
+        tmp_path / "cube.zarr",
+        variables=VARIABLES,
+        tile=4,
+        months_per_request=2,
+        compute_pixels=server,
+        sleep=lambda seconds: None,
+        **options,
+    )
+
+
+def test_every_driver_has_a_serialisable_expression(offline_ee):
+    for variable in EE_DRIVERS:
+        text = month_image([variable], pd.Timestamp("2019-02-01")).serialize()
+        assert "2019-02-01" in text and "2019-03-01" in text  # the month's filterDate
+        if variable in RECIPES:
+            recipe = RECIPES[variable]
+            assert recipe.collection in text and recipe.band in text
+        else:
+            assert "dewpoint_temperature_2m" in text and "Image.exp" in text
+
+
+def test_expressions_carry_scale_factors_qc_and_units(offline_ee):
+    ndvi = json.loads(month_image(["NDVI"], pd.Timestamp("2019-02-01")).serialize())
+    text = json.dumps(ndvi)
+    assert "0.0001" in text and "SummaryQA" in text and "Image.lte" in text
+    lst = month_image(["LST_DAY"], pd.Timestamp("2019-02-01")).serialize()
+    assert "0.02" in lst and "-273.15" in lst and "QC_Day" in lst and "bitwiseAnd" in lst
+    precip = month_image(["PRECIP"], pd.Timestamp("2019-02-01")).serialize()
+    assert "total_precipitation_sum" in precip and '"constantValue": 28' in precip  # days
+    assert f'"constantValue": {NODATA}' in precip  # masked pixels come down as NODATA
+
+
+def test_pixel_grid_follows_the_target_grid():
+    request = pixel_grid(GRID, slice(4, 8), slice(8, 10))
+    assert request["dimensions"] == {"width": 2, "height": 4}
+    affine = request["affineTransform"]
+    assert affine["translateX"] == pytest.approx(-81.9 + 8 * 0.05)
+    assert affine["translateY"] == pytest.approx(25.5 - 4 * 0.05)
+    assert affine["scaleY"] == pytest.approx(-0.05) and request["crsCode"] == "EPSG:4326"
+
+
+def test_tiles_assemble_into_the_cube(offline_ee, tmp_path):
+    server = FakeServer(masked={(2, 3, "2019-02")})
+    cube = open_cube(fetch(tmp_path, server), VARIABLES)
+    assert server.calls == 3 * 2 * 3  # 3 blocks of months x 2 x 3 tiles of 4 x 4
+    assert cube.sizes == {"time": 5, "y": 8, "x": 10}
+    rows, cols = np.mgrid[0:8, 0:10]
+    months = pd.date_range(*PERIOD, freq="MS")
+    for m, month in enumerate(months):
+        expected = expected_value("TA", month, rows, cols)
+        if m == 1:
+            expected[2, 3] = np.nan  # masked on the server; TA is not gap-filled
+        np.testing.assert_allclose(cube["TA"].values[m], expected, rtol=1e-6)
+    # NDVI is optical: the masked month is interpolated from its neighbours, and flagged.
+    january, march = (expected_value("NDVI", months[i], 2, 3) for i in (0, 2))
+    assert float(cube["NDVI"].values[1, 2, 3]) == pytest.approx((january + march) / 2)
+    assert float(cube["FILLED"].values[1, 2, 3]) == 1.0 and float(cube["FILLED"].sum()) == 1.0
+    assert float(cube["NDVI_gap_fraction"].values[2, 3]) == pytest.approx(1 / 5)
+    assert cube.attrs["source"] == "Google Earth Engine"
+    assert "MODIS/061/MOD13A1" in cube.attrs["collections"]
+    assert not (tmp_path / "cube.zarr.fetching").exists()
+
+
+class Flaky:
+    """A request failing ``failures`` times with ``message``, then returning 42."""
+
+    def __init__(self, failures, message="Too Many Requests: Earth Engine quota exceeded."):
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ee.EEException(self.message)
+        return 42
+
+
+def test_quota_errors_are_retried_with_back_off(offline_ee):
+    waits = []
+    request = Flaky(3)
+    assert call_with_retries(request, what="a tile", base_delay=1.0, sleep=waits.append) == 42
+    assert request.calls == 4
+    assert len(waits) == 3 and all(2**k <= w <= 1.5 * 2**k for k, w in enumerate(waits))
+    with pytest.raises(FetchError, match="kept refusing a tile after 2 retries .* run the same"):
+        call_with_retries(Flaky(9), what="a tile", retries=2, sleep=lambda seconds: None)
+
+
+def test_other_errors_stop_at_once(offline_ee):
+    request = Flaky(1, "Image.load: Asset not found.")
+    with pytest.raises(FetchError, match="refused a tile: Image.load: Asset not found"):
+        call_with_retries(request, what="a tile", sleep=pytest.fail)
+    assert request.calls == 1
+
+
+def test_a_crashed_fetch_resumes_with_the_missing_blocks_only(offline_ee, tmp_path):
+    crashing = FakeServer(fail_at={7})
+    with pytest.raises(FetchError, match="refused rows"):
+        fetch(tmp_path, crashing)
+    staging = tmp_path / "cube.zarr.fetching"
+    assert len(list((staging / "blocks_done").iterdir())) == 6
+    assert not (tmp_path / "cube.zarr").exists()  # nothing half-written under the final name
+    resumed = FakeServer()
+    fetch(tmp_path, resumed)
+    assert resumed.calls == 18 - 6
+    whole = tmp_path / "again"
+    whole.mkdir()
+    fetch(whole, FakeServer())
+    a, b = open_store(tmp_path / "cube.zarr"), open_store(whole / "cube.zarr")
+    for name in VARIABLES:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_a_resume_with_other_settings_is_refused(offline_ee, tmp_path):
+    with pytest.raises(FetchError):
+        fetch(tmp_path, FakeServer(fail_at={2}))
+    with pytest.raises(FetchError, match="unfinished fetch with other settings"):
+        fetch_cube(
+            GRID,
+            ("2019-01", "2019-09"),
+            tmp_path / "cube.zarr",
+            variables=VARIABLES,
+            tile=4,
+            months_per_request=2,
+            compute_pixels=FakeServer(),
+        )
+
+
+def test_export_tasks_target_the_grid(offline_ee):
+    tasks = export_tasks(GRID, ("2019-01", "2019-02"), variables=VARIABLES, bucket="my-bucket")
+    assert [t.config["description"] for t in tasks] == ["upscale_2019-01", "upscale_2019-02"]
+    destination = tasks[0].config["fileExportOptions"]["cloudStorageDestination"]
+    assert destination == {"bucket": "my-bucket", "filenamePrefix": "upscale_2019-01"}
+    text = tasks[0].config["expression"].serialize()
+    assert "EPSG:4326" in text and "-81.9" in text
+    with pytest.raises(FetchError, match="either a Cloud Storage bucket or a Drive folder"):
+        export_tasks(GRID, PERIOD)
+
+
+def test_failed_initialisation_never_shows_the_key(tmp_path, capsys):
+    secret = "-----BEGIN PRIVATE KEY-----SECRET-TOKEN-1234"
+    key = tmp_path / "key.json"
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key": secret,
+                "client_email": "bot@p.iam.gserviceaccount.com",
+            }
+        )
+    )
+    with pytest.raises(FetchError) as caught:
+        initialize("my-project", service_account="bot@p.iam.gserviceaccount.com", key_file=key)
+    message = str(caught.value)
+    assert "earthengine authenticate" in message
+    assert "SECRET" not in message and "PRIVATE KEY" not in message
+    printed = capsys.readouterr()
+    assert "SECRET" not in printed.out + printed.err

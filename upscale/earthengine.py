@@ -1,0 +1,490 @@
+"""Earth Engine as an ingestion step: monthly driver images, fetched tile by tile into Zarr.
+
+Each canonical driver has a recipe: the collection, its bands, QC mask, scale factor and
+unit conversion, and how a month is composited. A month's image stacks the recipes of the
+requested drivers; :func:`fetch_cube` asks ``computePixels`` for it one tile and block of
+months at a time on the user's target grid, retries quota errors with exponential
+back-off, records every finished block, and resumes from there after a crash. For regions
+too large to download, :func:`export_tasks` writes the same images to Cloud Storage or
+Drive as GeoTIFFs that ``upscale ingest`` reads.
+
+Nothing here prints or stores credentials: authentication is Earth Engine's own
+(``earthengine authenticate`` or a service-account key file), and only the project id and
+the collections used go into the cube's provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from upscale.cube import DEFAULT_TILE, write_store
+from upscale.errors import FetchError
+from upscale.gaps import fill_gaps
+from upscale.grid import TargetGrid
+from upscale.schema import DRIVERS
+
+NODATA = -9999.0
+"""Value masked pixels are unmasked to on the server, and turned back into NaN here."""
+
+RETRYABLE = ("429", "too many requests", "quota", "rate limit", "503", "unavailable", "deadline")
+"""Fragments of Earth Engine error messages that mean: try again later."""
+
+
+def _ee():
+    """Import earthengine-api where used, naming the package when it is missing."""
+    try:
+        import ee
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise FetchError("Earth Engine needs the earthengine-api package") from None
+    return ee
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one canonical driver is made from an Earth Engine collection for one month.
+
+    Attributes
+    ----------
+    collection
+        Asset id of the image collection.
+    band
+        Band holding the values (a second band may serve as QC).
+    scale, offset
+        Canonical = raw x scale + offset (MODIS scale factors, Kelvin to Celsius).
+    qc_band, qc_mask
+        QC band and the bits that must be zero, or the highest acceptable value when
+        ``qc_max`` is set (MOD13 SummaryQA).
+    per_day
+        The band is a monthly accumulation: divide by the month's days (and ``scale``
+        converts units, e.g. metres to millimetres).
+    """
+
+    collection: str
+    band: str
+    scale: float = 1.0
+    offset: float = 0.0
+    qc_band: str | None = None
+    qc_mask: int | None = None
+    qc_max: int | None = None
+    per_day: bool = False
+
+    def month(self, start: pd.Timestamp, days: int) -> Any:
+        """Return the month's mean image of this driver in canonical units (an ``ee.Image``)."""
+        ee = _ee()
+        end = start + pd.offsets.MonthBegin(1)
+
+        def clean(image: Any) -> Any:
+            value = image.select(self.band).multiply(self.scale).add(self.offset)
+            if self.qc_band is not None:
+                qc = image.select(self.qc_band)
+                good = (
+                    qc.lte(self.qc_max)
+                    if self.qc_max is not None
+                    else qc.bitwiseAnd(self.qc_mask).eq(0)
+                )
+                value = value.updateMask(good)
+            return value
+
+        collection = ee.ImageCollection(self.collection).filterDate(
+            start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
+        )
+        image = collection.map(clean).mean()
+        return image.divide(days) if self.per_day else image
+
+
+ERA5_LAND = "ECMWF/ERA5_LAND/MONTHLY_AGGR"
+
+RECIPES: dict[str, Recipe] = {
+    "LAI": Recipe("MODIS/061/MCD15A3H", "Lai", 0.1, qc_band="FparLai_QC", qc_mask=0b1),
+    "FAPAR": Recipe("MODIS/061/MCD15A3H", "Fpar", 0.01, qc_band="FparLai_QC", qc_mask=0b1),
+    "NDVI": Recipe("MODIS/061/MOD13A1", "NDVI", 0.0001, qc_band="SummaryQA", qc_max=1),
+    "EVI": Recipe("MODIS/061/MOD13A1", "EVI", 0.0001, qc_band="SummaryQA", qc_max=1),
+    "LST_DAY": Recipe(
+        "MODIS/061/MOD11A2", "LST_Day_1km", 0.02, -273.15, qc_band="QC_Day", qc_mask=0b10
+    ),
+    "LST_NIGHT": Recipe(
+        "MODIS/061/MOD11A2", "LST_Night_1km", 0.02, -273.15, qc_band="QC_Night", qc_mask=0b10
+    ),
+    "TA": Recipe(ERA5_LAND, "temperature_2m", offset=-273.15),
+    # Monthly sums: J m-2 per month to W m-2, and m per month to mm d-1.
+    "SW_IN": Recipe(ERA5_LAND, "surface_solar_radiation_downwards_sum", 1 / 86400, per_day=True),
+    "PRECIP": Recipe(ERA5_LAND, "total_precipitation_sum", 1000.0, per_day=True),
+}
+"""Canonical driver -> recipe. VPD is derived from ERA5-Land temperature and dew point."""
+
+EE_DRIVERS: tuple[str, ...] = (*RECIPES, "VPD")
+
+
+def vpd_month(start: pd.Timestamp) -> Any:
+    """Vapour pressure deficit (hPa) from ERA5-Land monthly 2 m temperature and dew point.
+
+    Tetens' saturation vapour pressure at the air temperature minus that at the dew point.
+    Computed from monthly means, it underestimates the mean of hourly deficits where days
+    are much drier than nights; the cube's ``VPD`` comment says so.
+    """
+    ee = _ee()
+    end = start + pd.offsets.MonthBegin(1)
+    month = ee.Image(
+        ee.ImageCollection(ERA5_LAND)
+        .filterDate(start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d"))
+        .first()
+    )
+
+    def saturation(band: str) -> Any:
+        celsius = month.select(band).subtract(273.15)
+        return celsius.multiply(17.27).divide(celsius.add(237.3)).exp().multiply(6.1078)
+
+    return saturation("temperature_2m").subtract(saturation("dewpoint_temperature_2m"))
+
+
+def month_image(variables: Sequence[str], start: pd.Timestamp) -> Any:
+    """One month's drivers as one float image, bands named ``<VAR>``, masked pixels NODATA."""
+    ee = _ee()
+    days = int(start.days_in_month)
+    bands = [
+        (vpd_month(start) if name == "VPD" else RECIPES[name].month(start, days)).rename(name)
+        for name in variables
+    ]
+    return ee.Image.cat(bands).toFloat().unmask(NODATA)
+
+
+def months_image(variables: Sequence[str], months: Sequence[pd.Timestamp]) -> Any:
+    """Several months' drivers as one image, bands ``<VAR>_<YYYY-MM>`` (one request)."""
+    ee = _ee()
+    images = [
+        month_image(variables, start).rename([f"{v}_{start:%Y-%m}" for v in variables])
+        for start in months
+    ]
+    return ee.Image.cat(images)
+
+
+def pixel_grid(grid: TargetGrid, rows: slice, cols: slice) -> dict[str, Any]:
+    """Return the ``grid`` of a computePixels request for a window of the target grid."""
+    transform = grid.transform
+    return {
+        "dimensions": {"width": cols.stop - cols.start, "height": rows.stop - rows.start},
+        "affineTransform": {
+            "scaleX": transform.a,
+            "shearX": transform.b,
+            "translateX": transform.c + cols.start * transform.a,
+            "shearY": transform.d,
+            "scaleY": transform.e,
+            "translateY": transform.f + rows.start * transform.e,
+        },
+        "crsCode": grid.crs,
+    }
+
+
+def _is_retryable(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(fragment in text for fragment in RETRYABLE)
+
+
+def call_with_retries(
+    request: Callable[[], Any],
+    *,
+    what: str,
+    retries: int = 6,
+    base_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Run an Earth Engine request, waiting and retrying on quota and availability errors.
+
+    Waits ``base_delay x 2**attempt`` seconds (with up to 50 % random jitter, so parallel
+    runs do not retry in step) after each retryable failure.
+
+    Raises
+    ------
+    FetchError
+        On a non-retryable error, or when the retries run out; the message names ``what``.
+    """
+    ee = _ee()
+    for attempt in range(retries + 1):
+        try:
+            return request()
+        except ee.EEException as err:
+            if not _is_retryable(err):
+                raise FetchError(f"Earth Engine refused {what}: {err}") from None
+            if attempt == retries:
+                raise FetchError(
+                    f"Earth Engine kept refusing {what} after {retries} retries ({err}); "
+                    "finished tiles are kept: run the same command later to resume"
+                ) from None
+            sleep(base_delay * 2**attempt * (1 + 0.5 * random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """The requests of one fetch: tiles of the grid x blocks of months."""
+
+    grid: TargetGrid
+    variables: tuple[str, ...]
+    months: pd.DatetimeIndex
+    tile: int
+    months_per_request: int
+
+    def blocks(self) -> list[tuple[slice, slice, slice]]:
+        """``(months, rows, cols)`` index windows, in the order they are fetched."""
+        height, width = self.grid.shape
+        out = []
+        for t in range(0, len(self.months), self.months_per_request):
+            months = slice(t, min(t + self.months_per_request, len(self.months)))
+            for r in range(0, height, self.tile):
+                for c in range(0, width, self.tile):
+                    out.append(
+                        (
+                            months,
+                            slice(r, min(r + self.tile, height)),
+                            slice(c, min(c + self.tile, width)),
+                        )
+                    )
+        return out
+
+
+def _block_name(block: tuple[slice, slice, slice]) -> str:
+    months, rows, cols = block
+    return f"t{months.start}_y{rows.start}_x{cols.start}"
+
+
+def fetch_cube(
+    grid: TargetGrid,
+    period: tuple[str, str],
+    out: str | Path,
+    *,
+    variables: Sequence[str] = EE_DRIVERS,
+    tile: int = 256,
+    months_per_request: int = 6,
+    compute_pixels: Callable[[dict[str, Any]], np.ndarray] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_interpolated: int | None = 2,
+    provenance: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Download monthly drivers from Earth Engine into a canonical Zarr cube, resumably.
+
+    Parameters
+    ----------
+    grid
+        Target grid: CRS, bounds and resolution chosen by the user.
+    period
+        First and last month, ``("YYYY-MM", "YYYY-MM")``.
+    out
+        ``cube.zarr`` to write. Blocks go to ``<out>.fetching`` first, each recorded when
+        complete; a re-run fetches only the blocks not recorded, then the cube is rechunked
+        to whole time series and renamed into place.
+    variables
+        Canonical drivers to fetch (default: all with a recipe, and VPD).
+    tile, months_per_request
+        Size of one request: ``tile x tile`` pixels x this many months x the drivers.
+    compute_pixels
+        The request function (default ``ee.data.computePixels``; tests pass a fake).
+    sleep
+        Waits between retries (tests pass a recorder).
+    max_interpolated
+        Fill cloud gaps of the optical drivers (see :func:`upscale.gaps.fill_gaps`) with
+        this longest interpolated run; None leaves them NaN.
+    provenance
+        Extra attributes for the cube (e.g. the project id); never credentials.
+    progress
+        Called with (blocks done, blocks in all) after each block.
+
+    Returns
+    -------
+    pathlib.Path
+        The written cube.
+    """
+    ee = _ee()
+    out = Path(out)
+    unknown = sorted(set(variables) - set(EE_DRIVERS))
+    if unknown:
+        raise FetchError(f"no Earth Engine recipe for {unknown}; available: {list(EE_DRIVERS)}")
+    months = pd.date_range(period[0], period[1], freq="MS")
+    if len(months) == 0:
+        raise FetchError(f"period {period[0]}..{period[1]} holds no month")
+    plan = FetchPlan(grid, tuple(variables), months, tile, months_per_request)
+    staging = out.with_name(out.name + ".fetching")
+    done = staging / "blocks_done"
+    _prepare_staging(staging, plan)
+    request = compute_pixels or ee.data.computePixels
+    blocks = plan.blocks()
+    for count, block in enumerate(blocks, start=1):
+        marker = done / _block_name(block)
+        if not marker.exists():
+            _fetch_block(plan, block, staging, request, sleep)
+            marker.touch()
+        if progress is not None:
+            progress(count, len(blocks))
+    cube = _finished_cube(staging, plan, provenance or {})
+    cube = cube.chunk({"time": -1, "y": DEFAULT_TILE, "x": DEFAULT_TILE})
+    if max_interpolated is not None:
+        cube = fill_gaps(cube, max_interpolated=max_interpolated)
+    write_store(cube, out, overwrite=True)
+    shutil.rmtree(staging)
+    return out
+
+
+def _prepare_staging(staging: Path, plan: FetchPlan) -> None:
+    """Create the staging store once; a later run with another plan is refused."""
+    settings = {
+        "grid": [plan.grid.crs, list(plan.grid.bounds), plan.grid.resolution],
+        "variables": list(plan.variables),
+        "months": [str(plan.months[0].date()), str(plan.months[-1].date())],
+        "tile": plan.tile,
+        "months_per_request": plan.months_per_request,
+    }
+    plan_file = staging / "plan.json"
+    if plan_file.exists():
+        if json.loads(plan_file.read_text()) != settings:
+            raise FetchError(
+                f"{staging} holds an unfinished fetch with other settings; finish it with "
+                "those settings, or delete the folder to start again"
+            )
+        return
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "blocks_done").mkdir(exist_ok=True)
+    height, width = plan.grid.shape
+    store = zarr.open_group(staging / "data.zarr", mode="w", zarr_format=3)
+    for name in plan.variables:
+        store.create_array(
+            name,
+            shape=(len(plan.months), height, width),
+            chunks=(plan.months_per_request, plan.tile, plan.tile),
+            dtype="float32",
+            fill_value=np.nan,
+            dimension_names=("time", "y", "x"),
+        )
+    plan_file.write_text(json.dumps(settings))
+
+
+def _fetch_block(
+    plan: FetchPlan,
+    block: tuple[slice, slice, slice],
+    staging: Path,
+    request: Callable[[dict[str, Any]], np.ndarray],
+    sleep: Callable[[float], None],
+) -> None:
+    months, rows, cols = block
+    starts = list(plan.months[months])
+    params = {
+        "expression": months_image(plan.variables, starts),
+        "fileFormat": "NUMPY_NDARRAY",
+        "grid": pixel_grid(plan.grid, rows, cols),
+    }
+    what = (
+        f"rows {rows.start}-{rows.stop - 1}, columns {cols.start}-{cols.stop - 1} "
+        f"of {starts[0]:%Y-%m}..{starts[-1]:%Y-%m}"
+    )
+    pixels = call_with_retries(lambda: request(params), what=what, sleep=sleep)
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    if pixels.shape != shape:
+        raise FetchError(
+            f"Earth Engine returned {pixels.shape} pixels for {what}, expected {shape}"
+        )
+    store = zarr.open_group(staging / "data.zarr", mode="r+")
+    for name in plan.variables:
+        stack = np.stack([pixels[f"{name}_{start:%Y-%m}"] for start in starts]).astype("float32")
+        store[name][months, rows, cols] = np.where(stack == NODATA, np.nan, stack)
+
+
+def _finished_cube(staging: Path, plan: FetchPlan, provenance: dict[str, str]) -> xr.Dataset:
+    data = xr.open_zarr(staging / "data.zarr", consolidated=False)
+    template = plan.grid.template()
+    cube = data.assign_coords(time=plan.months, y=template["y"], x=template["x"])
+    for name in plan.variables:
+        cube[name].attrs = DRIVERS[name].attrs()
+    collections = sorted({RECIPES[v].collection for v in plan.variables if v in RECIPES})
+    cube.attrs = {
+        "source": "Google Earth Engine",
+        "collections": json.dumps(collections + ([ERA5_LAND] if "VPD" in plan.variables else [])),
+    } | provenance
+    return cube.rio.write_crs(plan.grid.crs)
+
+
+def export_tasks(
+    grid: TargetGrid,
+    period: tuple[str, str],
+    *,
+    variables: Sequence[str] = EE_DRIVERS,
+    bucket: str | None = None,
+    drive_folder: str | None = None,
+    prefix: str = "upscale",
+) -> list[Any]:
+    """One export task per month, to Cloud Storage or Drive, on the target grid.
+
+    The tasks are created, not started; start them with ``task.start()`` (``upscale
+    fetch --export-to`` does). Each writes ``<prefix>_<YYYY-MM>.tif`` with one band per
+    driver, in the order of ``variables``, which ``upscale ingest`` reads as a stack.
+    """
+    ee = _ee()
+    if (bucket is None) == (drive_folder is None):
+        raise FetchError("export to either a Cloud Storage bucket or a Drive folder")
+    height, width = grid.shape
+    t = grid.transform
+    tasks = []
+    for start in pd.date_range(period[0], period[1], freq="MS"):
+        options = {
+            "image": month_image(variables, start),
+            "description": f"upscale_{start:%Y-%m}",  # task names allow no slashes
+            "fileNamePrefix": f"{prefix}_{start:%Y-%m}",
+            "crs": grid.crs,
+            "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f],
+            "dimensions": f"{width}x{height}",
+            "fileFormat": "GeoTIFF",
+            "maxPixels": int(1e13),
+        }
+        if bucket is not None:
+            tasks.append(ee.batch.Export.image.toCloudStorage(bucket=bucket, **options))
+        else:
+            tasks.append(ee.batch.Export.image.toDrive(folder=drive_folder, **options))
+    return tasks
+
+
+def initialize(
+    project: str, *, service_account: str | None = None, key_file: str | Path | None = None
+) -> None:
+    """Authenticate and initialise Earth Engine with its own mechanisms.
+
+    Parameters
+    ----------
+    project
+        Google Cloud project with the Earth Engine API enabled.
+    service_account, key_file
+        A service account's e-mail and JSON key file; without them the credentials stored
+        by ``earthengine authenticate`` are used.
+
+    Raises
+    ------
+    FetchError
+        When Earth Engine cannot be initialised; the message says how to authenticate and
+        never contains the key or a token.
+    """
+    ee = _ee()
+    try:
+        if key_file is not None:
+            if service_account is None:
+                raise FetchError("a key file needs its service account e-mail (--service-account)")
+            credentials = ee.ServiceAccountCredentials(service_account, str(key_file))
+            ee.Initialize(credentials, project=project)
+        else:
+            ee.Initialize(project=project)
+    except FetchError:
+        raise
+    except Exception as err:  # auth and network errors come in many types
+        kind = type(err).__name__
+        raise FetchError(
+            f"Earth Engine could not be initialised for project {project!r} ({kind}); "
+            "run `earthengine authenticate`, or pass --service-account and --key-file"
+        ) from None

@@ -241,3 +241,30 @@ def test_failed_initialisation_never_shows_the_key(tmp_path, capsys):
     assert "SECRET" not in message and "PRIVATE KEY" not in message
     printed = capsys.readouterr()
     assert "SECRET" not in printed.out + printed.err
+
+
+def test_fetch_command_without_credentials_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from upscale.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "fetch",
+            "--project",
+            "my-project",
+            "-r",
+            "-81.9,25.1,-81.4,25.5",
+            "--resolution",
+            "0.05",
+            "--period",
+            "2019-01:2019-03",
+            "--out",
+            str(tmp_path / "c.zarr"),
+        ],
+    )
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert text.startswith("error: Earth Engine could not be initialised for project 'my-project'")
+    assert "Traceback" not in text and not (tmp_path / "c.zarr").exists()

@@ -5,9 +5,11 @@ import rasterio
 import xarray as xr
 import yaml
 from rasterio.transform import from_origin
+from typer.testing import CliRunner
 
 import upscale
 from tests.conftest import shared_file
+from upscale.cli import app
 from upscale.cube import open_cube
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
@@ -186,3 +188,34 @@ def test_monthly_multiband_exports_are_a_stack(tmp_path):
     wrong = spec.model_copy(update={"variables": {"EVI": "EVI"}})
     with pytest.raises(CubeError, match=r"no band 'EVI' \(bands: \['NDVI', 'TA'\]\)"):
         build_drivers([wrong], grid, ("2019-01", "2019-02"), base=tmp_path)
+
+
+def test_listing_and_the_ingest_command(tmp_path):
+    write_modis_stack(tmp_path / "modis", scale_in_file=True)
+    files = sorted((tmp_path / "modis").glob("*.tif"))
+    listing = pd.DataFrame(
+        {
+            "path": [f"modis/{f.name}" for f in files],
+            "variable": "ndvi",
+            "time": [pd.to_datetime(f.stem[5:], format="%Y%j") for f in files],
+        }
+    )
+    listing.to_csv(tmp_path / "listing.csv", index=False)
+    config = write_config(
+        tmp_path,
+        grid={
+            "crs": "EPSG:32617",
+            "bounds": [402_500, 2_882_500, 417_500, 2_897_500],
+            "resolution": 2500,
+        },
+        period=["2019-01", "2019-02"],
+        sources=[{"listing": "listing.csv", "variables": {"NDVI": "ndvi"}, "units": {"NDVI": "1"}}],
+    )
+    result = CliRunner().invoke(app, ["ingest", str(config), "--out", str(tmp_path / "c.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "c.zarr" in result.output and "NDVI" in result.output  # the gap table
+    cube = open_cube(tmp_path / "c.zarr", ["NDVI"])
+    np.testing.assert_allclose(cube["NDVI"].values[:, 3, 3], [0.5, 0.7], atol=1e-6)
+    assert "FILLED" in cube and "NDVI_gap_fraction" in cube
+    again = CliRunner().invoke(app, ["ingest", str(config), "--out", str(tmp_path / "c.zarr")])
+    assert again.exit_code == 2 and "pass --overwrite" in " ".join(again.output.split())

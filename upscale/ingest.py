@@ -222,7 +222,8 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
             layer = rioxarray.open_rasterio(path, chunks={}, mask_and_scale=True)
         except Exception as err:  # rasterio raises several types for unreadable files
             raise CubeError(f"{path}: not a readable GeoTIFF ({err})") from None
-        band = _band_index(layer, name, path) if "{variable}" not in str(spec.pattern) else 0
+        multiband = spec.pattern is not None and "{variable}" not in spec.pattern
+        band = _band_index(layer, name, path) if multiband else 0
         layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
     try:
         array = xr.concat(layers, dim="time", join="exact")

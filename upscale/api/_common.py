@@ -1,0 +1,31 @@
+"""Helpers shared by the API modules: status lines, input stamps, atomic text files."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.markup import escape
+
+from upscale.progress import console
+
+Status = Callable[[str], None]
+TABLE_SUFFIXES = (".csv", ".json", ".geojson")
+
+
+def print_status(message: str) -> None:
+    console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def input_stamp(*paths: Path) -> str:
+    """Fingerprint of input files (names, sizes, modification times) for caches."""
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    parts = [f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -1,0 +1,144 @@
+"""Query and the region catalogue: carbon budgets of named regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from upscale.annual import annual_totals
+from upscale.api._common import TABLE_SUFFIXES, write_text_atomic
+from upscale.catalogue import catalogue_regions, catalogue_table, resolve_regions
+from upscale.cube import open_maps, open_mask
+from upscale.errors import (
+    RegionError,
+    refuse_overwrite,
+)
+from upscale.plots import (
+    region_fluxes_png,
+    region_sink_png,
+)
+from upscale.regions import Period as BudgetPeriod
+from upscale.regions import budget, wetland_area_km2
+
+RegionSpec = str | Path
+"""A region for a query: a catalogue name, a vector file, a bbox, or a GeoJSON/WKT polygon."""
+
+
+def query(
+    maps: str | Path,
+    regions: RegionSpec | Sequence[RegionSpec] | gpd.GeoDataFrame,
+    *,
+    by: BudgetPeriod = "year",
+    catalogue: str | Path | None = None,
+    crs: str | None = None,
+    out: str | Path | None = None,
+    plots: str | Path | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Carbon budget per region, ecosystem and year or month (see :func:`upscale.regions.budget`).
+
+    Parameters
+    ----------
+    maps
+        ``maps.zarr`` written by :func:`predict`.
+    regions
+        Region(s) to budget: names from the catalogue, vector files with a ``name``
+        column, bounding boxes ``west,south,east,north``, GeoJSON or WKT polygons (see
+        :func:`upscale.catalogue.resolve_regions`), or a GeoDataFrame.
+    by
+        ``"year"`` (complete years) or ``"month"``.
+    catalogue
+        Region catalogue folder for names (default ``$UPSCALE_REGIONS`` or ``./regions``).
+    crs
+        CRS of bounding boxes and WKT polygons (default EPSG:4326).
+    out
+        Optional table to write: ``.csv``, ``.json`` (records) or ``.geojson`` (the region
+        outlines in EPSG:4326, one feature per row of the table, for GIS).
+    plots
+        Optional folder for ``region_sink.png`` (map of the mean annual sink with the
+        outlines) and ``region_fluxes.png`` (monthly fluxes of each region).
+    overwrite
+        Replace existing outputs.
+    """
+    if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
+        raise RegionError(f"{out}: write the budget as .csv, .json or .geojson")
+    pictures = [Path(plots) / name for name in QUERY_PICTURES] if plots is not None else []
+    refuse_overwrite([p for p in [out, *pictures] if p is not None], overwrite=overwrite)
+    if isinstance(regions, gpd.GeoDataFrame):
+        shapes = regions
+    else:
+        shapes = resolve_regions(regions, catalogue=catalogue, crs=crs)
+    flux_maps_ = open_maps(maps)
+    table = budget(flux_maps_, shapes, by=by)
+    if out is not None:
+        write_budget(table, shapes, Path(out))
+    if pictures:
+        pictures[0].parent.mkdir(parents=True, exist_ok=True)
+        region_sink_png(annual_totals(flux_maps_), shapes, pictures[0])
+        monthly = table if by == "month" else budget(flux_maps_, shapes, by="month")
+        region_fluxes_png(monthly, pictures[1])
+    return table
+
+
+QUERY_PICTURES = ("region_sink.png", "region_fluxes.png")
+
+
+def write_budget(table: pd.DataFrame, regions: gpd.GeoDataFrame, out: Path) -> Path:
+    """Write a budget table as CSV, JSON records, or GeoJSON features with the outlines."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".geojson":
+        outlines = regions[["name", "geometry"]].to_crs("EPSG:4326")
+        features = outlines.merge(table, on="name")
+        partial = out.with_name(out.name + ".partial")
+        features.to_file(partial, driver="GeoJSON")
+        partial.replace(out)
+    elif suffix == ".json":
+        write_text_atomic(out, table.to_json(orient="records", indent=2))
+    else:
+        write_text_atomic(out, table.to_csv(index=False, float_format="%.6g"))
+    return out
+
+
+def list_regions(
+    catalogue: str | Path | None = None, *, mask: str | Path | None = None
+) -> pd.DataFrame:
+    """List the catalogue regions: file, geodesic area, bounds, and wetland by ecosystem.
+
+    Parameters
+    ----------
+    catalogue
+        Catalogue folder (default ``$UPSCALE_REGIONS`` or ``./regions``).
+    mask
+        A wetland mask or ``maps.zarr``: adds the wetland area of each region per
+        ecosystem (``<ecosystem>_km2``, 0 for regions off the mask).
+    """
+    regions = catalogue_regions(catalogue)
+    table = catalogue_table(regions)
+    if mask is not None:
+        wetland = wetland_area_km2(regions, open_mask(mask))
+        wetland.columns = [f"{column}_km2" for column in wetland.columns]
+        table = table.merge(wetland, left_on="name", right_index=True)
+    return table
+
+
+def show_region(
+    name: str, catalogue: str | Path | None = None, *, mask: str | Path | None = None
+) -> pd.Series:
+    """Return one catalogue region's row of :func:`list_regions`.
+
+    Raises
+    ------
+    RegionError
+        When the catalogue holds no region of that name.
+    """
+    table = list_regions(catalogue, mask=mask)
+    match = table[table["name"] == name]
+    if match.empty:
+        raise RegionError(
+            f"{name!r} is not in the catalogue; it holds {', '.join(map(repr, table['name']))}"
+        )
+    return match.iloc[0]

@@ -1,0 +1,146 @@
+"""The whole chain on the embedded demo region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from upscale.annual import annual_totals, valid_period
+from upscale.api._common import Status, print_status
+from upscale.api.budgets import QUERY_PICTURES, query
+from upscale.api.maps import export, predict
+from upscale.api.models import train
+from upscale.cube import open_maps, open_store
+from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.errors import (
+    OutputExistsError,
+)
+from upscale.metrics import skill
+from upscale.plots import (
+    annual_maps_png,
+    cv_scatter_png,
+    uncertainty_png,
+)
+from upscale.regions import read_regions
+from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
+from upscale.sites import read_sites
+from upscale.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What :func:`demo` produced: where, and how good."""
+
+    outputs: dict[str, Path]
+    sites: pd.DataFrame
+    cv_metrics: pd.DataFrame
+    truth_skill: pd.DataFrame
+    budget: pd.DataFrame
+
+
+def truth_skill(maps: xr.Dataset, truth: xr.Dataset) -> pd.DataFrame:
+    """Score the mapped fluxes against the demo truth over wetland pixel-months."""
+    maps, truth = valid_period(maps), truth.sel(time=valid_period(maps)["time"])
+    wetland = maps[WETLAND] > 0
+    return pd.DataFrame(
+        [
+            {"flux": name}
+            | skill(truth[name].where(wetland).values, maps[name].where(wetland).values)
+            for name in TARGETS
+            if name in maps
+        ]
+    )
+
+
+def demo(
+    out: str | Path = "upscale-demo",
+    *,
+    overwrite: bool = False,
+    spec: DemoSpec | None = None,
+    config: TrainConfig | None = None,
+    status: Status = print_status,
+) -> DemoReport:
+    """Run the whole chain on the embedded demo region.
+
+    Writes the demo inputs (cube, mask, truth, towers, regions), trains and cross-validates
+    one model per ecosystem, maps the fluxes, exports COGs, queries the regions' budgets,
+    draws quick-looks and compares the maps with the truth.
+
+    Parameters
+    ----------
+    out
+        Folder for everything; ``inputs/``, ``models/``, ``maps.zarr``, ``cogs/``,
+        ``budget.csv`` and PNGs are written inside.
+    overwrite
+        Replace the outputs of an earlier demo in ``out``.
+    spec
+        Size of the demo region (tests use a small one).
+    config
+        Training settings.
+    status
+        Receives progress lines.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to run the demo again there")
+    status("writing the demo region (south-west Florida coast)")
+    region = make_demo_region(spec)
+    inputs = write_demo_region(region, out / "inputs", overwrite=True)
+    trained = train(
+        inputs.sites,
+        inputs.cube,
+        out / "models",
+        config=config,
+        name="demo",
+        overwrite=True,
+        status=status,
+    )
+    maps_path = predict(
+        inputs.cube, inputs.mask, list(trained.models.values()), out / "maps.zarr", overwrite=True
+    )
+    status("exporting Cloud-Optimized GeoTIFFs")
+    cogs = export(maps_path, out / "cogs", overwrite=True)
+    status("querying the regions' budgets")
+    table = query(maps_path, inputs.regions, out=out / "budget.csv", plots=out, overwrite=True)
+    maps = open_maps(maps_path)
+    totals = annual_totals(maps)
+    panels = {}
+    for eco, (observed, predicted) in trained.held_out.items():
+        for k, target in enumerate(TARGETS):
+            panels[f"{target} {eco}"] = (
+                observed[..., k],
+                predicted[..., k],
+                trained.metrics[eco][target]["all"],
+            )
+    outputs = {
+        "inputs": out / "inputs",
+        "models": out / "models",
+        "maps": maps_path,
+        "cogs": out / "cogs",
+        "budget": out / "budget.csv",
+        "maps_png": annual_maps_png(
+            totals,
+            out / "annual_maps.png",
+            regions=read_regions(inputs.regions),
+            sites=region.sites,
+        ),
+        "spread_png": uncertainty_png(
+            totals, maps[EXTRAPOLATED.name], out / "uncertainty_maps.png", sites=region.sites
+        ),
+        "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
+        "region_sink": out / QUERY_PICTURES[0],
+        "region_fluxes": out / QUERY_PICTURES[1],
+    }
+    status(f"{len(cogs)} COGs written")
+    site_table = read_sites(inputs.sites).fluxes.groupby("site_id")["GPP"].count()
+    sites = region.sites.assign(months=site_table)
+    return DemoReport(
+        outputs=outputs,
+        sites=sites,
+        cv_metrics=trained.skill_table(),
+        truth_skill=truth_skill(maps, open_store(inputs.truth)),
+        budget=table,
+    )

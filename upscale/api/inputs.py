@@ -1,0 +1,220 @@
+"""Inputs: the driver cube from Earth Engine or local files, and the wetland mask."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pyproj.exceptions import CRSError
+
+from upscale.api.budgets import RegionSpec
+from upscale.artifact import software_versions
+from upscale.catalogue import resolve_regions
+from upscale.cube import DEFAULT_TILE, open_cube, write_store
+from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, initialize
+from upscale.errors import (
+    FetchError,
+    MaskError,
+    refuse_overwrite,
+)
+from upscale.gaps import fill_gaps, gap_summary
+from upscale.grid import TargetGrid
+from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
+from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
+from upscale.plots import (
+    mask_png,
+)
+from upscale.progress import new_progress
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    """What :func:`mask` wrote and how its areas compare with the sources'."""
+
+    path: Path
+    picture: Path
+    areas: pd.DataFrame
+
+
+def mask(
+    cube: str | Path,
+    out: str | Path,
+    *,
+    vectors: Sequence[str | Path] = (),
+    sources: dict[str, Sequence[str | Path]] | None = None,
+    ecosystem_column: str = "ecosystem",
+    classes: dict[str, str] | None = None,
+    min_fraction: float = 0.0,
+    overwrite: bool = False,
+) -> MaskReport:
+    """Build the wetland mask on the cube's grid from vector maps and fine rasters.
+
+    Parameters
+    ----------
+    cube
+        Driver cube whose grid and CRS the mask takes.
+    out
+        ``mask.zarr`` to write; a picture of the cover goes beside it (``mask.png``).
+    vectors
+        Vector files whose polygons name their ecosystem in ``ecosystem_column``.
+    sources
+        Ecosystem -> files mapping that ecosystem alone: vectors (any CRS) or rasters such
+        as Global Mangrove Watch tiles (0/1, any CRS), e.g. ``{"mangrove": ["gmw.tif"]}``.
+    ecosystem_column, classes
+        Where vectors name their ecosystem, and how source classes map to ecosystems (see
+        :func:`upscale.masks.read_wetland_vectors`).
+    min_fraction
+        Leave out pixels with less wetland cover than this.
+    overwrite
+        Replace an existing mask.
+
+    Returns
+    -------
+    MaskReport
+        The mask store, its picture and a table of areas per ecosystem: mask (km², pixel
+        area x cover) against the sources' own geodesic area inside the grid.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".zarr":
+        raise MaskError(f"{out}: write the mask as a .zarr store")
+    picture = out.with_suffix(".png")
+    refuse_overwrite([out, picture], overwrite=overwrite)
+    if not 0.0 <= min_fraction < 1.0:
+        raise MaskError(f"min_fraction {min_fraction}: give a cover fraction in 0..1")
+    grid = open_cube(cube, features=())
+    covers = ecosystem_covers(
+        grid, vectors=vectors, sources=sources, column=ecosystem_column, classes=classes
+    )
+    built = wetland_mask(covers, grid, min_fraction=min_fraction)
+    built.attrs["sources"] = json.dumps(
+        {"vectors": [str(v) for v in vectors]}
+        | {eco: [str(p) for p in paths] for eco, paths in (sources or {}).items()}
+    )
+    built.attrs["software"] = json.dumps(software_versions())
+    write_store(built, out, overwrite=overwrite)
+    mask_png(built, picture)
+    return MaskReport(path=out, picture=picture, areas=mask_areas(built, covers))
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What :func:`ingest` wrote: the cube and the share of each driver's values filled."""
+
+    path: Path
+    gaps: dict[str, float]
+
+
+def ingest(
+    config: str | Path | IngestConfig, out: str | Path, *, overwrite: bool = False
+) -> IngestReport:
+    """Build the canonical monthly driver cube from local NetCDF, Zarr and GeoTIFF sources.
+
+    Parameters
+    ----------
+    config
+        An ingest config (YAML file or :class:`upscale.ingest.IngestConfig`): the target
+        grid, the period, the sources and their variable names, units and scale factors,
+        and gap filling.
+    out
+        ``cube.zarr`` to write.
+    overwrite
+        Replace an existing cube.
+
+    Returns
+    -------
+    IngestReport
+        The cube and, per gap-filled driver, the share of its values that were missing.
+    """
+    out = Path(out)
+    refuse_overwrite([out], overwrite=overwrite)
+    base = Path(config).parent if isinstance(config, (str, Path)) else Path()
+    if isinstance(config, (str, Path)):
+        config = load_ingest_config(config)
+    cube = build_drivers(config.sources, config.grid.target(), config.period, base=base)
+    if config.fill.enabled:
+        cube = fill_gaps(cube, max_interpolated=config.fill.max_interpolated)
+    cube.attrs["software"] = json.dumps(software_versions())
+    tile = min(DEFAULT_TILE, max(cube.sizes["y"], cube.sizes["x"]))
+    write_store(cube.chunk({"time": -1, "y": tile, "x": tile}), out, overwrite=overwrite)
+    return IngestReport(path=out, gaps=gap_summary(cube))
+
+
+def fetch(
+    project: str,
+    out: str | Path,
+    *,
+    region: RegionSpec | Sequence[RegionSpec],
+    crs: str,
+    resolution: float,
+    period: tuple[str, str],
+    variables: Sequence[str] = EE_DRIVERS,
+    catalogue: str | Path | None = None,
+    service_account: str | None = None,
+    key_file: str | Path | None = None,
+    export_to: str | None = None,
+    overwrite: bool = False,
+) -> Path | list[str]:
+    """Build the monthly driver cube of a region from Earth Engine.
+
+    Parameters
+    ----------
+    project
+        Google Cloud project with the Earth Engine API.
+    out
+        ``cube.zarr`` to write (resumable: a re-run fetches the missing tiles only).
+    region
+        What to cover, as for :func:`query`: catalogue names, files, bboxes (lon/lat) or
+        GeoJSON/WKT polygons; the cube spans their bounding box.
+    crs, resolution
+        Target grid: any CRS, and the pixel size in its units.
+    period
+        First and last month, ``("YYYY-MM", "YYYY-MM")``.
+    variables
+        Canonical drivers (default: all of :data:`upscale.earthengine.EE_DRIVERS`).
+    catalogue
+        Region catalogue for names.
+    service_account, key_file
+        Service-account credentials; without them, those of ``earthengine authenticate``.
+    export_to
+        For large regions: ``gs://BUCKET[/PREFIX]`` or ``drive:FOLDER`` starts one export
+        task per month instead of downloading, and the task ids are returned.
+    overwrite
+        Replace an existing cube.
+    """
+    out = Path(out)
+    if export_to is None:
+        refuse_overwrite([out], overwrite=overwrite)
+    shapes = resolve_regions(region, catalogue=catalogue, crs=None)
+    try:
+        bounds = tuple(shapes.to_crs(crs).total_bounds)
+        grid = TargetGrid(crs, bounds, resolution)
+    except (ValueError, CRSError) as err:
+        raise FetchError(f"target grid {crs} at {resolution}: {err}") from None
+    initialize(project, service_account=service_account, key_file=key_file)
+    if export_to is not None:
+        tasks = export_tasks(grid, period, variables=variables, **_export_destination(export_to))
+        for task in tasks:
+            task.start()
+        return [task.id for task in tasks]
+    with new_progress() as progress:
+        bar = progress.add_task(f"fetching {out.name}", total=None)
+        return fetch_cube(
+            grid,
+            period,
+            out,
+            variables=variables,
+            provenance={"earthengine_project": project},
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+
+
+def _export_destination(target: str) -> dict[str, str]:
+    if target.startswith("gs://"):
+        bucket, _, prefix = target.removeprefix("gs://").partition("/")
+        return {"bucket": bucket, "prefix": prefix.strip("/") or "upscale"}
+    if target.startswith("drive:"):
+        return {"drive_folder": target.removeprefix("drive:")}
+    raise FetchError(f"--export-to {target!r}: give gs://BUCKET[/PREFIX] or drive:FOLDER")

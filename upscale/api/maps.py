@@ -1,0 +1,95 @@
+"""Predict and export: flux maps of every wetland pixel, and GeoTIFFs of them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from upscale.artifact import read_card
+from upscale.cube import open_cube, open_maps, open_mask, write_store
+from upscale.engine import flux_maps
+from upscale.errors import (
+    ModelArtifactError,
+    refuse_overwrite,
+)
+from upscale.gaps import gap_summary
+from upscale.geotiff import Period, export_cogs
+from upscale.progress import dask_progress
+
+
+def predict(
+    cube: str | Path,
+    mask: str | Path,
+    models: Sequence[str | Path],
+    out: str | Path,
+    *,
+    tile: int | None = None,
+    batch_size: int = 2048,
+    overwrite: bool = False,
+) -> Path:
+    """Apply one model per ecosystem to every wetland pixel and write ``maps.zarr``.
+
+    Parameters
+    ----------
+    cube, mask
+        Driver cube and wetland mask on the same grid.
+    models
+        Model folders; each card names its ecosystem.
+    out
+        Zarr store to write (``maps.zarr``).
+    tile
+        Spatial tile size in pixels; by default the cube's chunks.
+    batch_size
+        Windows per forward pass.
+    overwrite
+        Replace an existing store.
+    """
+    out = Path(out)
+    refuse_overwrite([out], overwrite=overwrite)
+    by_ecosystem: dict[str, Path] = {}
+    features: list[str] = []
+    for folder in models:
+        card = read_card(folder)
+        if card.ecosystem in by_ecosystem:
+            raise ModelArtifactError(
+                f"two models for {card.ecosystem}: {by_ecosystem[card.ecosystem]} and {folder}"
+            )
+        by_ecosystem[card.ecosystem] = Path(folder)
+        features += [f for f in card.features if f not in features]
+    drivers = open_cube(cube, features, tile=tile)
+    wetland = open_mask(mask, drivers)
+    maps = flux_maps(
+        drivers,
+        wetland,
+        by_ecosystem,
+        batch_size=batch_size,
+        provenance={
+            "inputs": json.dumps(
+                {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
+            ),
+            "command": shlex.join(sys.argv),
+            "input_gap_fraction": json.dumps(gap_summary(drivers)),
+        },
+    )
+    threads = torch.get_num_threads()
+    try:
+        with dask_progress(f"predicting {out.name}"):
+            return write_store(maps, out, overwrite=overwrite)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def export(
+    maps: str | Path,
+    out: str | Path,
+    *,
+    periods: Sequence[Period] = ("annual",),
+    overwrite: bool = False,
+) -> list[Path]:
+    """Export flux maps to Cloud-Optimized GeoTIFFs (see :func:`upscale.geotiff.export_cogs`)."""
+    return export_cogs(open_maps(maps), out, periods=periods, overwrite=overwrite)

@@ -1,0 +1,459 @@
+"""Train, sweep and explain: models from towers and a driver cube."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from upscale.api._common import Status, input_stamp, print_status
+from upscale.artifact import load_model, save_model
+from upscale.attribution import TowerExplanation, explain_towers
+from upscale.balance import NEE_MODES
+from upscale.config import save_train_config
+from upscale.cube import open_cube, open_mask, open_store, write_store
+from upscale.errors import (
+    SiteDataError,
+    refuse_overwrite,
+)
+from upscale.gaps import FILLED
+from upscale.metrics import COMPONENTS
+from upscale.plots import (
+    importance_png,
+    memory_png,
+    sweep_png,
+)
+from upscale.progress import dask_progress
+from upscale.samples import (
+    SiteSeries,
+    driver_agreement,
+    extract_site_series,
+    tower_drivers,
+    with_site_drivers,
+)
+from upscale.schema import DRIVERS
+from upscale.shap_maps import export_shap_cogs, shap_maps
+from upscale.sites import Partitioning, read_site_drivers, read_sites
+from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
+from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
+
+
+def _require_towers(series: SiteSeries, sites: str | Path, ecosystems: Sequence[str]) -> None:
+    """Check every ecosystem has enough tower pixels to cross-validate, before any training."""
+    for eco in ecosystems:
+        towers = series.of_ecosystem(eco)
+        pixels = len(towers.pixel_groups())
+        if pixels < MIN_TOWERS:
+            raise SiteDataError(
+                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {pixels} cube pixel(s); "
+                f"at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
+            )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Models written by :func:`train`, with their held-out predictions.
+
+    Attributes
+    ----------
+    models
+        Ecosystem -> model folder.
+    metrics
+        Ecosystem -> target -> component -> cross-validated scores (as in the cards).
+    held_out
+        Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``.
+    config
+        The resolved training config written beside the models (``<name>.yaml``).
+    drivers
+        Agreement of the cube's drivers with the towers' own at their pixels
+        (:func:`upscale.samples.driver_agreement`), also written as ``<name>-drivers.csv``.
+    """
+
+    models: dict[str, Path]
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
+    held_out: dict[str, tuple[np.ndarray, np.ndarray]]
+    config: Path
+    drivers: pd.DataFrame
+
+    def skill_table(self) -> pd.DataFrame:
+        """One row per ecosystem and flux: scores over all months, R² of each component."""
+        return pd.DataFrame(
+            [
+                {"ecosystem": eco, "flux": flux, **parts["all"]}
+                | {f"{part}_r2": parts[part]["r2"] for part in COMPONENTS[1:]}
+                for eco, by_flux in self.metrics.items()
+                for flux, parts in by_flux.items()
+            ]
+        )
+
+
+def train(
+    sites: str | Path,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    name: str = "model",
+    partitioning: Partitioning = "NT",
+    ecosystems: Sequence[str] | None = None,
+    site_drivers_table: str | Path | None = None,
+    overwrite: bool = False,
+    status: Status = print_status,
+) -> TrainResult:
+    """Cross-validate and train one model per ecosystem from a folder of towers.
+
+    Parameters
+    ----------
+    sites
+        Folder with ``sites.csv`` and FLUXNET-format (or tidy) CSVs.
+    cube
+        Driver cube (Zarr v3 or NetCDF).
+    out
+        Folder that receives one model folder per ecosystem, ``<name>-<ecosystem>``.
+    config
+        Architecture, memory and training settings.
+    name
+        Prefix of the model names.
+    partitioning
+        Night-time (``NT``) or day-time (``DT``) partitioned GPP and RE.
+    ecosystems
+        Ecosystems to train; by default all those of the towers.
+    site_drivers_table
+        Drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``), for
+        ``config.site_drivers`` and the agreement table.
+    overwrite
+        Replace existing model folders.
+    status
+        Receives progress lines.
+
+    Returns
+    -------
+    TrainResult
+        Model folders, cross-validated metrics and held-out predictions per ecosystem.
+    """
+    config = config or TrainConfig()
+    if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
+        status(f"the cube is gap-filled: the models also read the {FILLED} flag")
+        config = config.model_copy(update={"features": (*config.features, FILLED)})
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    agreement = driver_agreement(series, measured)
+    if config.site_drivers:
+        status(f"taking {', '.join(config.site_drivers)} from the towers, not the cube")
+        series = with_site_drivers(series, measured, config.site_drivers)
+    ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
+    folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
+    agreement_path = Path(out) / f"{name}-drivers.csv"
+    refuse_overwrite([*folders.values(), agreement_path], overwrite=overwrite)
+    _require_towers(series, sites, ecosystems)
+    result = TrainResult(
+        models={},
+        metrics={},
+        held_out={},
+        config=save_train_config(config, Path(out) / f"{name}.yaml"),
+        drivers=agreement,
+    )
+    if not agreement.empty:
+        agreement.to_csv(agreement_path, index=False, float_format="%.4g")
+    for eco in ecosystems:
+        eco_series = series.of_ecosystem(eco)
+        status(
+            f"training {config.architecture} L={config.memory} for {eco}: "
+            f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} windows"
+        )
+        fitted = train_ensemble(
+            eco_series,
+            config,
+            name=f"{name}-{eco}",
+            ecosystem=eco,
+            data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
+            progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
+        )
+        result.models[eco] = save_model(fitted.model, folders[eco], overwrite=overwrite)
+        result.metrics[eco] = fitted.model.card.cv_metrics
+        result.held_out[eco] = (eco_series.fluxes, fitted.predictions)
+    return result
+
+
+def tower_series(
+    sites: str | Path,
+    cube: str | Path,
+    config: TrainConfig,
+    *,
+    partitioning: Partitioning = "NT",
+    site_drivers_table: str | Path | None = None,
+    cache: str | Path | None = None,
+    status: Status = print_status,
+) -> SiteSeries:
+    """Read the towers and the drivers at their pixels, reusing a cache when inputs match.
+
+    Parameters
+    ----------
+    sites, cube
+        Tower folder and driver cube.
+    config
+        Its features and targets select what is extracted; its ``site_drivers`` are taken
+        from the towers' own data instead of the cube.
+    partitioning
+        NT or DT partitioned GPP and RE.
+    site_drivers_table
+        More drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``).
+    cache
+        ``.npz`` file of the extracted series; reused when the inputs' files, features,
+        site drivers, targets and partitioning are unchanged, rewritten otherwise.
+    status
+        Receives progress lines.
+    """
+    inputs = [Path(sites), Path(cube)] + ([Path(site_drivers_table)] if site_drivers_table else [])
+    key = input_stamp(*inputs) + repr(
+        (config.features, config.site_drivers, config.targets, partitioning)
+    )
+    stamp = Path(f"{cache}.key") if cache else None
+    if cache and Path(cache).exists() and stamp.exists() and stamp.read_text() == key:
+        status(f"reusing the tower samples cached in {cache}")
+        return SiteSeries.load(cache)
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    if config.site_drivers:
+        series = with_site_drivers(series, measured, config.site_drivers)
+    if cache:
+        # The key goes last: a crash while writing leaves no key, so no stale reuse.
+        stamp.unlink(missing_ok=True)
+        partial = Path(f"{cache}.partial.npz")
+        series.save(partial)
+        partial.replace(cache)
+        stamp.write_text(key)
+    return series
+
+
+def _cube_and_tower_drivers(
+    sites: str | Path,
+    cube: str | Path,
+    config: TrainConfig,
+    partitioning: Partitioning,
+    site_drivers_table: str | Path | None,
+) -> tuple[SiteSeries, pd.DataFrame]:
+    """Tower series with the cube's drivers, and the drivers the towers measured."""
+    site_data = read_sites(sites, partitioning=partitioning)
+    drivers = open_cube(cube, config.features)
+    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
+    extra = read_site_drivers(site_drivers_table) if site_drivers_table else None
+    return series, tower_drivers(site_data, extra)
+
+
+def compare_drivers(
+    sites: str | Path,
+    cube: str | Path,
+    *,
+    features: Sequence[str] | None = None,
+    partitioning: Partitioning = "NT",
+    site_drivers_table: str | Path | None = None,
+) -> pd.DataFrame:
+    """Agreement of the cube's drivers at each tower's pixel with the tower's own.
+
+    See :func:`upscale.samples.driver_agreement`; ``features`` default to the canonical
+    drivers the cube has.
+    """
+    if features is None:
+        features = [f for f in DRIVERS if f in open_cube(cube, ()).data_vars]
+    config = TrainConfig(features=tuple(features))
+    series, measured = _cube_and_tower_drivers(
+        sites, cube, config, partitioning, site_drivers_table
+    )
+    return driver_agreement(series, measured)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What :func:`sweep` wrote, and the tables."""
+
+    outputs: dict[str, Path]
+    result: SweepResult
+
+
+def sweep(
+    sites: str | Path,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    architectures: Sequence[str] = ("lstm", "transformer"),
+    memories: Sequence[int] = DEFAULT_MEMORIES,
+    nee_modes: Sequence[str] = NEE_MODES,
+    partitioning: Partitioning = "NT",
+    workers: int | None = None,
+    overwrite: bool = False,
+    status: Status = print_status,
+) -> SweepReport:
+    """Cross-validate architectures x memory lengths x ecosystems and choose the memory.
+
+    Writes ``skill.csv`` (every run, fold by fold), ``optimum.csv`` (the memory chosen per
+    ecosystem, architecture and flux), ``nee_modes.csv`` (NEE skill of each NEE mode) and
+    ``skill_vs_memory.png`` into ``out``; the tower samples are cached in ``samples.npz``
+    and reused by later sweeps on the same inputs. See :func:`upscale.sweep.run_sweep`.
+    """
+    out = Path(out)
+    outputs = {
+        "skill": out / "skill.csv",
+        "optimum": out / "optimum.csv",
+        "nee_modes": out / "nee_modes.csv",
+        "figure": out / "skill_vs_memory.png",
+    }
+    refuse_overwrite(outputs.values(), overwrite=overwrite)
+    config = config or TrainConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    series = tower_series(
+        sites, cube, config, partitioning=partitioning, cache=out / "samples.npz", status=status
+    )
+    _require_towers(series, sites, sorted(set(series.ecosystems)))
+    result = run_sweep(
+        series,
+        config,
+        architectures=architectures,
+        memories=memories,
+        nee_modes=nee_modes,
+        workers=workers,
+        progress=status,
+    )
+    result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")
+    result.optimum.to_csv(outputs["optimum"], index=False, float_format="%.4f")
+    result.nee_modes.to_csv(outputs["nee_modes"], index=False, float_format="%.4f")
+    sweep_png(result.skill, result.optimum, outputs["figure"])
+    return SweepReport(outputs=outputs | {"samples": out / "samples.npz"}, result=result)
+
+
+@dataclass(frozen=True)
+class ExplainReport:
+    """What :func:`explain` wrote, and the explanations per ecosystem."""
+
+    outputs: dict[str, Path]
+    explanations: list[TowerExplanation]
+
+
+def explain(
+    sites: str | Path,
+    cube: str | Path,
+    models: Sequence[str | Path],
+    out: str | Path,
+    *,
+    windows: int = 300,
+    background: int = 200,
+    samples: int = 64,
+    seed: int = 0,
+    null: bool = True,
+    mask: str | Path | None = None,
+    months: int = 4,
+    period: tuple[str, str] | None = None,
+    raster_samples: int = 16,
+    partitioning: Partitioning = "NT",
+    overwrite: bool = False,
+    status: Status = print_status,
+) -> ExplainReport:
+    """Explain trained models at their towers: drivers, lags and memory per flux.
+
+    Writes ``importance.csv`` (mean |SHAP| per ecosystem, flux and driver, ranked),
+    ``memory.csv`` (attribution-weighted mean lag, 50 % and 90 % cumulative lags, with the
+    spread over ensemble members, the null model's and the distance to it, and the sampling),
+    ``memory_profile.csv`` (share of mean
+    |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
+    See :func:`upscale.attribution.explain_towers`.
+
+    With a wetland ``mask``, also maps the explanation over the region: ``shap.zarr``
+    (mean |SHAP| per target and driver, dominant driver, weighted mean lag per pixel, from
+    ``months`` sampled months with ``raster_samples`` samples each; see
+    :func:`upscale.shap_maps.shap_maps`) and its COGs in ``shap_cogs/``.
+    """
+    out = Path(out)
+    outputs = {
+        "importance": out / "importance.csv",
+        "memory": out / "memory.csv",
+        "profile": out / "memory_profile.csv",
+        "importance_png": out / "importance.png",
+        "profile_png": out / "memory_profile.png",
+    }
+    if mask is not None:
+        outputs |= {"shap": out / "shap.zarr", "shap_cogs": out / "shap_cogs"}
+    refuse_overwrite(outputs.values(), overwrite=overwrite)
+    explanations = []
+    extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
+    for folder in models:
+        model = load_model(folder)
+        key = (tuple(model.card.features), tuple(model.card.targets))
+        if key not in extracted:
+            config = TrainConfig(features=key[0], targets=key[1])
+            extracted[key] = tower_series(
+                sites, cube, config, partitioning=partitioning, status=status
+            )
+        series = extracted[key]
+        towers = [s for s in model.card.sites if s in series.site_ids]
+        if not towers:
+            raise SiteDataError(
+                f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
+                "explain a model with the towers it was trained on"
+            )
+        status(
+            f"explaining {folder} at {len(towers)} towers"
+            + (" (and training its memoryless null)" if null else "")
+        )
+        explanations.append(
+            explain_towers(
+                model,
+                series.subset(towers),
+                windows=windows,
+                background=background,
+                samples=samples,
+                seed=seed,
+                null=null,
+            )
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    importance = pd.concat(
+        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in explanations]
+    )
+    importance.to_csv(outputs["importance"], index=False, float_format="%.5g")
+    memory = pd.concat(
+        [e.lag_summary().assign(**e.sampling) for e in explanations], ignore_index=True
+    )
+    memory.to_csv(outputs["memory"], index=False, float_format="%.4g")
+    profile = pd.concat(
+        [
+            xr.DataArray(
+                e.attribution.memory_profile(),
+                dims=("target", "lag", "feature"),
+                coords={"target": e.attribution.targets, "feature": e.attribution.features},
+                name="share",
+            )
+            .to_dataframe()
+            .reset_index()
+            .assign(ecosystem=e.ecosystem)
+            for e in explanations
+        ]
+    )
+    profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
+    importance_png(explanations, outputs["importance_png"])
+    memory_png(explanations, outputs["profile_png"])
+    if mask is not None:
+        folders = {
+            e.ecosystem: Path(folder) for e, folder in zip(explanations, models, strict=True)
+        }
+        features = list(dict.fromkeys(f for key in extracted for f in key[0]))
+        drivers = open_cube(cube, features)
+        rasters = shap_maps(
+            drivers,
+            open_mask(mask, drivers),
+            folders,
+            months=months,
+            period=period,
+            samples=raster_samples,
+            seed=seed,
+        )
+        with dask_progress(f"explaining every wetland pixel ({months} months each)"):
+            write_store(rasters, outputs["shap"], overwrite=overwrite)
+        export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=overwrite)
+    return ExplainReport(outputs=outputs, explanations=explanations)

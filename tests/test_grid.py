@@ -39,10 +39,18 @@ def test_projected_pixel_areas_are_ellipsoidal():
     assert geodesic < 0.85 * 1500**2
 
 
-@pytest.mark.parametrize("crs", ["EPSG:5070", "EPSG:6933", "+proj=sinu +R=6371007.181 +units=m"])
+@pytest.mark.parametrize("crs", ["EPSG:5070", "EPSG:6933", "+proj=sinu +datum=WGS84"])
 def test_equal_area_grids_take_the_cell_size(crs):
     grid = xr.Dataset(coords={"x": [500.0, 1500.0], "y": [1500.0, 500.0]}).rio.write_crs(crs)
     np.testing.assert_array_equal(pixel_areas(grid).values, 1e6)
+
+
+def test_modis_sinusoidal_cells_are_measured_on_the_ellipsoid():
+    """MODIS' sinusoidal is equal-area on a sphere: at the equator a cell covers 0.45 % less."""
+    modis = "+proj=sinu +R=6371007.181 +units=m"
+    grid = xr.Dataset(coords={"x": [250.0, 750.0], "y": [750.0, 250.0]}).rio.write_crs(modis)
+    ratio = pixel_areas(grid).values / 500.0**2
+    np.testing.assert_allclose(ratio, 0.9955, atol=2e-4)
 
 
 def test_cover_fraction_is_the_share_of_each_cell():

@@ -217,3 +217,33 @@ def test_invalid_polygons_are_repaired_and_overlaps_count_once(tmp_path):
     frame.to_file(tmp_path / "b.geojson")
     cover = ecosystem_covers(target, sources={"mangrove": [tmp_path / "b.geojson"]})["mangrove"]
     assert cover.fraction[1, 0] == pytest.approx(1.0)  # the box, bowtie inside it counted once
+
+
+def test_sources_off_the_grid_and_south_up_rasters_are_refused(tmp_path):
+    target = grid(0, 2, 0, 2, 1.0)
+    far = gpd.GeoDataFrame(geometry=[shapely.box(50, 50, 51, 51)], crs=4326)
+    far.to_file(tmp_path / "far.geojson")
+    with pytest.raises(MaskError, match="the mangrove sources cover none of the cube's grid"):
+        ecosystem_covers(target, sources={"mangrove": [tmp_path / "far.geojson"]})
+    profile = {
+        "driver": "GTiff",
+        "width": 4,
+        "height": 4,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:4326",
+        "transform": rasterio.Affine(0.5, 0, 0, 0, 0.5, 0),  # south-up
+    }
+    with rasterio.open(tmp_path / "south_up.tif", "w", **profile) as dst:
+        dst.write(np.ones((4, 4), "uint8"), 1)
+    with pytest.raises(MaskError, match="south_up.tif: not a north-up raster"):
+        raster_cover([tmp_path / "south_up.tif"], target, "mangrove")
+
+
+def test_rows_without_geometry_are_named(tmp_path):
+    frame = gpd.GeoDataFrame(
+        {"ecosystem": ["mangrove", "saltmarsh"]}, geometry=[shapely.box(0, 0, 1, 1), None], crs=4326
+    )
+    frame.to_file(tmp_path / "holes.gpkg")
+    with pytest.raises(MaskError, match="holes.gpkg: 1 row\\(s\\) have no geometry"):
+        read_wetland_vectors(tmp_path / "holes.gpkg")

@@ -10,6 +10,7 @@ import shapely
 from typer.testing import CliRunner
 
 from tests.test_regions import synthetic_maps
+from upscale import api
 from upscale.cli import app
 from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.demo_region import write_demo_region
@@ -97,6 +98,10 @@ def test_query_errors(maps_store, catalogue, tmp_path):
         invoke("query", "--maps", maps_store, "-r", "10,10,11,11"),
         "bbox 10,10,11,11 do not overlap the maps",
     )
+    one_clear_error(
+        invoke("query", "--maps", maps_store, "-r", "480000,2800000,490000,2810000"),
+        "is not in degrees; give its CRS (--crs EPSG:...)",
+    )
     (tmp_path / "b.csv").write_text("old")
     one_clear_error(
         invoke(
@@ -118,6 +123,11 @@ def test_regions_list_and_show(catalogue, maps_store):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "Thousand" in text and "saltmarsh" in text and "1506.0" in text
+    table = api.list_regions(catalogue, mask=maps_store).set_index("name")
+    assert (table[["mangrove_km2", "saltmarsh_km2"]] > 0).all(axis=None)
+    np.testing.assert_allclose(
+        table["mangrove_km2"] + table["saltmarsh_km2"], table["wetland_km2"], rtol=1e-9
+    )
     result = invoke("regions", "show", "Cape Sable", "--catalogue", catalogue)
     assert result.exit_code == 0, result.output
     assert "demo.geojson" in result.output and "area_km2" in result.output

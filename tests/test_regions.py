@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import shapely
 import xarray as xr
-from pyproj import Geod
+from pyproj import Geod, Transformer
 
 from tests.helpers import raise_if_dask_computes
 from upscale.errors import RegionError
@@ -60,6 +60,31 @@ def projected_case():
     return "EPSG:5070", x, y, step, np.full((len(y), len(x)), step * step), region
 
 
+def utm_case():
+    """A conformal projection: cell areas on the ground differ from the nominal 1 km2."""
+    step = 1000.0
+    x0, y0 = 480_000.0, 2_800_000.0
+    x, y = x0 + np.arange(12) * step + 500, y0 + np.arange(9)[::-1] * step + 500
+    to_lonlat = Transformer.from_crs("EPSG:32617", 4326, always_xy=True)
+    side = np.linspace(-500, 500, 50)
+    areas = np.zeros((len(y), len(x)))
+    for i, yc in enumerate(y):
+        for j, xc in enumerate(x):
+            ring_x = xc + np.r_[side, np.full(50, 500), side[::-1], np.full(50, -500)]
+            ring_y = yc + np.r_[np.full(50, -500), side, np.full(50, 500), side[::-1]]
+            lon, lat = to_lonlat.transform(ring_x, ring_y)
+            areas[i, j] = abs(Geod(ellps="WGS84").polygon_area_perimeter(lon, lat)[0])
+    region = shapely.Polygon(
+        [
+            (x0 + 1300, y0 + 900),
+            (x0 + 10_400, y0 + 1500),
+            (x0 + 9800, y0 + 8100),
+            (x0 + 2100, y0 + 7300),
+        ]
+    )
+    return "EPSG:32617", x, y, step, areas, region
+
+
 def independent_budget(maps, region, areas, step):
     """Annual GPP total and wetland area: a cell-by-cell loop with shapely."""
     share = np.zeros(areas.shape)
@@ -76,7 +101,9 @@ def independent_budget(maps, region, areas, step):
     return totals, weight.sum() / 1e6
 
 
-@pytest.mark.parametrize("case", [geographic_case, projected_case], ids=["geographic", "projected"])
+@pytest.mark.parametrize(
+    "case", [geographic_case, projected_case, utm_case], ids=["geographic", "albers", "utm"]
+)
 def test_totals_equal_independent_integration(case):
     crs, x, y, step, areas, region = case()
     maps = synthetic_maps(crs, x, y)
@@ -186,3 +213,75 @@ def test_region_areas_are_geodesic():
     area = region_area_km2(box).loc["b"]
     assert area == pytest.approx(11_150, rel=0.01)  # 1 degree square at 25.5 N
     assert region_area_km2(box.to_crs("EPSG:5070")).loc["b"] == pytest.approx(area, rel=1e-3)
+
+
+def test_a_gap_in_the_maps_spoils_only_the_rows_that_count_it():
+    crs, x, y, step, _, _ = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    west = maps["x"].values < -81.5
+    row, col = np.argwhere((maps["wetland"].values == 2) & west[None, :])[0]  # saltmarsh
+    maps["GPP"][5, row, col] = np.nan  # a gap in June 2012
+    cx, cy = float(maps["x"][col]), float(maps["y"][row])
+    regions = gpd.GeoDataFrame(
+        {"name": ["with the gap", "elsewhere"]},
+        geometry=[
+            shapely.box(cx - 0.06, cy - 0.06, cx + 0.06, cy + 0.06),
+            shapely.box(-81.3, 25.3, -81.05, 25.9),  # east of -81.5: apart from the gap
+        ],
+        crs=crs,
+    )
+    table = budget(maps, regions).set_index(["name", "year", "ecosystem"])
+    assert np.isnan(table.loc[("with the gap", 2012, "wetland"), "GPP_total"])
+    assert np.isnan(table.loc[("with the gap", 2012, "saltmarsh"), "GPP_total"])
+    assert np.isfinite(table.loc[("with the gap", 2012, "mangrove"), "GPP_total"])
+    assert np.isfinite(table.loc[("with the gap", 2013, "wetland"), "GPP_total"])
+    assert np.isfinite(table.loc[("with the gap", 2012, "wetland"), "RE_total"])
+    assert np.isfinite(table.xs("elsewhere")["GPP_total"]).all()
+
+
+def test_a_region_one_pixel_wide():
+    crs, x, y, *_ = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    thin = gpd.GeoDataFrame(
+        {"name": ["sliver"]}, geometry=[shapely.box(-81.62, 25.601, -81.3, 25.602)], crs=crs
+    )
+    table = budget(maps, thin)
+    assert (table["area_km2"] >= 0).all() and len(table) >= 2
+
+
+def test_ecosystem_rows_take_each_ecosystems_own_cover():
+    crs, x, y, step, _, region = projected_case()
+    maps = synthetic_maps(crs, x, y)
+    rng = np.random.default_rng(1)
+    share = rng.uniform(0, 1, size=maps["wetland_fraction"].shape)
+    on = maps["wetland"].values > 0
+    maps["mangrove_fraction"] = (("y", "x"), np.where(on, maps["wetland_fraction"] * share, 0.0))
+    maps["saltmarsh_fraction"] = (
+        ("y", "x"),
+        np.where(on, maps["wetland_fraction"] * (1 - share), 0.0),
+    )
+    regions = gpd.GeoDataFrame({"name": ["r"]}, geometry=[region], crs=crs)
+    table = budget(maps, regions).set_index(["year", "ecosystem"])
+    weights = region_weights(regions, maps).values[0] * step**2 / 1e6
+    for eco in ("mangrove", "saltmarsh"):
+        expected = float((weights * maps[f"{eco}_fraction"].values).sum())
+        assert table.loc[(2012, eco), "area_km2"] == pytest.approx(expected, rel=1e-6)
+    parts = table.loc[2012].drop("wetland")["area_km2"].sum()
+    assert parts == pytest.approx(table.loc[(2012, "wetland"), "area_km2"], rel=1e-6)
+    assert set(table["mean_units"]) == {"gC m-2 yr-1"} and set(table["total_units"]) == {
+        "Gg C yr-1"
+    }
+
+
+def test_bad_region_tables_and_periods(tmp_path):
+    crs, x, y, *_ = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    box = gpd.GeoDataFrame(
+        {"name": ["b"]}, geometry=[shapely.box(-81.7, 25.4, -81.2, 25.9)], crs=crs
+    )
+    with pytest.raises(RegionError, match="budget by 'months': choose 'year' or 'month'"):
+        budget(maps, box, by="months")
+    unnamed = gpd.GeoDataFrame({"name": [None]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    unnamed.to_file(tmp_path / "unnamed.geojson")
+    with pytest.raises(RegionError, match="1 region\\(s\\) without a name"):
+        read_regions(tmp_path / "unnamed.geojson")

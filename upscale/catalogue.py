@@ -137,6 +137,8 @@ def resolve_regions(
             west, south, east, north = (float(v) for v in text.split(","))
             if not (west < east and south < north):
                 raise RegionError(f"bbox {text!r}: give west,south,east,north with west < east")
+            if typed_crs.is_geographic and max(abs(south), abs(north)) > 90:
+                raise RegionError(f"bbox {text!r} is not in degrees; give its CRS (--crs EPSG:...)")
             frames.append(
                 _shape_frame(f"bbox {text}", shapely.box(west, south, east, north), typed_crs)
             )

@@ -88,7 +88,12 @@ def _budget_summary(budget: pd.DataFrame) -> Table:
     period = "year" if "year" in budget else "month"
     units = budget.attrs.get("units", {})
     columns = ["area_km2", "GPP_mean", "RE_mean", "NEE_mean", "sink_total"]
-    mean = budget.groupby(["name", "ecosystem"], sort=False)[columns].mean().reset_index()
+    # skipna=False: a period the maps could not cover shows as nan, not a shorter mean
+    mean = (
+        budget.groupby(["name", "ecosystem"], sort=False)[columns]
+        .agg(lambda column: column.mean(skipna=False))
+        .reset_index()
+    )
     span = f"{budget[period].min()} to {budget[period].max()}"
     short = {"area_km2": "km2", "sink_total": "sink"} | {f"{f}_mean": f for f in FLUXES}
     return _table(

@@ -24,6 +24,7 @@ from upscale.schema import (
     SPATIAL_DIMS,
     WETLAND,
     WETLAND_FRACTION,
+    cover_name,
     validate_cube,
 )
 
@@ -125,8 +126,9 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        ``wetland`` (and ``wetland_fraction``, 1 on wetland pixels when absent), dims
-        ``(y, x)``, chunked like the cube when one is given.
+        ``wetland`` (and ``wetland_fraction``, 1 on wetland pixels when absent; and each
+        ecosystem's ``<ecosystem>_fraction`` when the store has it), dims ``(y, x)``,
+        chunked like the cube when one is given.
 
     Raises
     ------
@@ -162,6 +164,9 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     else:
         fraction = (wetland > 0).astype("float32")
     mask = xr.Dataset({WETLAND: wetland.astype("uint8"), WETLAND_FRACTION: fraction})
+    for name in map(cover_name, ECOSYSTEMS.values()):
+        if name in ds:  # each ecosystem's own cover, from `upscale mask`
+            mask[name] = ds[name].load().where(wetland > 0, 0.0).astype("float32")
     if cube is not None:
         _check_same_grid(mask, cube, path)
         mask = mask.assign_coords(x=cube["x"], y=cube["y"])

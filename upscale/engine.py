@@ -29,7 +29,6 @@ from upscale.schema import (
     EXTRAPOLATED,
     FLUXES,
     WETLAND,
-    WETLAND_FRACTION,
     spread_attrs,
     spread_name,
 )
@@ -299,8 +298,8 @@ def flux_maps(
     distance = maps[DOMAIN_DISTANCE.name].sel(time=slice(valid_from, None))
     outside = (distance > 1).where(distance.notnull()).mean("time")
     maps[EXTRAPOLATED.name] = outside.astype("float32").assign_attrs(EXTRAPOLATED.attrs())
-    maps[WETLAND] = mask[WETLAND]
-    maps[WETLAND_FRACTION] = mask[WETLAND_FRACTION]
+    for name in mask.data_vars:  # the mask travels with the maps: budgets need only them
+        maps[name] = mask[name]
     maps = maps.rio.write_crs(cube.rio.crs)
     maps.attrs = {
         "title": "upscale flux maps",

@@ -22,7 +22,6 @@ _EQUAL_AREA_METHODS = (
     "lambert azimuthal equal area",
     "lambert cylindrical equal area",
     "sinusoidal",
-    "mollweide",
     "equal earth",
 )
 """Projection methods whose planar areas are areas on the ellipsoid."""
@@ -86,9 +85,20 @@ def pixel_areas(grid: xr.Dataset | xr.DataArray) -> xr.DataArray:
 
 
 def _is_equal_area(crs: CRS) -> bool:
+    """Whether planar areas of the CRS are areas on the WGS84 ellipsoid.
+
+    Only equal-area projections of WGS84 or GRS80 qualify: MODIS sinusoidal, for one, is
+    equal-area on a sphere, and its cells cover up to 0.5 % more or less ground.
+    """
     operation = crs.coordinate_operation
     method = operation.method_name.lower() if operation is not None else ""
-    return any(name in method for name in _EQUAL_AREA_METHODS)
+    ellipsoid = crs.ellipsoid
+    wgs84_like = (
+        ellipsoid is not None
+        and abs(ellipsoid.semi_major_metre - 6378137.0) < 1e-3
+        and abs(ellipsoid.inverse_flattening - 298.257222) < 1e-4
+    )
+    return wgs84_like and any(name in method for name in _EQUAL_AREA_METHODS)
 
 
 def _equal_area_cells(grid: xr.Dataset | xr.DataArray, crs: CRS) -> np.ndarray:

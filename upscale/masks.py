@@ -25,7 +25,13 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 
 from upscale.errors import MaskError
 from upscale.grid import cover_fraction, grid_crs, grid_outline, pixel_areas
-from upscale.schema import ECOSYSTEM_CODES, ECOSYSTEMS, WETLAND, WETLAND_FRACTION
+from upscale.schema import (
+    ECOSYSTEM_CODES,
+    ECOSYSTEMS,
+    WETLAND,
+    WETLAND_FRACTION,
+    cover_name,
+)
 from upscale.vectors import read_vector
 
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".vrt", ".img", ".jp2"})
@@ -35,11 +41,6 @@ MAX_SOURCE_PIXELS = 64_000_000
 """Source pixels read at once when aggregating a raster (bounds memory to ~256 MB)."""
 
 _GEOD = Geod(ellps="WGS84")
-
-
-def cover_name(ecosystem: str) -> str:
-    """Name of the mask variable holding one ecosystem's cover fraction."""
-    return f"{ecosystem}_fraction"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ def read_wetland_vectors(
     frame = frame.assign(ecosystem=labels).dropna(subset=["ecosystem"])
     if frame.empty:
         raise MaskError(f"{path}: no polygon maps to an ecosystem; check --class mappings")
+    if frame.geometry.isna().any():
+        raise MaskError(
+            f"{path}: {int(frame.geometry.isna().sum())} row(s) have no geometry; remove them"
+        )
     frame["geometry"] = shapely.make_valid(frame.geometry.values)
     polygons = frame.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])
     if not polygons.all():
@@ -255,6 +260,12 @@ def _open_raster(path: Path) -> rasterio.DatasetReader:
     if src.crs is None:
         src.close()
         raise MaskError(f"{path}: no CRS; assign one (gdal_edit.py -a_srs EPSG:4326 FILE)")
+    if src.transform.e > 0 or src.transform.b or src.transform.d:
+        src.close()
+        raise MaskError(
+            f"{path}: not a north-up raster (its rows run south to north, or it is "
+            "rotated); make it north-up first (gdalwarp FILE north_up.tif)"
+        )
     return src
 
 
@@ -468,4 +479,11 @@ def ecosystem_covers(
                 "per ecosystem (rasterise the vectors or vectorise the rasters)"
             )
         covers[name] = raster_cover(paths, grid, name)
+    empty = [name for name, cover in covers.items() if not cover.fraction.any()]
+    if empty:
+        raise MaskError(
+            f"the {' and '.join(empty)} sources cover none of the cube's grid "
+            f"{tuple(round(v, 4) for v in grid_outline(grid).bounds)} ({grid_crs(grid)}); "
+            "check their extent and CRS"
+        )
     return covers

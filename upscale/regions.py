@@ -32,6 +32,7 @@ from upscale.schema import (
     TOTAL_UNITS,
     WETLAND,
     WETLAND_FRACTION,
+    cover_name,
     spread_name,
 )
 from upscale.vectors import read_vector
@@ -68,6 +69,16 @@ def read_regions(path: str | Path) -> gpd.GeoDataFrame:
 
 def valid_regions(regions: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
     """Regions with repaired geometries, or a RegionError naming empty or non-areal ones."""
+    unnamed = regions["name"].isna() | (regions["name"].astype(str).str.strip() == "")
+    if unnamed.any():
+        raise RegionError(
+            f"{source}: {int(unnamed.sum())} region(s) without a name; name every region"
+        )
+    if regions.geometry.isna().any():
+        raise RegionError(
+            f"{source}: region(s) {regions.loc[regions.geometry.isna(), 'name'].tolist()} have "
+            "no geometry; remove them or draw them"
+        )
     regions = regions.assign(name=regions["name"].astype(str))
     regions["geometry"] = shapely.make_valid(regions.geometry.values)
     areal = pd.Series(shapely.area(regions.geometry.values) > 0, index=regions.index)
@@ -112,15 +123,29 @@ def region_weights(
     )
 
 
-def ecosystem_weights(maps: xr.Dataset) -> xr.DataArray:
+def ecosystem_weights(maps: xr.Dataset, areas: xr.DataArray) -> xr.DataArray:
     """Wetland area of each pixel per ecosystem, ``(ecosystem, y, x)`` in m².
 
-    The first layer, ``wetland``, is all wetland; the others the pixels mapped as each
-    ecosystem. Area is the geodesic pixel area times ``wetland_fraction``.
+    The first layer, ``wetland``, is all wetland: pixel area x ``wetland_fraction``. The
+    others take each ecosystem's own cover (``mangrove_fraction``...) where the maps carry
+    it (masks built by ``upscale mask``), so a mixed pixel counts in both; otherwise the
+    whole pixel counts for the ecosystem it is mapped as.
+
+    Parameters
+    ----------
+    maps
+        Maps or mask with ``wetland``, ``wetland_fraction`` and optionally the covers.
+    areas
+        Pixel areas (m²) on the same grid (:func:`upscale.grid.pixel_areas`).
     """
     wetland = maps[WETLAND]
-    area = pixel_areas(maps) * maps[WETLAND_FRACTION].where(wetland > 0, 0.0)
-    layers = [area] + [area.where(wetland == code, 0.0) for code in ECOSYSTEMS]
+    layers = [areas * maps[WETLAND_FRACTION].where(wetland > 0, 0.0)]
+    for code, name in ECOSYSTEMS.items():
+        cover = cover_name(name)
+        if cover in maps:
+            layers.append(areas * maps[cover].where(wetland > 0, 0.0))
+        else:
+            layers.append(layers[0].where(wetland == code, 0.0))
     names = [ALL_WETLAND, *ECOSYSTEMS.values()]
     return xr.concat(layers, dim=pd.Index(names, name="ecosystem")).astype("float64")
 
@@ -144,8 +169,14 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
         One row per region, period (``year``, or ``month`` as ``YYYY-MM``) and ecosystem
         (``wetland`` for all, then each ecosystem with area in the region): ``area_km2``,
         ``<FLUX>_mean``, ``<FLUX>_total``, ``sink_mean`` and ``sink_total`` (-NEE); with
-        ``_std`` columns when the maps carry the ensemble spread. Units are in
-        ``table.attrs["units"]``.
+        ``_std`` columns when the maps carry the ensemble spread; ``mean_units`` and
+        ``total_units`` (also in ``table.attrs["units"]``). A row is NaN where a wetland
+        pixel it counts has no flux (a gap in the maps), never filled in silently.
+
+    Raises
+    ------
+    RegionError
+        When a region does not overlap the maps, or ``by`` is unknown.
 
     Notes
     -----
@@ -154,21 +185,21 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
     months, so it is an upper bound on the ensemble spread of the total (per-member maps
     would be needed for the exact value).
     """
+    if by not in ("year", "month"):
+        raise RegionError(f"budget by {by!r}: choose 'year' or 'month'")
     weights = region_weights(regions, maps)
     window = _window(weights)
+    areas = pixel_areas(maps).isel(window)  # on the whole grid: a window may be one pixel
     weights, maps = weights.isel(window), maps.isel(window)
     amounts = annual_totals(maps) if by == "year" else monthly_amounts(maps)
     # m2 of each pixel counted for each region and ecosystem: small next to the maps.
-    area_weights = (weights * ecosystem_weights(maps)).compute()
-    # Fluxes are NaN off wetland; zero there so the dot skips them, NaN on wetland stays.
-    values = amounts.where(maps[WETLAND] > 0, 0.0)
+    area_weights = (weights * ecosystem_weights(maps, areas)).compute()
     area = area_weights.sum(["y", "x"])
     columns: dict[str, xr.DataArray] = {"area_km2": area / 1e6}
     for flux in FLUXES:
         for name, suffix in ((flux, ""), (spread_name(flux), SPREAD_SUFFIX)):
-            if name in values:
-                # optimize=True lets einsum hand the sum to BLAS (3x faster for many regions)
-                grams = xr.dot(area_weights, values[name], dim=["y", "x"], optimize=True)
+            if name in amounts:
+                grams = _weighted_sum(area_weights, amounts[name], maps[WETLAND] > 0)
                 columns[f"{flux}_mean{suffix}"] = grams / area.where(area > 0)
                 columns[f"{flux}_total{suffix}"] = grams / 1e9
     nee = TARGETS[2]
@@ -191,11 +222,14 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
     order += [c for c in table.columns if "_mean" in c]
     order += [c for c in table.columns if "_total" in c]
     table = table[order].reset_index(drop=True)
-    table.attrs["units"] = {
+    units = {
         "area": "km2",
         "mean": ANNUAL_FLUX_UNITS if by == "year" else MONTHLY_FLUX_UNITS,
         "total": TOTAL_UNITS if by == "year" else MONTHLY_TOTAL_UNITS,
     }
+    # In the rows too: CSV, JSON and GeoJSON keep no table attributes.
+    table["mean_units"], table["total_units"] = units["mean"], units["total"]
+    table.attrs["units"] = units
     return table
 
 
@@ -215,8 +249,25 @@ def wetland_area_km2(regions: gpd.GeoDataFrame, mask: xr.Dataset) -> pd.DataFram
         Indexed by region name, one column per ecosystem and ``wetland`` for all.
     """
     weights = region_weights(regions, mask, require_overlap=False)
-    area = xr.dot(weights, ecosystem_weights(mask), dim=["y", "x"]) / 1e6
+    area = xr.dot(weights, ecosystem_weights(mask, pixel_areas(mask)), dim=["y", "x"]) / 1e6
     return area.to_pandas()
+
+
+def _weighted_sum(
+    area_weights: xr.DataArray, values: xr.DataArray, wetland: xr.DataArray
+) -> xr.DataArray:
+    """Sum of values x m² per region and ecosystem; NaN only where a NaN pixel counts.
+
+    Fluxes are NaN off wetland (weight 0 there) and may be NaN on wetland (a gap the user
+    must see). A plain dot would let 0 x NaN spoil every region sharing the graph, so NaN
+    are zeroed for the sum and counted apart: a row is NaN exactly when one of its
+    weighted wetland pixels is.
+    """
+    missing = values.isnull() & wetland
+    # optimize=True lets einsum hand the sum to BLAS (3x faster for many regions)
+    total = xr.dot(area_weights, values.fillna(0.0), dim=["y", "x"], optimize=True)
+    hits = xr.dot(area_weights, missing.astype("float64"), dim=["y", "x"], optimize=True)
+    return total.where(hits == 0)
 
 
 def _window(weights: xr.DataArray) -> dict[str, slice]:

@@ -145,6 +145,13 @@ WETLAND = "wetland"
 WETLAND_FRACTION = "wetland_fraction"
 ECOSYSTEMS: dict[int, str] = {1: "mangrove", 2: "saltmarsh"}
 """Codes of the ``wetland`` mask raster; 0 is no wetland."""
+
+
+def cover_name(ecosystem: str) -> str:
+    """Name of the mask (and maps) variable holding one ecosystem's cover fraction."""
+    return f"{ecosystem}_fraction"
+
+
 ECOSYSTEM_CODES: dict[str, int] = {name: code for code, name in ECOSYSTEMS.items()}
 
 SPATIAL_DIMS = ("y", "x")

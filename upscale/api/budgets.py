@@ -71,14 +71,16 @@ def query(
         shapes = regions
     else:
         shapes = resolve_regions(regions, catalogue=catalogue, crs=crs)
-    flux_maps_ = open_maps(maps)
-    table = budget(flux_maps_, shapes, by=by)
+    fluxes = open_maps(maps)
+    table = budget(fluxes, shapes, by=by)
+    # Everything that can fail is computed before anything is written.
+    totals = annual_totals(fluxes) if pictures else None
+    monthly = table if by == "month" or not pictures else budget(fluxes, shapes, by="month")
     if out is not None:
         write_budget(table, shapes, Path(out))
     if pictures:
         pictures[0].parent.mkdir(parents=True, exist_ok=True)
-        region_sink_png(annual_totals(flux_maps_), shapes, pictures[0])
-        monthly = table if by == "month" else budget(flux_maps_, shapes, by="month")
+        region_sink_png(totals, shapes, pictures[0])
         region_fluxes_png(monthly, pictures[1])
     return table
 

@@ -7,10 +7,12 @@ into place at the end, so a crash leaves either the previous complete store or n
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import dask
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
@@ -206,11 +208,26 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict]:
     return encoding
 
 
-def write_store(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
+COMPLETE = "upscale_complete"
+"""Store attribute written last: a store without it was interrupted."""
+
+_TILES_SUFFIX = ".tiles"
+"""Sibling folder of a partial store recording its finished tiles (kept outside Zarr)."""
+
+
+def write_store(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write a dataset to a Zarr v3 store atomically, keeping its CRS.
 
-    The dataset (lazy or not) is written to ``<path>.partial`` and renamed into place once
-    complete, so a crash never leaves a half-written store under ``path``.
+    The dataset (lazy or not) is written to ``<path>.partial``, marked complete, and
+    renamed into place, so a crash never leaves a half-written store under ``path``.
 
     Parameters
     ----------
@@ -221,6 +238,15 @@ def write_store(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
         Destination ``.zarr`` folder.
     overwrite
         Replace an existing store; without it an existing store raises.
+    resume
+        Write spatial tile by tile, recording each finished tile in the partial store; a
+        run killed at any point and started again with the same dataset writes only the
+        missing tiles. The dataset must be chunked in ``y`` and ``x``.
+    batch
+        Tiles computed together when resuming (they run in parallel on dask's threads).
+    progress
+        Called with (tiles written, tiles in all) when resuming, first with the tiles an
+        earlier run left.
 
     Returns
     -------
@@ -231,18 +257,94 @@ def write_store(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     partial = path.with_name(path.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.drop_encoding()
     for name in ds.data_vars:
         if "spatial_ref" in ds.coords:
             ds[name].attrs.pop("grid_mapping", None)
-    ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+    if resume:
+        _write_tiles(ds, partial, batch, progress)
+    else:
+        if partial.exists():
+            shutil.rmtree(partial)
+        ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+    group = zarr.open_group(partial, mode="r+")
+    group.attrs[COMPLETE] = True
+    shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
     if path.exists():
         shutil.rmtree(path)
     partial.rename(path)
     return path
+
+
+def _write_tiles(
+    ds: xr.Dataset,
+    partial: Path,
+    batch: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Write a lazy dataset into ``partial`` one spatial chunk at a time, resumably."""
+    if not ds.chunks or not {"y", "x"} <= set(ds.chunks):
+        raise ValueError("a resumable write needs a dataset chunked in y and x")
+    plan = json.dumps(
+        {
+            "sizes": dict(ds.sizes),
+            "chunks": {d: list(ds.chunks[d]) for d in ("y", "x")},
+            "variables": sorted(map(str, ds.data_vars)),
+            "attrs": {k: str(v) for k, v in ds.attrs.items() if k not in {"created", "command"}},
+        },
+        sort_keys=True,
+    )
+    done = _tiles_folder(partial)
+    plan_file = done / "plan.json"
+    if not plan_file.exists() or plan_file.read_text() != plan:
+        for leftover in (partial, done):  # an interrupted run of something else: start over
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        ds.to_zarr(
+            partial,
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            encoding=_encoding(ds),
+            compute=False,
+        )
+        done.mkdir()
+        plan_file.write_text(plan)  # last: the template is complete
+    elsewhere = [v for v in ds.variables if not {"y", "x"} & set(ds[v].dims)]
+    tiles = [
+        {"y": y, "x": x}
+        for y in _chunk_slices(ds.chunks["y"])
+        for x in _chunk_slices(ds.chunks["x"])
+    ]
+    todo = [t for t in tiles if not (done / _tile_name(t)).exists()]
+    report = progress or (lambda written, total: None)
+    report(len(tiles) - len(todo), len(tiles))
+    for start in range(0, len(todo), batch):
+        group = todo[start : start + batch]
+        writes = [
+            ds.drop_vars(elsewhere)  # time and spatial_ref: written with the template
+            .isel(tile)
+            .to_zarr(partial, region=tile, compute=False, consolidated=False)
+            for tile in group
+        ]
+        dask.compute(*writes)
+        for tile in group:
+            (done / _tile_name(tile)).touch()
+        report(len(tiles) - len(todo) + start + len(group), len(tiles))
+
+
+def _tiles_folder(partial: Path) -> Path:
+    return partial.with_name(partial.name + _TILES_SUFFIX)
+
+
+def _chunk_slices(chunks: tuple[int, ...]) -> list[slice]:
+    edges = np.cumsum((0, *chunks))
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _tile_name(tile: dict[str, slice]) -> str:
+    return f"y{tile['y'].start}_x{tile['x'].start}"
 
 
 def open_store(path: str | Path) -> xr.Dataset:
@@ -254,6 +356,11 @@ def open_store(path: str | Path) -> xr.Dataset:
         ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
     except (ValueError, OSError) as err:
         raise CubeError(f"{path}: not a readable Zarr store ({err})") from None
+    if not ds.attrs.get(COMPLETE):
+        raise CubeError(
+            f"{path}: an incomplete store (its writing was interrupted); run the command "
+            "that writes it again: it finishes the missing parts"
+        )
     return _to_canonical_grid(ds)
 
 

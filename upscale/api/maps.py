@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from upscale.errors import (
 )
 from upscale.gaps import gap_summary
 from upscale.geotiff import Period, export_cogs
-from upscale.progress import dask_progress
+from upscale.progress import new_progress
 
 
 def predict(
@@ -78,8 +79,16 @@ def predict(
     )
     threads = torch.get_num_threads()
     try:
-        with dask_progress(f"predicting {out.name}"):
-            return write_store(maps, out, overwrite=overwrite)
+        with new_progress() as bar:
+            task = bar.add_task(f"predicting {out.name} (tiles)", total=None)
+            return write_store(
+                maps,
+                out,
+                overwrite=overwrite,
+                resume=True,  # a killed run, started again, predicts the missing tiles only
+                batch=max(2, os.cpu_count() or 1),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     finally:
         torch.set_num_threads(threads)
 

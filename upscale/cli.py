@@ -237,11 +237,22 @@ def predict(
     out: Annotated[Path, typer.Option(help="Zarr store to write.")] = Path("maps.zarr"),
     tile: Annotated[int | None, typer.Option(min=1, help="Spatial tile size (pixels).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 2048,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="dask.distributed scheduler address, e.g. tcp://host:8786."),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Map GPP, RE and NEE on every wetland pixel of the cube."""
+    """Map GPP, RE and NEE on every wetland pixel of the cube (resumes a killed run)."""
     path = api.predict(
-        cube, mask, model, out, tile=tile, batch_size=batch_size, overwrite=overwrite
+        cube,
+        mask,
+        model,
+        out,
+        tile=tile,
+        batch_size=batch_size,
+        scheduler=scheduler,
+        overwrite=overwrite,
     )
     _written({"maps": path})
 

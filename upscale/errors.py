@@ -46,6 +46,10 @@ class FetchError(UpscaleError):
     """Earth Engine cannot be reached, refuses a request, or has no recipe for a driver."""
 
 
+class SchedulerError(UpscaleError):
+    """The dask.distributed scheduler given by address cannot be reached."""
+
+
 class OutputExistsError(UpscaleError):
     """An output already exists and ``overwrite`` was not requested."""
 

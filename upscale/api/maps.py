@@ -6,7 +6,8 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from upscale.cube import open_cube, open_maps, open_mask, write_store
 from upscale.engine import flux_maps
 from upscale.errors import (
     ModelArtifactError,
+    SchedulerError,
     refuse_overwrite,
 )
 from upscale.gaps import gap_summary
@@ -31,6 +33,7 @@ def predict(
     *,
     tile: int | None = None,
     batch_size: int = 2048,
+    scheduler: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Apply one model per ecosystem to every wetland pixel and write ``maps.zarr``.
@@ -47,8 +50,17 @@ def predict(
         Spatial tile size in pixels; by default the cube's chunks.
     batch_size
         Windows per forward pass.
+    scheduler
+        Address of a dask.distributed scheduler (``tcp://host:8786``) to run the tiles on;
+        its workers load each model once and must see the same file system. By default
+        the tiles run on local threads.
     overwrite
         Replace an existing store.
+
+    Notes
+    -----
+    The maps are written tile by tile; a run killed at any point and started again with
+    the same inputs writes only the missing tiles.
     """
     out = Path(out)
     refuse_overwrite([out], overwrite=overwrite)
@@ -79,7 +91,7 @@ def predict(
     )
     threads = torch.get_num_threads()
     try:
-        with new_progress() as bar:
+        with _cluster(scheduler), new_progress() as bar:
             task = bar.add_task(f"predicting {out.name} (tiles)", total=None)
             return write_store(
                 maps,
@@ -91,6 +103,25 @@ def predict(
             )
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def _cluster(address: str | None) -> Iterator[None]:
+    """Run the dask computations inside the block on the cluster at ``address``, if any."""
+    if address is None:
+        yield
+        return
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as err:
+        raise SchedulerError(
+            f"no dask scheduler answers at {address} ({type(err).__name__}); start one "
+            "(dask scheduler) or check the address"
+        ) from None
+    with client:
+        yield
 
 
 def export(

@@ -268,3 +268,19 @@ def test_fetch_command_without_credentials_is_one_clear_error(tmp_path):
     text = " ".join(result.output.split())
     assert text.startswith("error: Earth Engine could not be initialised for project 'my-project'")
     assert "Traceback" not in text and not (tmp_path / "c.zarr").exists()
+
+
+def test_grids_without_an_epsg_code_go_as_wkt():
+    modis = TargetGrid("+proj=sinu +R=6371007.181 +units=m", (0, 0, 4632, 4632), 463.3127)
+    request = pixel_grid(modis, slice(0, 2), slice(0, 2))
+    assert "crsCode" not in request and "Sinusoidal" in request["crsWkt"]
+    assert pixel_grid(GRID, slice(0, 1), slice(0, 1))["crsCode"] == "EPSG:4326"
+
+
+def test_exports_declare_nodata_and_check_their_inputs(offline_ee):
+    (task,) = export_tasks(GRID, ("2019-01", "2019-01"), variables=VARIABLES, bucket="b")
+    assert str(NODATA) in json.dumps(task.config["fileExportOptions"], default=str)
+    with pytest.raises(FetchError, match=r"no Earth Engine recipe for \['TEMP'\]"):
+        export_tasks(GRID, PERIOD, variables=["NDVI", "TEMP"], bucket="b")
+    with pytest.raises(FetchError, match="holds no month \\(is it reversed\\?\\)"):
+        export_tasks(GRID, ("2019-05", "2019-01"), variables=VARIABLES, bucket="b")

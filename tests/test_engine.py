@@ -135,3 +135,24 @@ def test_spread_is_larger_where_the_domain_flags_extrapolation(small_region, tmp
     spread = valid["GPP_std"].where(wetland)
     assert float(spread.where(flagged).mean()) > float(spread.where(~flagged).mean())
     assert float(maps["extrapolated_fraction"].where(east & (maps["wetland"] > 0)).mean()) > 0.5
+
+
+def _poisoned(block, tile, block_info=None):
+    """Pass blocks through, but fail if the given tile is ever read."""
+    if tuple(block_info[0]["chunk-location"][1:]) == tile:
+        raise AssertionError("the drivers of a tile without wetland were read")
+    return block
+
+
+def test_tiles_without_wetland_are_never_read(small_region, model_folders, tmp_path):
+    cube = small_region.cube.chunk({"time": -1, "y": 4, "x": 4})
+    mask = small_region.mask.chunk({"y": 4, "x": 4})
+    dry = ~(mask["wetland"] > 0).coarsen(y=4, x=4).any().values
+    assert dry.any() and not dry.all()
+    i, j = (int(v) for v in np.argwhere(dry)[0])
+    for name in cube.data_vars:
+        data = cube[name].data
+        cube[name] = cube[name].copy(data=data.map_blocks(_poisoned, tile=(i, j), dtype=data.dtype))
+    maps = open_store(write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr"))
+    assert np.isnan(maps["GPP"].values[:, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]).all()
+    assert np.isfinite(maps["GPP"].where(maps["wetland"] > 0).values[-1]).any()

@@ -219,3 +219,90 @@ def test_listing_and_the_ingest_command(tmp_path):
     assert "FILLED" in cube and "NDVI_gap_fraction" in cube
     again = CliRunner().invoke(app, ["ingest", str(config), "--out", str(tmp_path / "c.zarr")])
     assert again.exit_code == 2 and "pass --overwrite" in " ".join(again.output.split())
+
+
+def varying_netcdf(path, lon, time_name="time"):
+    """t2m in K: 280 K at 270 E, 1 K more per degree east, 0.1 K per degree north."""
+    time = pd.date_range("2019-01-01", "2019-01-31", freq="D")
+    lat = np.arange(20.0, 24.0, 1.0)
+    east = (lon % 360) - 270
+    values = np.broadcast_to(280.0 + east[None, :] + 0.1 * lat[:, None], (31, 4, len(lon)))
+    data = xr.Dataset(
+        {"t2m": ((time_name, "latitude", "longitude"), values, {"units": "K"})},
+        coords={time_name: time, "latitude": lat, "longitude": lon},
+    )
+    data.to_netcdf(path)
+    return path
+
+
+def test_positions_survive_ascending_latitudes_and_0_360_longitudes(tmp_path):
+    path = varying_netcdf(tmp_path / "t.nc", np.arange(270.0, 280.0, 1.0), time_name="valid_time")
+    spec = SourceSpec(path=str(path), variables={"TA": "t2m"})
+    grid = TargetGrid("EPSG:4326", (-88.5, 20.5, -83.5, 22.5), 1.0)  # centres -88..-84, 22, 21
+    ta = build_drivers([spec], grid, ("2019-01", "2019-01"))["TA"].values[0]
+    east = (np.arange(-88.0, -83.0) % 360) - 270
+    expected = 280.0 - 273.15 + east[None, :] + 0.1 * np.array([22.0, 21.0])[:, None]
+    np.testing.assert_allclose(ta, expected, atol=1e-4)
+
+
+def test_sources_that_cannot_be_placed_or_scaled_are_refused(tmp_path):
+    across = varying_netcdf(tmp_path / "a.nc", np.arange(175.0, 185.0, 1.0))
+    grid = TargetGrid("EPSG:4326", (176.5, 20.5, 179.5, 22.5), 1.0)
+    with pytest.raises(CubeError, match="0-360 longitudes that cross 180 E"):
+        build_drivers(
+            [SourceSpec(path=str(across), variables={"TA": "t2m"})], grid, ("2019-01", "2019-01")
+        )
+    inside = varying_netcdf(tmp_path / "b.nc", np.arange(270.0, 280.0, 1.0))
+    grid = TargetGrid("EPSG:4326", (-88.5, 20.5, -83.5, 22.5), 1.0)
+    with pytest.raises(
+        CubeError, match=r"TA has no value in 1 month\(s\) of the period \(2019-02\)"
+    ):
+        build_drivers(
+            [SourceSpec(path=str(inside), variables={"TA": "t2m"})], grid, ("2019-01", "2019-02")
+        )
+    far = TargetGrid("EPSG:4326", (0, 0, 2, 2), 1.0)
+    with pytest.raises(CubeError, match="does not cover the target grid"):
+        build_drivers(
+            [SourceSpec(path=str(inside), variables={"TA": "t2m"})], far, ("2019-01", "2019-01")
+        )
+
+
+def test_a_file_scale_factor_is_not_applied_twice(tmp_path):
+    write_modis_stack(tmp_path / "modis", scale_in_file=True)
+    spec = SourceSpec(
+        pattern="modis/{variable}_{date:%Y%j}.tif",
+        variables={"NDVI": "ndvi"},
+        units={"NDVI": "1"},
+        scale={"NDVI": 0.0001},
+    )
+    with pytest.raises(CubeError, match="carries its own scale factor, already applied"):
+        read_source_variable(spec, "NDVI", base=tmp_path)
+
+
+def test_declared_nodata_and_mixed_crs_stacks(tmp_path):
+    (tmp_path / "s").mkdir()
+    for month, crs in (("2019-01", "EPSG:4326"), ("2019-02", "EPSG:4269")):
+        profile = {
+            "driver": "GTiff",
+            "width": 4,
+            "height": 4,
+            "count": 1,
+            "dtype": "float32",
+            "crs": crs,
+            "transform": from_origin(-81.5, 25.5, 0.05, 0.05),
+        }
+        with rasterio.open(tmp_path / "s" / f"ndvi_{month}.tif", "w", **profile) as dst:
+            data = np.full((4, 4), 0.5, "float32")
+            data[0, 0] = -9999
+            dst.write(data, 1)
+    spec = SourceSpec(
+        pattern="s/{variable}_{date:%Y-%m}.tif",
+        variables={"NDVI": "ndvi"},
+        units={"NDVI": "1"},
+        nodata={"NDVI": -9999},
+    )
+    with pytest.raises(CubeError, match="in several CRSs"):
+        read_source_variable(spec, "NDVI", base=tmp_path)
+    (tmp_path / "s" / "ndvi_2019-02.tif").unlink()
+    ndvi = read_source_variable(spec, "NDVI", base=tmp_path).values[0]
+    assert np.isnan(ndvi[0, 0]) and np.nanmin(ndvi) == pytest.approx(0.5)

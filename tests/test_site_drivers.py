@@ -117,3 +117,14 @@ def test_train_with_tower_drivers_reports_the_agreement(small_region, tmp_path):
     ndvi = agreement[agreement["driver"] == "NDVI"]
     np.testing.assert_allclose(ndvi["bias"], -0.02, atol=1e-4)
     assert "site_drivers:\n- TA\n- NDVI" in (tmp_path / "models" / "t.yaml").read_text()
+
+
+def test_site_drivers_in_wrong_units_are_refused(tmp_path):
+    table = pd.DataFrame(
+        {"site_id": "A", "time": ["2015-01-15", "2015-02-15"], "TA": [296.0, 298.0]}
+    )
+    table.to_csv(tmp_path / "kelvin.csv", index=False)
+    with pytest.raises(
+        SiteDataError, match="kelvin.csv: TA ranges 296..298, outside the plausible"
+    ):
+        read_site_drivers(tmp_path / "kelvin.csv")

@@ -198,3 +198,12 @@ def test_memoryless_series_keeps_the_measured_months(series):
     # A no-memory model of the same drivers follows the fluxes closely, but is not them.
     r = np.corrcoef(null.fluxes[..., 0][valid], saltmarsh.fluxes[..., 0][valid])[0, 1]
     assert 0.5 < r < 1.0
+
+
+def test_features_constant_at_the_towers_keep_unit_scale():
+    from upscale.training import feature_scale
+
+    flat = np.column_stack([np.linspace(0, 10, 50), np.zeros(50), np.full(50, 300.0)])
+    scale = feature_scale(flat)
+    assert scale[0] == pytest.approx(np.linspace(0, 10, 50).std(), rel=1e-5)
+    np.testing.assert_array_equal(scale[1:], [1.0, 1.0])

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from pyproj import CRS
 
 from upscale.cube import DEFAULT_TILE, write_store
 from upscale.errors import FetchError
@@ -100,22 +101,37 @@ class Recipe:
         collection = ee.ImageCollection(self.collection).filterDate(
             start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
         )
-        image = collection.map(clean).mean()
+        # A month without images (before a collection starts) is a masked band, not an
+        # image without bands that would fail the whole request.
+        empty = ee.Image.constant(0).updateMask(0).rename(self.band)
+        image = ee.Image(ee.Algorithms.If(collection.size(), collection.map(clean).mean(), empty))
+        if self.collection == ERA5_LAND:
+            image = _fill_coast(image)
         return image.divide(days) if self.per_day else image
 
 
 ERA5_LAND = "ECMWF/ERA5_LAND/MONTHLY_AGGR"
+
+COAST_FILL_METRES = 30_000
+"""ERA5-Land masks the sea; coastal wetland takes the mean of land cells this close."""
+
+
+def _fill_coast(image: Any) -> Any:
+    """Fill ERA5-Land's sea mask near the coast from the neighbouring land cells."""
+    return image.unmask(image.focalMean(COAST_FILL_METRES, "circle", "meters"))
+
 
 RECIPES: dict[str, Recipe] = {
     "LAI": Recipe("MODIS/061/MCD15A3H", "Lai", 0.1, qc_band="FparLai_QC", qc_mask=0b1),
     "FAPAR": Recipe("MODIS/061/MCD15A3H", "Fpar", 0.01, qc_band="FparLai_QC", qc_mask=0b1),
     "NDVI": Recipe("MODIS/061/MOD13A1", "NDVI", 0.0001, qc_band="SummaryQA", qc_max=1),
     "EVI": Recipe("MODIS/061/MOD13A1", "EVI", 0.0001, qc_band="SummaryQA", qc_max=1),
+    # MOD11A2 QC bits 0-1: 00 good quality; anything else is left out.
     "LST_DAY": Recipe(
-        "MODIS/061/MOD11A2", "LST_Day_1km", 0.02, -273.15, qc_band="QC_Day", qc_mask=0b10
+        "MODIS/061/MOD11A2", "LST_Day_1km", 0.02, -273.15, qc_band="QC_Day", qc_mask=0b11
     ),
     "LST_NIGHT": Recipe(
-        "MODIS/061/MOD11A2", "LST_Night_1km", 0.02, -273.15, qc_band="QC_Night", qc_mask=0b10
+        "MODIS/061/MOD11A2", "LST_Night_1km", 0.02, -273.15, qc_band="QC_Night", qc_mask=0b11
     ),
     "TA": Recipe(ERA5_LAND, "temperature_2m", offset=-273.15),
     # Monthly sums: J m-2 per month to W m-2, and m per month to mm d-1.
@@ -136,17 +152,19 @@ def vpd_month(start: pd.Timestamp) -> Any:
     """
     ee = _ee()
     end = start + pd.offsets.MonthBegin(1)
-    month = ee.Image(
-        ee.ImageCollection(ERA5_LAND)
-        .filterDate(start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d"))
-        .first()
+    bands = ["temperature_2m", "dewpoint_temperature_2m"]
+    collection = ee.ImageCollection(ERA5_LAND).filterDate(
+        start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
     )
+    empty = ee.Image.constant([0, 0]).rename(bands).updateMask(0)
+    month = ee.Image(ee.Algorithms.If(collection.size(), collection.first(), empty))
 
     def saturation(band: str) -> Any:
         celsius = month.select(band).subtract(273.15)
         return celsius.multiply(17.27).divide(celsius.add(237.3)).exp().multiply(6.1078)
 
-    return saturation("temperature_2m").subtract(saturation("dewpoint_temperature_2m"))
+    deficit = saturation("temperature_2m").subtract(saturation("dewpoint_temperature_2m"))
+    return _fill_coast(deficit)
 
 
 def month_image(variables: Sequence[str], start: pd.Timestamp) -> Any:
@@ -170,9 +188,27 @@ def months_image(variables: Sequence[str], months: Sequence[pd.Timestamp]) -> An
     return ee.Image.cat(images)
 
 
+def _months(period: tuple[str, str], variables: Sequence[str]) -> pd.DatetimeIndex:
+    """Return the months of a fetch, after checking the period and the drivers asked for."""
+    unknown = sorted(set(variables) - set(EE_DRIVERS))
+    if unknown:
+        raise FetchError(f"no Earth Engine recipe for {unknown}; available: {list(EE_DRIVERS)}")
+    try:
+        months = pd.date_range(period[0], period[1], freq="MS")
+    except ValueError:
+        raise FetchError(f"period {period[0]}:{period[1]}: write months as YYYY-MM") from None
+    if len(months) == 0:
+        raise FetchError(f"period {period[0]}:{period[1]} holds no month (is it reversed?)")
+    return months
+
+
 def pixel_grid(grid: TargetGrid, rows: slice, cols: slice) -> dict[str, Any]:
     """Return the ``grid`` of a computePixels request for a window of the target grid."""
     transform = grid.transform
+    crs = CRS.from_user_input(grid.crs)
+    code = crs.to_epsg()
+    # Earth Engine takes EPSG codes by name; other CRSs (MODIS sinusoidal) as WKT.
+    projection = {"crsCode": f"EPSG:{code}"} if code else {"crsWkt": crs.to_wkt()}
     return {
         "dimensions": {"width": cols.stop - cols.start, "height": rows.stop - rows.start},
         "affineTransform": {
@@ -183,8 +219,7 @@ def pixel_grid(grid: TargetGrid, rows: slice, cols: slice) -> dict[str, Any]:
             "scaleY": transform.e,
             "translateY": transform.f + rows.start * transform.e,
         },
-        "crsCode": grid.crs,
-    }
+    } | projection
 
 
 def _is_retryable(error: Exception) -> bool:
@@ -214,8 +249,8 @@ def call_with_retries(
     for attempt in range(retries + 1):
         try:
             return request()
-        except ee.EEException as err:
-            if not _is_retryable(err):
+        except (ee.EEException, OSError) as err:  # OSError: the network, timeouts
+            if isinstance(err, ee.EEException) and not _is_retryable(err):
                 raise FetchError(f"Earth Engine refused {what}: {err}") from None
             if attempt == retries:
                 raise FetchError(
@@ -308,14 +343,11 @@ def fetch_cube(
     """
     ee = _ee()
     out = Path(out)
-    unknown = sorted(set(variables) - set(EE_DRIVERS))
-    if unknown:
-        raise FetchError(f"no Earth Engine recipe for {unknown}; available: {list(EE_DRIVERS)}")
-    months = pd.date_range(period[0], period[1], freq="MS")
-    if len(months) == 0:
-        raise FetchError(f"period {period[0]}..{period[1]} holds no month")
+    months = _months(period, variables)
     plan = FetchPlan(grid, tuple(variables), months, tile, months_per_request)
     staging = out.with_name(out.name + ".fetching")
+    if out.exists() and staging.exists():  # left by a run that finished: stale
+        shutil.rmtree(staging)
     done = staging / "blocks_done"
     _prepare_staging(staging, plan)
     request = compute_pixels or ee.data.computePixels
@@ -405,6 +437,11 @@ def _finished_cube(staging: Path, plan: FetchPlan, provenance: dict[str, str]) -
     cube = data.assign_coords(time=plan.months, y=template["y"], x=template["x"])
     for name in plan.variables:
         cube[name].attrs = DRIVERS[name].attrs()
+    if "VPD" in plan.variables:
+        cube["VPD"].attrs["comment"] = (
+            "From ERA5-Land monthly mean temperature and dew point (Tetens): lower than the "
+            "mean of hourly deficits where days are much drier than nights."
+        )
     collections = sorted({RECIPES[v].collection for v in plan.variables if v in RECIPES})
     cube.attrs = {
         "source": "Google Earth Engine",
@@ -431,10 +468,13 @@ def export_tasks(
     ee = _ee()
     if (bucket is None) == (drive_folder is None):
         raise FetchError("export to either a Cloud Storage bucket or a Drive folder")
+    months = _months(period, variables)
     height, width = grid.shape
     t = grid.transform
+    # One file per month: file dimensions are whole shards (256 px) covering the grid.
+    side = int(np.ceil(max(height, width) / 256) * 256)
     tasks = []
-    for start in pd.date_range(period[0], period[1], freq="MS"):
+    for start in months:
         options = {
             "image": month_image(variables, start),
             "description": f"upscale_{start:%Y-%m}",  # task names allow no slashes
@@ -443,6 +483,8 @@ def export_tasks(
             "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f],
             "dimensions": f"{width}x{height}",
             "fileFormat": "GeoTIFF",
+            "formatOptions": {"noData": NODATA},
+            "fileDimensions": side,
             "maxPixels": int(1e13),
         }
         if bucket is not None:

@@ -9,7 +9,7 @@ tile. Non-wetland pixels are never sent to a model, and nothing loops over pixel
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,7 +64,7 @@ def _predict_tile(
     first_valid: int,
     batch_size: int,
     device: str,
-    block_info: dict | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Compute the maps ``(2K + 1, T, y, x)`` of one tile of drivers ``(F, T, y, x)``.
 
@@ -75,7 +75,7 @@ def _predict_tile(
     _, n_months, ny, nx = drivers.shape
     out = np.full((2 * n_targets + 1, n_months, ny, nx), np.nan, dtype="float32")
     for model, rows, cols, series in wetland_series(
-        drivers, wetland, models, features, device, block_info
+        drivers, wetland, models, features, device, origin
     ):
         members = model.predict_members(series, batch_size=batch_size)  # (M, P, W, K)
         channels = torch.cat(
@@ -97,7 +97,7 @@ def wetland_series(
     models: tuple[tuple[int, str], ...],
     features: tuple[str, ...],
     device: str,
-    block_info: dict | None,
+    origin: tuple[int, int] = (0, 0),
 ) -> Iterator[tuple[Model, np.ndarray, np.ndarray, torch.Tensor]]:
     """Yield each ecosystem's model and the tile's wetland pixels of that ecosystem.
 
@@ -114,8 +114,8 @@ def wetland_series(
     device
         Where the models run; on the CPU each tile keeps to one torch thread, since dask
         threads already run tiles in parallel.
-    block_info
-        dask's block information, to name the tile in errors.
+    origin
+        The tile's first row and column in the grid, to name it in errors.
 
     Yields
     ------
@@ -138,14 +138,14 @@ def wetland_series(
         index = [features.index(f) for f in model.card.features]
         pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
         if not np.isfinite(pixels).all():
-            _raise_gap(pixels, model.card.features, rows, cols, block_info)
+            _raise_gap(pixels, model.card.features, rows, cols, origin)
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
         yield model, rows, cols, series
 
 
-def _raise_gap(pixels, features, rows, cols, block_info) -> None:
+def _raise_gap(pixels, features, rows, cols, origin: tuple[int, int]) -> None:
     feature, _, pixel = np.argwhere(~np.isfinite(pixels))[0]
-    (y0, _), (x0, _) = block_info[0]["array-location"][2:] if block_info else ((0, 0), (0, 0))
+    y0, x0 = origin
     raise CubeError(
         f"driver {features[feature]} is missing at {int(np.sum(~np.isfinite(pixels[feature])))} "
         f"wetland pixel-months of the tile starting at y={y0}, x={x0} (first at pixel "
@@ -181,6 +181,64 @@ class Run:
     memory: int
     drivers: xr.DataArray
     wetland: xr.DataArray
+    occupied: np.ndarray
+
+    def map_tiles(
+        self, function: Callable[..., np.ndarray], channels: int, *, keep_time: bool, **options
+    ) -> da.Array:
+        """Apply a tile function to every tile with wetland; the others are NaN, unread.
+
+        Parameters
+        ----------
+        function
+            Called as ``function(drivers (F, T, y, x), wetland (y, x), origin=(y0, x0),
+            **options)``; returns ``(channels, T, y, x)`` or, without ``keep_time``,
+            ``(channels, y, x)``.
+        channels
+            Size of the output's first axis.
+        keep_time
+            Whether the output keeps the time axis.
+
+        Returns
+        -------
+        dask.array.Array
+            The tiles assembled on the grid. Tiles without wetland are constant NaN blocks
+            that do not depend on the drivers, so their drivers are never read.
+        """
+        drivers = self.drivers.data.astype("float32")
+        wetland = self.wetland.data
+        n_months = drivers.shape[1]
+        y_edges = np.cumsum((0, *drivers.chunks[2]))
+        x_edges = np.cumsum((0, *drivers.chunks[3]))
+        rows = []
+        for i, (y0, y1) in enumerate(zip(y_edges[:-1], y_edges[1:], strict=True)):
+            row = []
+            for j, (x0, x1) in enumerate(zip(x_edges[:-1], x_edges[1:], strict=True)):
+                shape = (
+                    (channels, n_months, y1 - y0, x1 - x0)
+                    if keep_time
+                    else (channels, y1 - y0, x1 - x0)
+                )
+                if not self.occupied[i, j]:
+                    row.append(da.full(shape, np.nan, dtype="float32", chunks=shape))
+                    continue
+                tile = drivers[:, :, y0:y1, x0:x1]
+                row.append(
+                    da.map_blocks(
+                        function,
+                        tile,
+                        wetland[y0:y1, x0:x1],
+                        origin=(int(y0), int(x0)),
+                        **options,
+                        dtype="float32",
+                        chunks=tuple((n,) for n in shape),
+                        drop_axis=None if keep_time else [0, 1],
+                        new_axis=None if keep_time else [0],
+                        meta=np.array((), dtype="float32"),
+                    )
+                )
+            rows.append(row)
+        return da.block(rows)
 
 
 def prepare_run(
@@ -200,7 +258,8 @@ def prepare_run(
     models = {
         eco: _resident_model(str(Path(f).resolve()), device) for eco, f in model_folders.items()
     }
-    present = {ECOSYSTEMS[int(c)] for c in np.unique(mask[WETLAND].values) if c}
+    codes = mask[WETLAND].values  # the mask is small: loaded once, here
+    present = {ECOSYSTEMS[int(c)] for c in np.unique(codes) if c}
     missing = sorted(present - set(models))
     if missing:
         raise ModelArtifactError(
@@ -228,11 +287,19 @@ def prepare_run(
     )
     drivers = drivers.chunk({"feature": -1, "time": -1})
     wetland = mask[WETLAND].chunk({d: drivers.chunksizes[d] for d in ("y", "x")})
+    y_edges = np.cumsum((0, *drivers.chunks[2]))
+    x_edges = np.cumsum((0, *drivers.chunks[3]))
+    occupied = np.array(
+        [
+            [codes[a:b, c:d].any() for c, d in zip(x_edges[:-1], x_edges[1:], strict=True)]
+            for a, b in zip(y_edges[:-1], y_edges[1:], strict=True)
+        ]
+    )
     folders = tuple(
         (ECOSYSTEM_CODES[eco], str(Path(folder).resolve()))
         for eco, folder in sorted(model_folders.items())
     )
-    return Run(models, folders, targets, features, memory, drivers, wetland)
+    return Run(models, folders, targets, features, memory, drivers, wetland, occupied)
 
 
 def flux_maps(
@@ -271,20 +338,16 @@ def flux_maps(
     device = str(device or default_device())
     run = prepare_run(cube, mask, model_folders, device)
     models, targets, features, memory = run.models, run.targets, run.features, run.memory
-    drivers, wetland = run.drivers, run.wetland
-    tiles = da.map_blocks(
+    tiles = run.map_tiles(
         _predict_tile,
-        drivers.data.astype("float32"),
-        wetland.data,
+        2 * len(targets) + 1,
+        keep_time=True,
         models=run.folders,
         features=features,
         n_targets=len(targets),
         first_valid=memory - 1,
         batch_size=batch_size,
         device=device,
-        dtype="float32",
-        chunks=((2 * len(targets) + 1,), *drivers.data.chunks[1:]),
-        meta=np.array((), dtype="float32"),
     )
     valid_from = pd.Timestamp(cube["time"].values[memory - 1])
     dims = ("time", "y", "x")

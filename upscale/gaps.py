@@ -113,10 +113,24 @@ def _bridge(values: xr.DataArray, max_months: int | None) -> xr.DataArray:
     return held.assign_coords(time=values["time"])
 
 
-def gap_summary(cube: xr.Dataset) -> dict[str, float]:
-    """Mean gap fraction per driver over the cube (0..1), for the maps' provenance."""
-    return {
-        name.removesuffix(GAP_FRACTION_SUFFIX): round(float(cube[name].mean()), 4)
-        for name in cube.data_vars
-        if str(name).endswith(GAP_FRACTION_SUFFIX)
-    }
+def gap_summary(cube: xr.Dataset, where: xr.DataArray | None = None) -> dict[str, float]:
+    """Mean gap fraction per driver (0..1), for reports and the maps' provenance.
+
+    Parameters
+    ----------
+    cube
+        A gap-filled cube (with ``<VAR>_gap_fraction``).
+    where
+        Pixels to average over (e.g. the wetland); pixels never observed (sea, gap
+        fraction 1) are always left out.
+    """
+    summary = {}
+    for name in cube.data_vars:
+        if not str(name).endswith(GAP_FRACTION_SUFFIX):
+            continue
+        fraction = cube[name]
+        keep = fraction < 1 if where is None else (fraction < 1) & where
+        summary[str(name).removesuffix(GAP_FRACTION_SUFFIX)] = round(
+            float(fraction.where(keep).mean()), 4
+        )
+    return summary

@@ -20,14 +20,21 @@ import pandas as pd
 import rioxarray
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, transform_bounds
 
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
-from upscale.schema import DRIVERS, units_match
+from upscale.schema import DRIVERS, PLAUSIBLE_RANGES, units_match
 
 _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
     "degC": {"K": (1.0, -273.15), "kelvin": (1.0, -273.15), "Kelvin": (1.0, -273.15)},
@@ -52,20 +59,6 @@ _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
 _ACCUMULATIONS = {"J m-2", "J/m2", "m", "mm", "kg m-2", "MJ m-2"}
 """Units of amounts accumulated over a period the file does not state."""
 
-_PLAUSIBLE: dict[str, tuple[float, float]] = {
-    "LAI": (0.0, 15.0),
-    "FAPAR": (0.0, 1.0),
-    "NDVI": (-1.0, 1.0),
-    "EVI": (-1.0, 1.0),
-    "LST_DAY": (-90.0, 90.0),
-    "LST_NIGHT": (-90.0, 90.0),
-    "TA": (-90.0, 60.0),
-    "SW_IN": (0.0, 500.0),
-    "VPD": (0.0, 120.0),
-    "PRECIP": (0.0, 200.0),
-}
-"""Monthly-mean ranges a correctly scaled and converted driver stays within."""
-
 
 class SourceSpec(BaseModel):
     """One driver source: a NetCDF/Zarr file, or a stack of GeoTIFFs.
@@ -88,7 +81,10 @@ class SourceSpec(BaseModel):
         Source units where the file has none or states them incompletely.
     scale, offset
         Applied before unit conversion where the file does not carry CF ``scale_factor`` /
-        ``add_offset`` (e.g. ``{"NDVI": 0.0001}`` for MODIS).
+        ``add_offset`` (e.g. ``{"NDVI": 0.0001}`` for MODIS); refused where it does.
+    nodata
+        Raw values meaning "no data" that the file does not declare (e.g. ``-9999`` in the
+        exports of ``upscale fetch --export-to``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -100,6 +96,7 @@ class SourceSpec(BaseModel):
     units: dict[str, str] = {}
     scale: dict[str, float] = {}
     offset: dict[str, float] = {}
+    nodata: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceSpec:
@@ -150,7 +147,14 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
     else:
         array = _from_stack(spec, name, base)
     array = _canonical_dims(array, spec.label)
+    if variable in spec.nodata:
+        array = array.where(array != spec.nodata[variable])
     if variable in spec.scale or variable in spec.offset:
+        if array.encoding.get("scale_factor", 1.0) != 1.0 or array.encoding.get("add_offset", 0.0):
+            raise CubeError(
+                f"{spec.label}: {name} carries its own scale factor, already applied; drop "
+                f"scale/offset for {variable} from the source spec"
+            )
         array = array * spec.scale.get(variable, 1.0) + spec.offset.get(variable, 0.0)
     units = spec.units.get(variable) or array.attrs.get("units")
     return _to_canonical_units(array, variable, units, f"{spec.label}: {name}")
@@ -177,16 +181,21 @@ def _from_store(path: Path, name: str) -> xr.DataArray:
 def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd.Timestamp]]:
     """List the files of one variable of a GeoTIFF stack, with their dates."""
     if spec.listing is not None:
-        listing = pd.read_csv(base / spec.listing)
+        try:
+            listing = pd.read_csv(base / spec.listing)
+        except (OSError, pd.errors.ParserError) as err:
+            raise CubeError(f"{spec.listing}: not a readable listing ({err})") from None
         missing = {"path", "variable", "time"} - set(listing.columns)
         if missing:
             raise CubeError(
                 f"{spec.listing}: no column(s) {sorted(missing)} (path, variable, time)"
             )
         rows = listing[listing["variable"] == name]
-        return [
-            (base / p, pd.Timestamp(t)) for p, t in zip(rows["path"], rows["time"], strict=True)
-        ]
+        try:
+            times = pd.to_datetime(rows["time"])
+        except (ValueError, TypeError) as err:
+            raise CubeError(f"{spec.listing}: a time does not parse ({err})") from None
+        return [(base / p, t) for p, t in zip(rows["path"], times, strict=True)]
     pattern = spec.pattern
     fields = re.findall(r"\{(\w+)(?::([^}]*))?\}", pattern)
     if {f for f, _ in fields} not in ({"variable", "date"}, {"date"}):
@@ -194,6 +203,8 @@ def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd
             f"{pattern}: a stack pattern has a {{date:FORMAT}} field, and a {{variable}} "
             "field unless each file holds every variable as a band"
         )
+    if Path(pattern).is_absolute():  # glob works from a folder: start at the root
+        base, pattern = Path(Path(pattern).anchor), str(Path(pattern).relative_to("/"))
     date_format = dict(fields)["date"] or "%Y-%m-%d"
     glob = re.sub(r"\{variable\}", name, re.sub(r"\{date(:[^}]*)?\}", "*", pattern))
     regex = re.escape(pattern.replace("{variable}", name))
@@ -225,6 +236,11 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
         multiband = spec.pattern is not None and "{variable}" not in spec.pattern
         band = _band_index(layer, name, path) if multiband else 0
         layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
+    crss = {str(layer.rio.crs) for layer in layers}
+    if len(crss) > 1:
+        raise CubeError(
+            f"{spec.label}: the GeoTIFFs of '{name}' are in several CRSs {sorted(crss)}"
+        )
     try:
         array = xr.concat(layers, dim="time", join="exact")
     except ValueError:
@@ -251,17 +267,34 @@ def _band_index(layer: xr.DataArray, name: str, path: Path) -> int:
 
 def _canonical_dims(array: xr.DataArray, source: str) -> xr.DataArray:
     """Rename lat/lon dims to y/x, shift 0-360 longitudes, default lat/lon to EPSG:4326."""
-    aliases = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x"}
-    geographic = bool(set(aliases) & set(array.dims))
+    aliases = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x", "valid_time": "time"}
+    geographic = bool({"lat", "latitude", "lon", "longitude"} & set(array.dims))
     array = array.rename({d: aliases[d] for d in array.dims if d in aliases})
     if set(array.dims) != {"time", "y", "x"}:
         raise CubeError(f"{source}: dims {array.dims}; a driver needs time and two spatial dims")
+    if min(array.sizes["y"], array.sizes["x"]) < 2:
+        raise CubeError(f"{source}: {dict(array.sizes)}; a source needs at least 2 x 2 pixels")
+    if not np.issubdtype(array["time"].dtype, np.datetime64):
+        raise CubeError(
+            f"{source}: time is not on the standard calendar ({array['time'].dtype}); "
+            "convert it (e.g. xarray's convert_calendar('standard')) first"
+        )
+    if array.indexes["time"].has_duplicates:
+        raise CubeError(f"{source}: repeated time stamps; keep one value per time step")
+    array = array.sortby("time")
     if array.rio.crs is None:
         if not geographic:
             raise CubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
         array = array.rio.write_crs("EPSG:4326")
     if CRS.from_user_input(array.rio.crs).is_geographic and float(array["x"].max()) > 180:
-        array = array.assign_coords(x=((array["x"] + 180) % 360) - 180).sortby("x")
+        shifted = array.assign_coords(x=((array["x"] + 180) % 360) - 180).sortby("x")
+        steps = np.diff(shifted["x"].values)
+        if not np.allclose(steps, steps[0], rtol=1e-6):
+            raise CubeError(
+                f"{source}: 0-360 longitudes that cross 180 E cannot be shifted to -180..180 "
+                "as one regular grid; cut the source at 180 E first"
+            )
+        array = shifted
     return array.transpose("time", "y", "x").rio.set_spatial_dims("x", "y")
 
 
@@ -363,17 +396,47 @@ def build_drivers(
                 raise CubeError(
                     f"{variable} comes from both {origin[variable]} and {spec.label}; give one"
                 )
-            array = read_source_variable(spec, variable, base=base)
+            array = _clip_to(read_source_variable(spec, variable, base=base), grid, spec.label)
             drivers[variable] = regrid(monthly_means(array, period).compute(), grid)
             origin[variable] = spec.label
             _check_plausible(drivers[variable], spec.label)
+            _check_months(drivers[variable], spec.label)
     cube = xr.Dataset(drivers).rio.write_crs(grid.crs)
     cube.attrs["sources"] = "; ".join(f"{v} <- {s}" for v, s in origin.items())
     return cube
 
 
+def _clip_to(array: xr.DataArray, grid: TargetGrid, source: str) -> xr.DataArray:
+    """Return the part of a source around the target grid (two source pixels of margin)."""
+    west, south, east, north = transform_bounds(
+        grid.crs, array.rio.crs, *grid.bounds, densify_pts=21
+    )
+    dx = abs(float(array["x"][1] - array["x"][0]))
+    dy = abs(float(array["y"][1] - array["y"][0]))
+    x, y = array["x"], array["y"]
+    inside = array.isel(
+        x=np.flatnonzero(((x >= west - 2 * dx) & (x <= east + 2 * dx)).values),
+        y=np.flatnonzero(((y >= south - 2 * dy) & (y <= north + 2 * dy)).values),
+    )
+    if min(inside.sizes["x"], inside.sizes["y"]) < 2:
+        raise CubeError(f"{source}: {array.name} does not cover the target grid {grid.bounds}")
+    return inside
+
+
+def _check_months(array: xr.DataArray, source: str) -> None:
+    """Refuse a driver with months of the period that no source value reaches."""
+    empty = array.isnull().all(("y", "x")).values
+    if empty.any():
+        months = [f"{t:%Y-%m}" for t in pd.DatetimeIndex(array["time"].values[empty])]
+        raise CubeError(
+            f"{source}: {array.name} has no value in {len(months)} month(s) of the period "
+            f"({', '.join(months[:6])}{'...' if len(months) > 6 else ''}); give a source that "
+            "covers them, or shorten the period"
+        )
+
+
 def _check_plausible(array: xr.DataArray, source: str) -> None:
-    low, high = _PLAUSIBLE[array.name]
+    low, high = PLAUSIBLE_RANGES[array.name]
     found_low, found_high = float(array.min()), float(array.max())
     if np.isnan(found_low):
         raise CubeError(f"{source}: {array.name} has no value on the target grid and period")
@@ -421,13 +484,16 @@ class IngestConfig(BaseModel):
 
     grid: GridSpec
     period: tuple[str, str]
-    sources: list[SourceSpec]
+    sources: list[SourceSpec] = Field(min_length=1)
     fill: FillSpec = FillSpec()
 
     @field_validator("period")
     @classmethod
     def _months(cls, period: tuple[str, str]) -> tuple[str, str]:
-        first, last = (pd.Timestamp(p) for p in period)
+        try:
+            first, last = (pd.Timestamp(p) for p in period)
+        except ValueError:
+            raise ValueError(f"period {period}: write months as YYYY-MM") from None
         if last < first:
             raise ValueError(f"period {period} ends before it starts")
         return first.strftime("%Y-%m"), last.strftime("%Y-%m")

@@ -139,6 +139,20 @@ EXTRAPOLATED = Variable(
     "share of the valid months whose drivers' window lies outside the towers' domain",
     comment="Months with doa_distance > 1, over the months from valid_from on.",
 )
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    "LAI": (0.0, 15.0),
+    "FAPAR": (0.0, 1.0),
+    "NDVI": (-1.0, 1.0),
+    "EVI": (-1.0, 1.0),
+    "LST_DAY": (-90.0, 90.0),
+    "LST_NIGHT": (-90.0, 90.0),
+    "TA": (-90.0, 60.0),
+    "SW_IN": (0.0, 500.0),
+    "VPD": (0.0, 120.0),
+    "PRECIP": (0.0, 200.0),
+}
+"""Monthly-mean ranges a correctly scaled and converted driver stays within."""
+
 DEFAULT_FEATURES: tuple[str, ...] = tuple(DRIVERS)
 
 WETLAND = "wetland"

@@ -15,7 +15,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import torch
@@ -51,14 +50,14 @@ def _shap_tile(
     background: int,
     seed: int,
     device: str,
-    block_info: dict | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Summaries ``(K * F + 2 K, y, x)`` of one tile: mean |SHAP|, dominant driver, mean lag."""
     n_features = len(features)
     _, _, ny, nx = drivers.shape
     out = np.full((n_targets * n_features + 2 * n_targets, ny, nx), np.nan, dtype="float32")
     for model, rows, cols, series in wetland_series(
-        drivers, wetland, models, features, device, block_info
+        drivers, wetland, models, features, device, origin
     ):
         index = [features.index(f) for f in model.card.features]
         windows = torch.stack([series[:, t - model.memory + 1 : t + 1] for t in months], dim=1)
@@ -141,10 +140,10 @@ def shap_maps(
                 f"(valid from {cube.indexes['time'][run.memory - 1]:%Y-%m}); choose another period"
             )
     chosen = tuple(int(i) for i in np.unique(np.linspace(valid[0], valid[-1], months).round()))
-    tiles = da.map_blocks(
+    tiles = run.map_tiles(
         _shap_tile,
-        run.drivers.data.astype("float32"),
-        run.wetland.data,
+        n_targets * n_features + 2 * n_targets,
+        keep_time=False,
         models=run.folders,
         features=run.features,
         n_targets=n_targets,
@@ -153,11 +152,6 @@ def shap_maps(
         background=background,
         seed=seed,
         device=device,
-        drop_axis=[0, 1],
-        new_axis=[0],
-        dtype="float32",
-        chunks=((n_targets * n_features + 2 * n_targets,), *run.drivers.data.chunks[2:]),
-        meta=np.array((), dtype="float32"),
     )
     coords = {  # object (variable-length) strings: Zarr v3 has no fixed-width string type
         "target": np.array(run.targets, dtype=object),

@@ -178,6 +178,18 @@ def cv_scheme(config: TrainConfig, n_sites: int) -> str:
     return f"{min(config.folds, n_sites)}-fold by site, seed {config.seed}"
 
 
+def feature_scale(flat: np.ndarray) -> np.ndarray:
+    """Return the spread of each feature over tower months, to normalise it by.
+
+    A feature (nearly) constant at the towers, such as the ``FILLED`` flag where no tower
+    pixel was gap-filled, keeps unit scale: dividing by its tiny spread would turn any
+    other value on the map into a huge input and an apparent extrapolation.
+    """
+    std = flat.std(axis=0)
+    constant = std <= 1e-6 * np.maximum(1.0, np.abs(flat.mean(axis=0)))
+    return np.where(constant, 1.0, std + 1e-6)
+
+
 def fit_member(
     series: SiteSeries,
     config: TrainConfig,
@@ -250,7 +262,7 @@ def fit_member(
             validation_sites=validation_sites,
             held_out_sites=sorted(held_out),
             feature_mean=as_float_list(flat_x.mean(axis=0)),
-            feature_std=as_float_list(flat_x.std(axis=0) + 1e-6),
+            feature_std=as_float_list(feature_scale(flat_x)),
             target_mean=as_float_list(np.nanmean(flat_y, axis=0)),
             target_std=as_float_list(np.nanstd(flat_y, axis=0) + 1e-6),
         ),
@@ -300,7 +312,7 @@ def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCar
     apart towers are from each other.
     """
     flat = series.drivers.reshape(-1, len(series.features))
-    mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    mean, std = flat.mean(axis=0), feature_scale(flat)
     drivers = torch.from_numpy(((series.drivers - mean) / std).astype("float32"))
     views = drivers.unfold(1, config.memory, 1).transpose(2, 3)
     keep = torch.from_numpy(np.isfinite(series.fluxes[:, config.memory - 1 :]).any(axis=-1))

@@ -23,6 +23,7 @@ from upscale.errors import (
 from upscale.gaps import gap_summary
 from upscale.geotiff import Period, export_cogs
 from upscale.progress import new_progress
+from upscale.schema import WETLAND
 
 
 def predict(
@@ -86,7 +87,7 @@ def predict(
                 {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
             ),
             "command": shlex.join(sys.argv),
-            "input_gap_fraction": json.dumps(gap_summary(drivers)),
+            "input_gap_fraction": json.dumps(gap_summary(drivers, wetland[WETLAND] > 0)),
         },
     )
     threads = torch.get_num_threads()

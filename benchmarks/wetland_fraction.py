@@ -1,0 +1,75 @@
+"""Benchmark: what `predict` costs as the wetland share of a grid falls (10 % vs 1 %).
+
+Builds a demo-like region, trains a real (one-epoch) model per ecosystem on its towers,
+then keeps 10 % and 1 % of the grid as wetland (the demo's own wetland pixels, thinned at
+random, so they stay on the coast) and times `upscale.predict` on each, in the same run.
+Tiles without wetland are neither read nor computed, so the cost follows the wetland. The
+target of issue 7 is at most 0.2x for 1 % against 10 %.
+
+Run: ``.venv/bin/python benchmarks/wetland_fraction.py [--ny 256 --nx 336 --years 12]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import upscale
+from upscale.cube import open_mask, write_store
+from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.schema import WETLAND, WETLAND_FRACTION
+from upscale.training import TrainConfig
+
+
+def thinned(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
+    """A copy of the mask keeping wetland on about ``share`` of all pixels."""
+    mask = open_mask(mask_path).load()
+    rows, cols = np.nonzero(mask[WETLAND].values)
+    keep = round(share * mask[WETLAND].size)
+    if keep > len(rows):
+        raise SystemExit(f"the demo mask has {len(rows)} wetland pixels, fewer than {keep}")
+    drop = np.random.default_rng(seed).permutation(len(rows))[keep:]
+    for name in (WETLAND, WETLAND_FRACTION):
+        values = mask[name].values.copy()
+        values[rows[drop], cols[drop]] = 0
+        mask[name] = (mask[name].dims, values)
+    return write_store(mask, out, overwrite=True), keep
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ny", type=int, default=256)
+    parser.add_argument("--nx", type=int, default=336)
+    parser.add_argument("--years", type=int, default=12)
+    parser.add_argument("--tile", type=int, default=32)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="upscale-wetland-bench-"))
+    spec = DemoSpec(ny=args.ny, nx=args.nx, years=args.years)
+    inputs = write_demo_region(make_demo_region(spec), work / "inputs")
+    models = upscale.train(
+        inputs.sites,
+        inputs.cube,
+        work / "models",
+        config=TrainConfig(epochs=1, folds=2),
+        status=lambda line: None,
+    ).models
+    print(f"grid {args.ny} x {args.nx}, {12 * args.years} months, tiles of {args.tile}, cpu")
+    seconds = {}
+    for share in (0.10, 0.01):
+        mask, pixels = thinned(inputs.mask, share, work / f"mask_{share}.zarr")
+        start = time.perf_counter()
+        upscale.predict(
+            inputs.cube, mask, list(models.values()), work / f"maps_{share}.zarr", tile=args.tile
+        )
+        seconds[share] = time.perf_counter() - start
+        print(f"  {share:>4.0%} wetland ({pixels} pixels)   predict {seconds[share]:7.2f} s")
+    print(f"ratio 1 % / 10 %: {seconds[0.01] / seconds[0.10]:.2f} (target <= 0.2)")
+
+
+if __name__ == "__main__":
+    main()

@@ -97,6 +97,8 @@ def _bridge(values: xr.DataArray, max_months: int | None) -> xr.DataArray:
     """Bridge runs of at most ``max_months`` missing months (None: any), linearly inside."""
     if max_months is not None and max_months < 1:
         return values
+    if values.chunks:  # interpolation needs whole series (filling may have split them)
+        values = values.chunk({"time": -1})
     # Months differ in length, so the limit is in months (index steps), not days.
     steps = values.assign_coords(time=np.arange(values.sizes["time"]))
     gap = None if max_months is None else max_months + 1

@@ -16,28 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import upscale
-from upscale.cube import open_mask, write_store
+from upscale.bench import thin_mask
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
-from upscale.schema import WETLAND, WETLAND_FRACTION
 from upscale.training import TrainConfig
-
-
-def thinned(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
-    """A copy of the mask keeping wetland on about ``share`` of all pixels."""
-    mask = open_mask(mask_path).load()
-    rows, cols = np.nonzero(mask[WETLAND].values)
-    keep = round(share * mask[WETLAND].size)
-    if keep > len(rows):
-        raise SystemExit(f"the demo mask has {len(rows)} wetland pixels, fewer than {keep}")
-    drop = np.random.default_rng(seed).permutation(len(rows))[keep:]
-    for name in (WETLAND, WETLAND_FRACTION):
-        values = mask[name].values.copy()
-        values[rows[drop], cols[drop]] = 0
-        mask[name] = (mask[name].dims, values)
-    return write_store(mask, out, overwrite=True), keep
 
 
 def main() -> None:
@@ -61,7 +43,7 @@ def main() -> None:
     print(f"grid {args.ny} x {args.nx}, {12 * args.years} months, tiles of {args.tile}, cpu")
     seconds = {}
     for share in (0.10, 0.01):
-        mask, pixels = thinned(inputs.mask, share, work / f"mask_{share}.zarr")
+        mask, pixels = thin_mask(inputs.mask, share, work / f"mask_{share}.zarr")
         start = time.perf_counter()
         upscale.predict(
             inputs.cube, mask, list(models.values()), work / f"maps_{share}.zarr", tile=args.tile

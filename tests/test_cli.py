@@ -10,7 +10,19 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "verb",
-    ["demo", "sweep", "train", "explain", "predict", "export", "query", "mask", "ingest", "fetch"],
+    [
+        "demo",
+        "sweep",
+        "train",
+        "explain",
+        "predict",
+        "export",
+        "query",
+        "mask",
+        "ingest",
+        "fetch",
+        "bench",
+    ],
 )
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])

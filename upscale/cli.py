@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from rich.table import Table
 from upscale import __version__, api
 from upscale.balance import NEE_MODES
 from upscale.balance import NeeMode as NeeModeName
+from upscale.bench import run_bench, write_report
 from upscale.config import load_train_config, make_train_config
 from upscale.errors import UpscaleError
 from upscale.nets import ArchitectureName
@@ -450,6 +452,42 @@ def fetch(
         _written({"cube": result})
     else:
         out_console.print(f"started {len(result)} export task(s): {', '.join(result)}")
+
+
+@app.command()
+@_friendly
+def bench(
+    out: Annotated[Path, typer.Option(help="JSON report to write.")] = Path("bench.json"),
+    ny: Annotated[int, typer.Option(min=8, help="Rows of the generated grid.")] = 128,
+    nx: Annotated[int, typer.Option(min=8, help="Columns of the generated grid.")] = 168,
+    years: Annotated[int, typer.Option(min=2, help="Years of monthly drivers.")] = 12,
+    wetland_share: Annotated[
+        float, typer.Option(min=0.001, max=0.25, help="Share of the grid kept as wetland.")
+    ] = 0.10,
+    tile: Annotated[int, typer.Option(min=4, help="Spatial tile size.")] = 64,
+) -> None:
+    """Measure predict against its I/O and model floors on a generated region."""
+    with tempfile.TemporaryDirectory(prefix="upscale-bench-") as work:
+        report = run_bench(
+            work,
+            ny=ny,
+            nx=nx,
+            years=years,
+            wetland_share=wetland_share,
+            tile=tile,
+            status=console.print,
+        )
+    seconds = pd.DataFrame(
+        {"step": list(report["seconds"]), "seconds": list(report["seconds"].values())}
+    )
+    out_console.print(
+        _table(seconds, f"{report['wetland_pixels']} wetland pixels, {report['device']}")
+    )
+    out_console.print(
+        f"{report['pixel_months_per_second'] / 1e6:.2f} M pixel-months/s; predict / floor "
+        f"{report['predict_over_floor']:.2f}; peak memory {report['peak_memory_mb']:.0f} MB"
+    )
+    _written({"report": write_report(report, out)})
 
 
 regions_app = typer.Typer(no_args_is_help=True, help="The region catalogue: list and show.")

@@ -36,6 +36,9 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
     floor = max(seconds["io_floor"], seconds["model_floor"])
     assert report["predict_over_floor"] == pytest.approx(seconds["predict"] / floor)
     assert report["device"] == "cpu" and report["peak_memory_mb"] > 0
+    assert report["baselines"]["apply_ufunc_per_pixel"] > 0
+    assert report["baselines"]["unmasked"] == pytest.approx(seconds["model_floor"] * 10)
+    assert "x predict" in result.output
 
 
 def test_thin_mask_keeps_the_share_on_wetland(small_region, tmp_path):

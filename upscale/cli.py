@@ -483,6 +483,9 @@ def bench(
     out_console.print(
         _table(seconds, f"{report['wetland_pixels']} wetland pixels, {report['device']}")
     )
+    predict = report["seconds"]["predict"]
+    for name, seconds in report["baselines"].items():
+        out_console.print(f"baseline {name}: {seconds:.2f} s, {seconds / predict:.1f}x predict")
     out_console.print(
         f"{report['pixel_months_per_second'] / 1e6:.2f} M pixel-months/s; predict / floor "
         f"{report['predict_over_floor']:.2f}; peak memory {report['peak_memory_mb']:.0f} MB"

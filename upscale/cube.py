@@ -239,13 +239,14 @@ def write_store(
     overwrite
         Replace an existing store; without it an existing store raises.
     resume
-        Write spatial tile by tile, recording each finished tile in the partial store; a
-        run killed at any point and started again with the same dataset writes only the
-        missing tiles. The dataset must be chunked in ``y`` and ``x``.
+        Write one row of spatial chunks at a time, recording each finished row beside the
+        partial store; a run killed at any point and started again with the same dataset
+        writes only the missing rows. The dataset must be chunked in ``y`` and ``x``.
     batch
-        Tiles computed together when resuming (they run in parallel on dask's threads).
+        Rows computed together when resuming (their tiles run in parallel on dask's
+        threads).
     progress
-        Called with (tiles written, tiles in all) when resuming, first with the tiles an
+        Called with (rows written, rows in all) when resuming, first with the rows an
         earlier run left.
 
     Returns
@@ -283,7 +284,7 @@ def _write_tiles(
     batch: int,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Write a lazy dataset into ``partial`` one spatial chunk at a time, resumably."""
+    """Write a lazy dataset into ``partial`` one row of spatial chunks at a time, resumably."""
     if not ds.chunks or not {"y", "x"} <= set(ds.chunks):
         raise ValueError("a resumable write needs a dataset chunked in y and x")
     plan = json.dumps(
@@ -312,11 +313,10 @@ def _write_tiles(
         done.mkdir()
         plan_file.write_text(plan)  # last: the template is complete
     elsewhere = [v for v in ds.variables if not {"y", "x"} & set(ds[v].dims)]
-    tiles = [
-        {"y": y, "x": x}
-        for y in _chunk_slices(ds.chunks["y"])
-        for x in _chunk_slices(ds.chunks["x"])
-    ]
+    # One row of spatial chunks per region write: xarray's per-call overhead made single
+    # tiles 40 % slower on the demo, and a row's tiles still compute in parallel.
+    width = slice(0, ds.sizes["x"])
+    tiles = [{"y": y, "x": width} for y in _chunk_slices(ds.chunks["y"])]
     todo = [t for t in tiles if not (done / _tile_name(t)).exists()]
     report = progress or (lambda written, total: None)
     report(len(tiles) - len(todo), len(tiles))

@@ -60,8 +60,8 @@ def predict(
 
     Notes
     -----
-    The maps are written tile by tile; a run killed at any point and started again with
-    the same inputs writes only the missing tiles.
+    The maps are written one row of tiles at a time; a run killed at any point and started
+    again with the same inputs writes only the missing rows.
     """
     out = Path(out)
     refuse_overwrite([out], overwrite=overwrite)
@@ -93,12 +93,12 @@ def predict(
     threads = torch.get_num_threads()
     try:
         with _cluster(scheduler), new_progress() as bar:
-            task = bar.add_task(f"predicting {out.name} (tiles)", total=None)
+            task = bar.add_task(f"predicting {out.name} (rows of tiles)", total=None)
             return write_store(
                 maps,
                 out,
                 overwrite=overwrite,
-                resume=True,  # a killed run, started again, predicts the missing tiles only
+                resume=True,  # a killed run, started again, predicts the missing rows only
                 batch=max(2, os.cpu_count() or 1),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )

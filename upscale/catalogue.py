@@ -22,7 +22,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from upscale.errors import RegionError
-from upscale.regions import read_regions, region_area_km2, valid_regions
+from upscale.regions import in_lonlat, read_regions, region_area_km2, valid_regions
 
 CATALOGUE_ENV = "UPSCALE_REGIONS"
 """Environment variable naming the catalogue folder."""
@@ -60,10 +60,7 @@ def catalogue_regions(folder: str | Path | None = None) -> gpd.GeoDataFrame:
         raise RegionError(f"{folder}: holds no region file ({', '.join(sorted(VECTOR_SUFFIXES))})")
     frames = []
     for path in files:
-        regions = read_regions(path)
-        densify = 0.01 if regions.crs.is_geographic else 1000.0  # keep straight edges straight
-        regions = regions.set_geometry(regions.geometry.segmentize(densify)).to_crs("EPSG:4326")
-        frames.append(regions.assign(file=path.name))
+        frames.append(in_lonlat(read_regions(path)).assign(file=path.name))
     merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
     clash = merged[merged["name"].duplicated(keep=False)]
     if not clash.empty:
@@ -132,7 +129,7 @@ def resolve_regions(
             or Path(text).suffix.lower() in VECTOR_SUFFIXES
             or Path(text).is_file()
         ):
-            frames.append(_densified_4326(read_regions(Path(text))))
+            frames.append(in_lonlat(read_regions(Path(text)))[["name", "geometry"]])
         elif _BBOX.match(text):
             west, south, east, north = (float(v) for v in text.split(","))
             if not (west < east and south < north):
@@ -180,15 +177,9 @@ def _crs(text: str | None) -> CRS:
         raise RegionError(f"--crs {text!r}: not a CRS pyproj knows ({err})") from None
 
 
-def _densified_4326(regions: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    densify = 0.01 if regions.crs.is_geographic else 1000.0
-    regions = regions.set_geometry(regions.geometry.segmentize(densify))
-    return regions[["name", "geometry"]].to_crs("EPSG:4326")
-
-
 def _shape_frame(name: str, shape: shapely.Geometry, crs: CRS) -> gpd.GeoDataFrame:
     frame = gpd.GeoDataFrame({"name": [name]}, geometry=[shape], crs=crs)
-    return _densified_4326(valid_regions(frame, name))
+    return in_lonlat(valid_regions(frame, name))[["name", "geometry"]]
 
 
 def _geojson_regions(text: str, number: int) -> gpd.GeoDataFrame:
@@ -209,7 +200,7 @@ def _geojson_regions(text: str, number: int) -> gpd.GeoDataFrame:
             if count == 1
             else [f"polygon {number}.{i}" for i in range(1, count + 1)]
         )
-    return _densified_4326(valid_regions(frame, f"region {number}"))
+    return in_lonlat(valid_regions(frame, f"region {number}"))[["name", "geometry"]]
 
 
 def _catalogue_or_hint(folder: str | Path | None, name: str) -> gpd.GeoDataFrame:

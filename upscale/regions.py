@@ -277,13 +277,18 @@ def _window(weights: xr.DataArray) -> dict[str, slice]:
     return {"y": slice(rows[0], rows[-1] + 1), "x": slice(cols[0], cols[-1] + 1)}
 
 
-def region_area_km2(regions: gpd.GeoDataFrame) -> pd.Series:
-    """Area of each region on the WGS84 ellipsoid (km²), indexed by name.
+def in_lonlat(regions: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Return the regions in EPSG:4326, their edges densified in their own CRS first.
 
-    Edges are densified in the regions' own CRS first, so straight edges there stay
-    straight rather than becoming geodesics.
+    A straight edge in a projected CRS is a curve in lon/lat (and a geodesic between two
+    vertices is neither); densifying every 0.01 degree or 1 km keeps the shape.
     """
     step = 0.01 if regions.crs.is_geographic else 1000.0
-    dense = regions.geometry.segmentize(step).to_crs("EPSG:4326")
+    return regions.set_geometry(regions.geometry.segmentize(step)).to_crs("EPSG:4326")
+
+
+def region_area_km2(regions: gpd.GeoDataFrame) -> pd.Series:
+    """Area of each region on the WGS84 ellipsoid (km²), indexed by name."""
+    dense = in_lonlat(regions).geometry
     areas = [abs(_GEOD.geometry_area_perimeter(shape)[0]) / 1e6 for shape in dense]
     return pd.Series(areas, index=regions["name"].to_numpy(), name="area_km2")

@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,27 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     assert load_model(folder).card.ecosystem == "mangrove"
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("planted", [WEIGHTS, CARD])
+def test_a_planted_pickle_payload_is_refused_and_never_runs(tmp_path, planted):
+    folder = save_model(untrained_model("mangrove"), tmp_path / "m")
+    marker = tmp_path / "payload-ran"
+    (folder / planted).write_bytes(pickle.dumps(_Payload(marker)))
+    torch.save({"payload": _Payload(marker)}, folder / "weights.pt")  # a torch checkpoint beside
+    with pytest.raises(ModelArtifactError, match=f"{planted}: not"):
+        load_model(folder)
+    assert not marker.exists()
 
 
 def test_predict_members_matches_explicit_windows():

@@ -1,9 +1,10 @@
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from upscale.bench import thin_mask
+from upscale.bench import _first_rows, _io_tile, peak_memory_mb, thin_mask
 from upscale.cli import app
 from upscale.cube import open_mask
 from upscale.demo_region import write_demo_region
@@ -31,13 +32,17 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["wetland_pixels"] == 32 and report["grid"]["months"] == 36
+    assert report["ensemble_members"] == {"mangrove": 4, "saltmarsh": 4}  # the default
     seconds = report["seconds"]
-    assert all(seconds[k] > 0 for k in ("io_floor", "model_floor", "predict"))
+    assert all(seconds[k] > 0 for k in ("io_floor", "model_floor", "predict", "explain_rasters"))
     floor = max(seconds["io_floor"], seconds["model_floor"])
     assert report["predict_over_floor"] == pytest.approx(seconds["predict"] / floor)
     assert report["device"] == "cpu" and report["peak_memory_mb"] > 0
-    assert report["baselines"]["apply_ufunc_per_pixel"] > 0
-    assert report["baselines"]["unmasked"] == pytest.approx(seconds["model_floor"] * 10)
+    baselines = report["baselines"]
+    assert set(baselines) == {"apply_ufunc_per_pixel", "xbatcher_loop", "unmasked"}
+    for name, value in baselines.items():
+        assert value > 0
+        assert report["baseline_over_predict"][name] == pytest.approx(value / seconds["predict"])
     assert "x predict" in result.output
 
 
@@ -50,3 +55,26 @@ def test_thin_mask_keeps_the_share_on_wetland(small_region, tmp_path):
     assert ((after > 0) <= (before > 0)).all()  # only wetland pixels are kept
     with pytest.raises(ValueError, match="less than the 90% asked for"):
         thin_mask(inputs.mask, 0.9, tmp_path / "too_much.zarr")
+
+
+def test_first_rows_cover_the_share_of_wetland():
+    wetland = np.zeros((12, 4), dtype=bool)
+    wetland[1, :] = True  # 4 pixels in the first row of tiles (tiles of 4)
+    wetland[9, :] = True  # 4 in the third
+    assert _first_rows(wetland, 4, share=0.5) == slice(0, 4)
+    assert _first_rows(wetland, 4, share=0.75) == slice(0, 12)
+
+
+def test_io_tile_writes_wetland_drivers_and_nan_elsewhere():
+    drivers = np.arange(2 * 3 * 2 * 2, dtype="float32").reshape(2, 3, 2, 2)
+    wetland = np.array([[1, 0], [0, 2]])
+    out = _io_tile(drivers, wetland, layers=3, origin=(0, 0))
+    assert out.shape == (3, 3, 2, 2)
+    assert np.isnan(out[:, :, 0, 1]).all() and np.isnan(out[:, :, 1, 0]).all()
+    np.testing.assert_array_equal(out[0, :, 0, 0], drivers[0, :, 0, 0])
+    np.testing.assert_array_equal(out[2, :, 1, 1], drivers[0, :, 1, 1])  # layers cycle
+
+
+def test_peak_memory_counts_this_process_only():
+    block = np.ones(256 * 2**20 // 8)  # 256 MB, touched
+    assert block.nbytes / 2**20 < peak_memory_mb() < 64 * 2**10  # MB, not kB or bytes

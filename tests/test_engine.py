@@ -1,3 +1,4 @@
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,7 +6,7 @@ import torch
 
 from upscale.artifact import load_model, save_model
 from upscale.cube import open_store, write_store
-from upscale.engine import flux_maps
+from upscale.engine import default_batch_size, flux_maps
 from upscale.errors import CubeError, ModelArtifactError
 from upscale.schema import WETLAND
 
@@ -156,3 +157,31 @@ def test_tiles_without_wetland_are_never_read(small_region, model_folders, tmp_p
     maps = open_store(write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr"))
     assert np.isnan(maps["GPP"].values[:, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]).all()
     assert np.isfinite(maps["GPP"].where(maps["wetland"] > 0).values[-1]).any()
+
+
+def test_batch_size_follows_the_device():
+    assert default_batch_size("cpu") == 2048  # fastest on CPU: the batch stays in cache
+    assert default_batch_size(torch.device("cuda", 1)) == 65536
+    assert default_batch_size("mps") == 2048  # any other device: the CPU's
+
+
+def test_maps_are_bit_identical_whatever_the_threads_and_tiles(
+    small_region, model_folders, tmp_path
+):
+    maps = {}
+    for workers, tile in ((1, 8), (2, 8), (2, 5)):
+        cube = small_region.cube.chunk({"time": -1, "y": tile, "x": tile})
+        mask = small_region.mask.chunk({"y": tile, "x": tile})
+        with dask.config.set(scheduler="threads", num_workers=workers):
+            path = write_store(
+                flux_maps(cube, mask, model_folders),  # batches group the pixels of a tile
+                tmp_path / f"maps-{workers}-{tile}.zarr",
+                resume=True,
+            )
+        maps[workers, tile] = open_store(path).load()
+    reference = maps[1, 8]
+    for key, other in maps.items():
+        for name in ("GPP", "RE", "NEE", "GPP_std", "doa_distance", "extrapolated_fraction"):
+            np.testing.assert_array_equal(
+                other[name].values, reference[name].values, err_msg=f"{name} {key}"
+            )

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from upscale.balance import NeeMode, derive_nee
 from upscale.errors import ModelArtifactError, OutputExistsError
+from upscale.locking import output_lock
 from upscale.nets import build_net
 
 WEIGHTS = "weights.safetensors"
@@ -280,9 +281,13 @@ class Model:
         n_pixels, n_months, _ = drivers.shape
         n_windows = n_months - self.memory + 1
         out = torch.empty(n_pixels, n_windows, device=drivers.device)
+        reference_norms = self.reference.square().sum(dim=1)
         for rows, windows in self._batches(scaled, batch_size):
             flat = windows.reshape(len(windows), -1)
-            nearest = torch.cdist(flat, self.reference).amin(dim=1)
+            # |w - r|^2 = |w|^2 + |r|^2 - 2 w.r: one matrix product, then the minimum, and
+            # only the nearest distances are square-rooted (cdist roots all of them).
+            squared = torch.addmm(reference_norms, flat, self.reference.T, alpha=-2).amin(dim=1)
+            nearest = (squared + flat.square().sum(dim=1)).clamp_min_(0).sqrt_()
             out[rows] = (nearest / flat.shape[1] ** 0.5).reshape(-1, n_windows)
         return out / self.card.domain.threshold
 
@@ -296,24 +301,26 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         When the folder exists and ``overwrite`` is False.
     """
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise OutputExistsError(f"{folder} exists; pass --overwrite to replace it")
-    # Both files go to a sibling folder that replaces the old one whole: a crash never
-    # leaves new weights beside an old card.
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    tensors = {
-        _MEMBER.format(m) + key: value.detach().cpu().contiguous()
-        for m, member in enumerate(model.members)
-        for key, value in member.net.state_dict().items()
-    }
-    tensors[_REFERENCE] = model.reference.detach().cpu().contiguous()
-    save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
-    (partial / CARD).write_text(json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    partial.rename(folder)
+    with output_lock(folder):
+        if folder.exists() and not overwrite:
+            raise OutputExistsError(f"{folder} exists; pass --overwrite to replace it")
+        # Both files go to a sibling folder that replaces the old one whole: a crash never
+        # leaves new weights beside an old card.
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        tensors = {
+            _MEMBER.format(m) + key: value.detach().cpu().contiguous()
+            for m, member in enumerate(model.members)
+            for key, value in member.net.state_dict().items()
+        }
+        tensors[_REFERENCE] = model.reference.detach().cpu().contiguous()
+        save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
+        card = json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n"
+        (partial / CARD).write_text(card)
+        if folder.exists():
+            shutil.rmtree(folder)
+        partial.rename(folder)
     return folder
 
 
@@ -336,8 +343,8 @@ def read_card(folder: str | Path) -> ModelCard:
     """
     path = _require(Path(folder), CARD)
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        raw = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelArtifactError(f"{path}: not JSON ({err})") from None
     found = raw.get("card_format") if isinstance(raw, dict) else None
     if found != CARD_FORMAT:

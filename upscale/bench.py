@@ -1,48 +1,61 @@
 """How fast `predict` is against what the hardware allows: the I/O floor and the model floor.
 
-A run builds a demo-like region of the requested size, trains a real model per ecosystem
-(one epoch: timing needs the architecture, not good weights), keeps the requested share of
-the grid as wetland, and measures in one process
+A run builds a demo-like region of the requested size, trains real ensembles (the default
+configuration, one epoch: timing needs the architecture, not good weights), keeps the
+requested share of the grid as wetland, and measures in one run
 
-* the I/O floor: reading the drivers ``predict`` reads and writing maps of the same size;
-* the model floor: the same number of windows through the same ensembles from memory,
-  batched, one torch thread per core with perfect scaling over the cores (measured on a
-  sample of pixels, scaled to all of them);
-* ``predict`` end to end;
+* the I/O floor: the tile engine reading the drivers ``predict`` reads and writing as many
+  map layers as ``predict`` writes, with no model;
+* the model floor: the same number of windows through the same ensembles from memory in
+  batches, on every core (a thread per core with one torch thread each), timed on a sample
+  of pixels and scaled to all of them;
+* ``predict`` end to end, in a process of its own so that its peak memory is its own;
+* the SHAP summary rasters of ``explain``;
 
-and, for comparison, what users would write instead: one model call per pixel through
-``xarray.apply_ufunc(vectorize=True)`` (timed on a sample, scaled), and every pixel of the
-grid through the models (unmasked, the floor scaled to all pixels). It reports pixel-months
-per second and ``predict / max(I/O floor, model floor)``.
+and what users would write instead, each timed on a sample and scaled: one model call per
+pixel through ``xarray.apply_ufunc(vectorize=True)``, an xbatcher-fed loop, and the engine
+over every pixel (unmasked). It reports pixel-months per second, ``predict / max(I/O floor,
+model floor)`` and each baseline's time over ``predict``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
+from dask.system import CPU_COUNT
 
-from upscale.artifact import load_model
+from upscale.artifact import Model, load_model
 from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
-from upscale.engine import default_device
-from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION
+from upscale.engine import default_device, flux_maps, prepare_run
+from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
+from upscale.shap_maps import shap_maps
 from upscale.training import TrainConfig
+
+MANGROVE = cover_name("mangrove")
+
+WINDOWS_PER_BATCH = 2048
+"""Windows per forward pass of the model floor and the baselines (fastest on CPU)."""
 
 
 def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
     """Write a copy of a mask keeping wetland on about ``share`` of all pixels.
 
     The pixels kept are the mask's own wetland pixels, drawn at random, so they stay where
-    wetland is (on the coast of the demo).
+    wetland is (on the coast of the demo) and touch as many tiles as they can: the hardest
+    case for skipping tiles.
     """
     mask = open_mask(mask_path).load()
     rows, cols = np.nonzero(mask[WETLAND].values)
@@ -53,7 +66,7 @@ def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[
             f"less than the {share:.0%} asked for"
         )
     drop = np.random.default_rng(seed).permutation(len(rows))[keep:]
-    for name in (WETLAND, WETLAND_FRACTION):
+    for name in mask.data_vars:
         values = mask[name].values.copy()
         values[rows[drop], cols[drop]] = 0
         mask[name] = (mask[name].dims, values)
@@ -75,9 +88,10 @@ def run_bench(
     wetland_share: float = 0.10,
     tile: int = 64,
     sample: int = 256,
+    explain: bool = True,
     status: Callable[[str], None] = lambda line: None,
 ) -> dict:
-    """Measure ``predict`` against its floors on a generated region.
+    """Measure ``predict`` against its floors and the baselines on a generated region.
 
     Parameters
     ----------
@@ -90,15 +104,18 @@ def run_bench(
     tile
         Spatial tile size of the run.
     sample
-        Pixels whose windows time the model floor.
+        Pixels per ecosystem whose windows time the model floor and the baselines.
+    explain
+        Also time the SHAP summary rasters.
     status
         Receives progress lines.
 
     Returns
     -------
     dict
-        Sizes, seconds of each measurement, throughput, the ratio of ``predict`` to its
-        floor, peak memory of the process and the device.
+        Sizes, seconds of each measurement, the baselines' seconds and their ratio to
+        ``predict``, throughput, ``predict`` over its floor, the peak memory of the
+        ``predict`` process and the device.
     """
     # Imported here: the API imports this module's neighbours, not the other way round.
     import upscale
@@ -111,101 +128,247 @@ def run_bench(
         inputs.sites,
         inputs.cube,
         work / "models",
-        config=TrainConfig(epochs=1, folds=2),
+        config=TrainConfig(epochs=1),
         overwrite=True,
         status=lambda line: None,
     ).models
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
     cube = open_cube(inputs.cube, tile=tile)
-    wetland = open_mask(mask, cube)[WETLAND].values
+    wetland = open_mask(mask, cube)
     loaded = {eco: load_model(folder) for eco, folder in models.items()}
     features = list(dict.fromkeys(f for m in loaded.values() for f in m.card.features))
+    series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")
+    samples = {
+        eco: _sample_pixels(series, wetland[WETLAND].values, eco, model, sample)
+        for eco, model in loaded.items()
+    }
     n_months = cube.sizes["time"]
+    total_pixels = {eco: int((wetland[WETLAND] == ECOSYSTEM_CODES[eco]).sum()) for eco in loaded}
 
-    status("I/O floor: reading the drivers, writing maps of the same size")
-    maps_like = cube[features[:3]].rename({f: f"map{k}" for k, f in enumerate(features[:3])})
-    io_floor = _seconds(
-        lambda: (
-            cube[features].to_dataarray().sum().compute(),
-            write_store(maps_like, work / "io.zarr", overwrite=True),
-        )
-    )
+    status("I/O floor: the tile engine reading the drivers and writing the maps, no model")
+    io_floor = _seconds(lambda: _io_floor(cube, wetland, models, loaded, work / "io.zarr"))
 
     status("model floor: the same windows through the ensembles, from memory")
-    # One torch thread per core, all cores busy: the floor is one thread's time over the
-    # cores (perfect scaling), a bound no tiling can beat.
-    cores = os.cpu_count() or 1
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model_floor = 0.0
-    series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")
-    for eco, model in loaded.items():
-        rows, cols = np.nonzero(wetland == ECOSYSTEM_CODES[eco])
-        if len(rows) == 0:
-            continue
-        pick = np.random.default_rng(0).choice(len(rows), min(sample, len(rows)), replace=False)
-        index = [features.index(f) for f in model.card.features]
-        block = series.isel(y=("p", rows[pick]), x=("p", cols[pick]), feature=index).values.astype(
-            "float32"
-        )
-        drivers = torch.from_numpy(block)
-        seconds = _seconds(lambda model=model, d=drivers: model.predict_members(d))
-        model_floor += seconds / len(pick) * len(rows) / cores
-    torch.set_num_threads(threads)
-
-    status("baseline: one model call per pixel through xarray.apply_ufunc(vectorize=True)")
-    per_pixel = 0.0
-    for eco, model in loaded.items():
-        rows, cols = np.nonzero(wetland == ECOSYSTEM_CODES[eco])
-        if len(rows) == 0:
-            continue
-        pick = np.random.default_rng(1).choice(
-            len(rows), min(sample // 4, len(rows)), replace=False
-        )
-        index = [features[i] for i in [features.index(f) for f in model.card.features]]
-        chosen = series.isel(y=("p", rows[pick]), x=("p", cols[pick])).sel(feature=index).load()
-        seconds = _seconds(lambda model=model, px=chosen: _apply_per_pixel(model, px))
-        per_pixel += seconds / len(pick) * len(rows)
-
-    status("predict end to end")
-    predict = _seconds(
-        lambda: upscale.predict(
-            inputs.cube, mask, list(models.values()), work / "maps.zarr", tile=tile, overwrite=True
-        )
+    cores = CPU_COUNT  # what dask's threads use: affinity and cgroup limits included
+    model_floor = sum(
+        _model_floor(model, samples[eco], cores) * total_pixels[eco] / len(samples[eco])
+        for eco, model in loaded.items()
+        if len(samples[eco])
     )
-    floor = max(io_floor, model_floor)
+
+    status("predict end to end (in a process of its own)")
+    predict, peak_mb = predict_in_process(
+        inputs.cube, mask, list(models.values()), work / "maps.zarr", tile
+    )
+
+    seconds = {"io_floor": io_floor, "model_floor": model_floor, "predict": predict}
+    if explain:
+        status("explain: SHAP summary rasters, on the first rows of tiles (scaled)")
+        band = _first_rows(wetland[WETLAND].values > 0, tile, share=1 / 8)
+        explained = int((wetland[WETLAND].isel(y=band) > 0).sum())
+        seconds["explain_rasters"] = _seconds(
+            lambda: write_store(
+                shap_maps(cube.isel(y=band), wetland.isel(y=band), models),
+                work / "shap.zarr",
+                overwrite=True,
+            )
+        ) * (pixels / explained)
+
+    status("baselines: per-pixel apply_ufunc, an xbatcher loop, the engine unmasked")
+    loops = {"apply_ufunc_per_pixel": _apply_per_pixel}
+    if find_spec("xbatcher"):
+        loops["xbatcher_loop"] = _xbatcher_loop
+    else:
+        status("xbatcher is not installed (pip install 'upscale[bench]'): its baseline is left out")
+    baselines = dict.fromkeys(loops, 0.0)
+    for eco, model in loaded.items():
+        chosen = samples[eco]
+        if len(chosen) == 0:
+            continue
+        for name, loop in loops.items():
+            taken = _seconds(lambda m=model, px=chosen, loop=loop: loop(m, px))
+            baselines[name] += taken * total_pixels[eco] / len(chosen)
+    crop = {"y": slice(0, min(tile, ny)), "x": slice(0, min(tile, nx))}
+    baselines["unmasked"] = _seconds(
+        lambda: _unmasked(cube.isel(crop), wetland.isel(crop), models, work / "unmasked.zarr")
+    ) * (ny * nx / (crop["y"].stop * crop["x"].stop))
     return {
         "grid": {"ny": ny, "nx": nx, "months": n_months, "tile": tile},
         "wetland_pixels": pixels,
         "wetland_share": pixels / (ny * nx),
-        "seconds": {"io_floor": io_floor, "model_floor": model_floor, "predict": predict},
-        "baselines": {
-            "apply_ufunc_per_pixel": per_pixel,
-            # Every pixel of the grid through the models: the floor's windows, scaled.
-            "unmasked": model_floor * ny * nx / pixels,
-        },
+        "ensemble_members": {eco: len(m.members) for eco, m in loaded.items()},
+        "seconds": seconds,
+        "baselines": baselines,
+        "baseline_over_predict": {name: s / predict for name, s in baselines.items()},
         "pixel_months_per_second": pixels * n_months / predict,
-        "predict_over_floor": predict / floor,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "predict_over_floor": predict / max(io_floor, model_floor),
+        "peak_memory_mb": peak_mb,
         "device": str(default_device()),
-        "machine": f"{platform.machine()}, {cores} cores",
+        "machine": f"{platform.machine()}, {CPU_COUNT} cores",
     }
 
 
-def _apply_per_pixel(model, pixels) -> None:
-    """Run what users write first: a ufunc over pixels, one model call per pixel series."""
+def _first_rows(wetland: np.ndarray, tile: int, share: float) -> slice:
+    """Return the first rows of tiles that hold at least ``share`` of the wetland pixels."""
+    per_row = np.add.reduceat(wetland.sum(axis=1), np.arange(0, wetland.shape[0], tile))
+    rows = int(np.searchsorted(np.cumsum(per_row), share * wetland.sum())) + 1
+    return slice(0, rows * tile)
+
+
+def _sample_pixels(
+    series: xr.DataArray, codes: np.ndarray, ecosystem: str, model: Model, size: int
+) -> torch.Tensor:
+    """Raw drivers ``(P, T, F)`` of up to ``size`` random pixels of one ecosystem."""
+    rows, cols = np.nonzero(codes == ECOSYSTEM_CODES[ecosystem])
+    pick = np.random.default_rng(0).permutation(len(rows))[:size]
+    block = series.isel(y=("p", rows[pick]), x=("p", cols[pick]))
+    return torch.from_numpy(block.sel(feature=model.card.features).values.astype("float32"))
+
+
+def _model_floor(model: Model, drivers: torch.Tensor, cores: int) -> float:
+    """Seconds to run every window of ``drivers`` through every member on all cores.
+
+    The windows are made and batched before the clock starts: the floor is the nets' time
+    alone. Each core runs its share of the batches in a thread of its own with one torch
+    thread, as the engine's tiles do.
+    """
+    memory, n_features = model.memory, drivers.shape[-1]
+    windows = drivers.unfold(1, memory, 1).transpose(2, 3).reshape(-1, memory, n_features)
+    batches = [b.contiguous() for b in windows.split(WINDOWS_PER_BATCH)]
+
+    @torch.inference_mode()
+    def run(share: list[torch.Tensor]) -> None:
+        for batch in share:
+            for member in model.members:
+                member.fluxes(batch)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(cores) as pool:
+            start = time.perf_counter()
+            list(pool.map(run, [batches[k::cores] for k in range(cores)]))
+            return time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _io_tile(
+    drivers: np.ndarray, wetland: np.ndarray, *, layers: int, origin: tuple[int, int]
+) -> np.ndarray:
+    """Copy a tile's wetland drivers into map layers: what the engine reads and writes."""
+    out = np.full((layers, *drivers.shape[1:]), np.nan, dtype="float32")
+    rows, cols = np.nonzero(wetland)
+    out[:, :, rows, cols] = np.resize(
+        drivers[:, :, rows, cols], (layers, *out.shape[1:2], len(rows))
+    )
+    return out
+
+
+def _io_floor(cube, wetland, models, loaded: dict[str, Model], out: Path) -> None:
+    """Read the tiles ``predict`` reads and write as many layers as it writes, resumably."""
+    run = prepare_run(cube, wetland, models, "cpu")
+    n_targets = len(next(iter(loaded.values())).card.targets)
+    channels = 2 * n_targets + 1  # means, spreads and the domain distance
+    tiles = run.map_tiles(_io_tile, channels, keep_time=True, layers=channels)
+    layers = {f"layer{k}": (("time", "y", "x"), tiles[k]) for k in range(channels)}
+    maps = xr.Dataset(layers, coords={d: cube[d] for d in ("time", "y", "x")})
+    write_store(maps.rio.write_crs(cube.rio.crs), out, overwrite=True, resume=True)
+
+
+def predict_in_process(cube: Path, mask: Path, models: list[Path], out: Path, tile: int):
+    """Run ``upscale.predict`` in a fresh process; return its seconds and peak memory (MB)."""
+    result = out.with_suffix(".json")
+    script = (
+        "import json, sys, time, upscale\n"
+        "from upscale.bench import peak_memory_mb\n"
+        "start = time.perf_counter()\n"
+        "upscale.predict(*json.loads(sys.argv[1]), tile=int(sys.argv[2]), overwrite=True)\n"
+        "seconds = time.perf_counter() - start\n"
+        "open(sys.argv[3], 'w').write(json.dumps([seconds, peak_memory_mb()]))\n"
+    )
+    arguments = json.dumps([str(cube), str(mask), [str(m) for m in models], str(out)])
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, arguments, str(tile), str(result)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"predict failed in its process:\n{stderr.decode()[-2000:]}")
+    seconds, peak = json.loads(result.read_text())
+    return seconds, peak
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process since it started its program, in MB.
+
+    On Linux this is ``VmHWM``, which starts again at ``exec``; ``ru_maxrss`` would also
+    count the memory of the process it was forked from.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS
+
+
+def _apply_per_pixel(model: Model, drivers: torch.Tensor) -> None:
+    """Run what users write first: a ufunc over pixels, one model call per pixel.
+
+    Each call makes what ``predict`` makes of a pixel: the ensemble mean and spread, and
+    the distance to the towers' windows.
+    """
 
     def one_pixel(series: np.ndarray) -> np.ndarray:
-        drivers = torch.from_numpy(np.array(series, dtype="float32"))[None]  # a writable copy
-        return model.predict_series(drivers)[0].numpy()
+        pixel = torch.from_numpy(np.array(series, dtype="float32"))[None]  # a writable copy
+        members = model.predict_members(pixel)[:, 0]
+        distance = model.domain_distance(pixel)[0, :, None]
+        return torch.cat([members.mean(dim=0), members.std(dim=0), distance], dim=-1).numpy()
 
     xr.apply_ufunc(
         one_pixel,
-        pixels,
+        xr.DataArray(drivers.numpy(), dims=("pixel", "time", "feature")),
         input_core_dims=[["time", "feature"]],
-        output_core_dims=[["window", "target"]],
+        output_core_dims=[["window", "channel"]],
         vectorize=True,
     ).compute()
+
+
+@torch.inference_mode()
+def _xbatcher_loop(model: Model, drivers: torch.Tensor) -> None:
+    """Run what users write with xbatcher: batches of sliding windows through the ensemble.
+
+    Each batch gets what ``predict`` makes: the ensemble mean and spread, and the distance
+    to the towers' windows.
+    """
+    import xbatcher
+
+    n_pixels, n_months, n_features = drivers.shape
+    generator = xbatcher.BatchGenerator(
+        xr.DataArray(drivers.numpy(), dims=("pixel", "time", "feature")),
+        input_dims={"time": model.memory, "feature": n_features},
+        input_overlap={"time": model.memory - 1},
+        batch_dims={"pixel": max(1, min(n_pixels, WINDOWS_PER_BATCH // n_months))},
+        concat_input_dims=True,
+    )
+    for batch in generator:
+        windows = torch.from_numpy(batch.transpose("sample", "time_input", "feature_input").values)
+        members = model.predict_members(windows)
+        torch.cat([members.mean(dim=0), members.std(dim=0)], dim=-1)
+        model.domain_distance(windows)
+
+
+def _unmasked(cube: xr.Dataset, mask: xr.Dataset, models, out: Path) -> None:
+    """Run the engine over every pixel: what a run without a wetland mask costs."""
+    everywhere = mask.copy()
+    for name in mask.data_vars:  # all mangrove: the code, and full cover of it
+        value = {WETLAND: ECOSYSTEM_CODES["mangrove"], WETLAND_FRACTION: 1, MANGROVE: 1}
+        everywhere[name] = xr.full_like(mask[name], value.get(name, 0))
+    maps = flux_maps(cube, everywhere, {"mangrove": models["mangrove"]})
+    write_store(maps, out, overwrite=True, resume=True)
 
 
 def write_report(report: dict, path: str | Path) -> Path:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -19,6 +21,7 @@ import xarray as xr
 import zarr.codecs
 
 from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError
+from upscale.locking import output_lock
 from upscale.schema import (
     DEFAULT_FEATURES,
     ECOSYSTEMS,
@@ -221,13 +224,14 @@ def write_store(
     *,
     overwrite: bool = False,
     resume: bool = False,
-    batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a dataset to a Zarr v3 store atomically, keeping its CRS.
 
     The dataset (lazy or not) is written to ``<path>.partial``, marked complete, and
-    renamed into place, so a crash never leaves a half-written store under ``path``.
+    renamed into place, so a crash never leaves a half-written store under ``path``. The
+    store's lock (:func:`upscale.locking.output_lock`) is held throughout: a second run
+    writing the same store is refused.
 
     Parameters
     ----------
@@ -239,12 +243,9 @@ def write_store(
     overwrite
         Replace an existing store; without it an existing store raises.
     resume
-        Write one row of spatial chunks at a time, recording each finished row beside the
-        partial store; a run killed at any point and started again with the same dataset
+        Write by rows of spatial chunks, recording each finished row beside the partial
+        store; a run killed at any point and started again with the same dataset
         writes only the missing rows. The dataset must be chunked in ``y`` and ``x``.
-    batch
-        Rows computed together when resuming (their tiles run in parallel on dask's
-        threads).
     progress
         Called with (rows written, rows in all) when resuming, first with the rows an
         earlier run left.
@@ -255,33 +256,35 @@ def write_store(
         The written store.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = ds.drop_encoding()
-    for name in ds.data_vars:
-        if "spatial_ref" in ds.coords:
-            ds[name].attrs.pop("grid_mapping", None)
-    if resume:
-        _write_tiles(ds, partial, batch, progress)
-    else:
-        if partial.exists():
-            shutil.rmtree(partial)
-        ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
-    group = zarr.open_group(partial, mode="r+")
-    group.attrs[COMPLETE] = True
-    shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
-    if path.exists():
-        shutil.rmtree(path)
-    partial.rename(path)
+    with output_lock(path):  # inside it, no other run writes this store
+        if path.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{path} exists; pass --overwrite (overwrite=True) to replace it"
+            )
+        partial = path.with_name(path.name + ".partial")
+        ds = ds.drop_encoding()
+        for name in ds.data_vars:
+            if "spatial_ref" in ds.coords:
+                ds[name].attrs.pop("grid_mapping", None)
+        if resume:
+            _write_tiles(ds, partial, progress)
+        else:
+            if partial.exists():
+                shutil.rmtree(partial)
+            encoding = _encoding(ds)
+            ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+        group = zarr.open_group(partial, mode="r+")
+        group.attrs[COMPLETE] = True
+        shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
+        if path.exists():
+            shutil.rmtree(path)
+        partial.rename(path)
     return path
 
 
 def _write_tiles(
     ds: xr.Dataset,
     partial: Path,
-    batch: int,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Write a lazy dataset into ``partial`` one row of spatial chunks at a time, resumably."""
@@ -316,22 +319,55 @@ def _write_tiles(
     # One row of spatial chunks per region write: xarray's per-call overhead made single
     # tiles 40 % slower on the demo, and a row's tiles still compute in parallel.
     width = slice(0, ds.sizes["x"])
-    tiles = [{"y": y, "x": width} for y in _chunk_slices(ds.chunks["y"])]
-    todo = [t for t in tiles if not (done / _tile_name(t)).exists()]
-    report = progress or (lambda written, total: None)
-    report(len(tiles) - len(todo), len(tiles))
-    for start in range(0, len(todo), batch):
-        group = todo[start : start + batch]
-        writes = [
+    rows = [{"y": y, "x": width} for y in _chunk_slices(ds.chunks["y"])]
+    todo = [row for row in rows if not (done / _tile_name(row)).exists()]
+    # All rows in one graph, each followed by the task that records it: no barrier
+    # between rows leaves a thread idle, and a row is recorded as soon as it is stored.
+    records = [
+        dask.delayed(_record_row)(
             ds.drop_vars(elsewhere)  # time and spatial_ref: written with the template
-            .isel(tile)
-            .to_zarr(partial, region=tile, compute=False, consolidated=False)
-            for tile in group
-        ]
-        dask.compute(*writes)
-        for tile in group:
-            (done / _tile_name(tile)).touch()
-        report(len(tiles) - len(todo) + start + len(group), len(tiles))
+            .isel(row)
+            .to_zarr(partial, region=row, compute=False, consolidated=False),
+            done / _tile_name(row),
+        )
+        for row in todo
+    ]
+    with _watch_rows(done, len(rows), progress):
+        dask.compute(*records)
+
+
+def _record_row(stored: None, marker: Path) -> None:
+    """Mark a row of chunks as written; ``stored`` is the row's write, done before."""
+    marker.touch()
+
+
+@contextmanager
+def _watch_rows(
+    done: Path, total: int, progress: Callable[[int, int], None] | None
+) -> Iterator[None]:
+    """Report the rows recorded in ``done`` while the block runs, on any dask scheduler."""
+    if progress is None:
+        yield
+        return
+
+    def written() -> int:
+        return sum(1 for marker in done.iterdir() if marker.name.startswith("y"))
+
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.25):
+            progress(written(), total)
+
+    progress(written(), total)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
+    progress(written(), total)
 
 
 def _tiles_folder(partial: Path) -> Path:

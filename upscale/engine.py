@@ -35,8 +35,22 @@ from upscale.schema import (
 
 
 def default_device() -> torch.device:
-    """Return the first CUDA GPU when there is one, else the CPU."""
+    """Return the first CUDA GPU when there is one, else the CPU.
+
+    A dask worker started for one GPU (``CUDA_VISIBLE_DEVICES`` set to it, as dask-cuda
+    does) sees that GPU as its first: each worker runs on its own GPU.
+    """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+BATCH_SIZES = {"cpu": 2048, "cuda": 65536}
+"""Windows per forward pass by device type. On CPU, 1k-2k windows run fastest (larger
+batches leave the caches, NOTES.md); a GPU needs large batches to fill its cores."""
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Windows per forward pass for ``device`` (see :data:`BATCH_SIZES`)."""
+    return BATCH_SIZES.get(torch.device(device).type, BATCH_SIZES["cpu"])
 
 
 @lru_cache(maxsize=16)
@@ -139,7 +153,9 @@ def wetland_series(
         pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, origin)
-        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0))).to(device)
+        series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0)))
+        if device != "cpu":  # page-locked memory: the copy to the GPU runs asynchronously
+            series = series.pin_memory().to(device, non_blocking=True)
         yield model, rows, cols, series
 
 
@@ -307,7 +323,7 @@ def flux_maps(
     mask: xr.Dataset,
     model_folders: Mapping[str, str | Path],
     *,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
     provenance: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
@@ -322,7 +338,7 @@ def flux_maps(
     model_folders
         Ecosystem name -> model folder. Every ecosystem present in the mask needs one.
     batch_size
-        Windows per forward pass.
+        Windows per forward pass; by default :func:`default_batch_size` of the device.
     device
         Where the models run; by default the GPU when there is one.
     provenance
@@ -336,6 +352,7 @@ def flux_maps(
         computed until it is written (:func:`upscale.cube.write_store`).
     """
     device = str(device or default_device())
+    batch_size = batch_size or default_batch_size(device)
     run = prepare_run(cube, mask, model_folders, device)
     models, targets, features, memory = run.models, run.targets, run.features, run.memory
     tiles = run.map_tiles(

@@ -54,6 +54,10 @@ class OutputExistsError(UpscaleError):
     """An output already exists and ``overwrite`` was not requested."""
 
 
+class OutputLockedError(UpscaleError):
+    """Another run is writing the same output (see :mod:`upscale.locking`)."""
+
+
 def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
     """Raise :class:`OutputExistsError` naming the paths that exist, unless overwriting."""
     existing = [str(path) for path in paths if Path(path).exists()]

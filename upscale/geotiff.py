@@ -13,6 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
 from upscale.errors import refuse_overwrite
+from upscale.locking import output_lock
 from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
 Period = Literal["annual", "monthly"]
@@ -101,5 +102,6 @@ def export_cogs(
         label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
         share = maps[EXTRAPOLATED.name].expand_dims(band=1)
         layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
-    refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
-    return [write_cog(data.compute(), labels, path) for path, data, labels in layers]
+    with output_lock(folder):  # one run at a time writes into the folder
+        refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
+        return [write_cog(data.compute(), labels, path) for path, data, labels in layers]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -33,7 +32,7 @@ def predict(
     out: str | Path,
     *,
     tile: int | None = None,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -50,7 +49,8 @@ def predict(
     tile
         Spatial tile size in pixels; by default the cube's chunks.
     batch_size
-        Windows per forward pass.
+        Windows per forward pass; by default 2048 on CPU and 65536 on a GPU
+        (:func:`upscale.engine.default_batch_size`).
     scheduler
         Address of a dask.distributed scheduler (``tcp://host:8786``) to run the tiles on;
         its workers load each model once and must see the same file system. By default
@@ -99,7 +99,6 @@ def predict(
                 out,
                 overwrite=overwrite,
                 resume=True,  # a killed run, started again, predicts the missing rows only
-                batch=max(2, os.cpu_count() or 1),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     finally:

@@ -34,10 +34,10 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """
     path = Path(path)
     try:
-        fields = yaml.safe_load(path.read_text()) or {}
+        fields = yaml.safe_load(path.read_bytes()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(fields, dict):
         raise ConfigError(f"{path}: a config is a mapping of field: value")
@@ -46,6 +46,12 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
 def make_train_config(fields: dict[str, Any], *, source: str = "options") -> TrainConfig:
     """Validate config fields, turning pydantic's report into one :class:`ConfigError` line."""
+    names = [name for name in fields if not isinstance(name, str)]
+    if names:
+        raise ConfigError(
+            f"{source}: {names[0]!r} is not a field name; fields are "
+            f"{', '.join(TrainConfig.model_fields)}"
+        )
     try:
         return TrainConfig(**fields)
     except ValidationError as err:

@@ -13,6 +13,8 @@ Run: ``.venv/bin/python benchmarks/predict_memory.py [--n 256 --years 20 --tile 
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="upscale-memory-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
     peaks = {}
     models: list[Path] = []
     for side in (args.n, 2 * args.n):

@@ -12,6 +12,8 @@ without ``--maps`` the demo is run first into a temporary folder.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -56,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.maps is None:
         work = Path(tempfile.mkdtemp(prefix="upscale-query-bench-"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
         args.maps = upscale.demo(work, status=lambda line: None).outputs["maps"]
     catalogue = Path(__file__).resolve().parents[1] / "regions"
     boxes = hundred_boxes(args.maps)

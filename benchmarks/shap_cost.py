@@ -11,6 +11,8 @@ Run: ``.venv/bin/python benchmarks/shap_cost.py [--months 4 --samples 16]``.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="upscale-shap-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
     inputs = write_demo_region(make_demo_region(), work / "inputs")
     models = upscale.train(
         inputs.sites, inputs.cube, work / "models", status=lambda line: None

@@ -13,6 +13,8 @@ Run: ``.venv/bin/python benchmarks/sweep_cost.py [--memories 1,6,12,24]``.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    inputs = write_demo_region(make_demo_region(), Path(tempfile.mkdtemp()) / "inputs")
+    work = Path(tempfile.mkdtemp(prefix="upscale-sweep-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
+    inputs = write_demo_region(make_demo_region(), work / "inputs")
     config = TrainConfig()
     series = tower_series(inputs.sites, inputs.cube, config, status=lambda line: None)
     towers = series.of_ecosystem(args.ecosystem)

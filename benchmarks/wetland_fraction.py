@@ -12,6 +12,8 @@ Run: ``.venv/bin/python benchmarks/wetland_fraction.py [--ny 512 --nx 512 --year
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="upscale-wetland-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
     spec = DemoSpec(ny=args.ny, nx=args.nx, years=args.years)
     inputs = write_demo_region(make_demo_region(spec), work / "inputs")
     models = upscale.train(

@@ -161,7 +161,7 @@ def test_tiles_without_wetland_are_never_read(small_region, model_folders, tmp_p
 
 def test_batch_size_follows_the_device():
     assert default_batch_size("cpu") == 2048  # fastest on CPU: the batch stays in cache
-    assert default_batch_size(torch.device("cuda", 1)) == 65536
+    assert default_batch_size(torch.device("cuda", 1)) == 16384
     assert default_batch_size("mps") == 2048  # any other device: the CPU's
 
 

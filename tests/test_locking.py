@@ -1,7 +1,9 @@
-import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,29 +19,13 @@ from .conftest import untrained_model
 
 def _dataset() -> xr.Dataset:
     values = np.arange(12, dtype="float32").reshape(3, 4)
-    ds = xr.Dataset({"GPP": (("y", "x"), values)}, coords={"y": [3.0, 2, 1], "x": [0.0, 1, 2, 3]})
-    return ds.rio.write_crs("EPSG:4326")
+    coords = {"y": [3.0, 2, 1], "x": [0.0, 1, 2, 3]}
+    return xr.Dataset({"GPP": (("y", "x"), values)}, coords=coords).rio.write_crs("EPSG:4326")
 
 
-def test_a_second_writer_of_the_same_store_is_refused(tmp_path):
-    path = tmp_path / "maps.zarr"
-    with output_lock(path):
-        with pytest.raises(
-            OutputLockedError, match=rf"maps.zarr is being written by upscale pid {os.getpid()}"
-        ):
-            write_store(_dataset(), path)
-    assert not path.exists()  # nothing half-written
-    write_store(_dataset(), path)  # released: the next run writes
-    np.testing.assert_array_equal(open_store(path)["GPP"], _dataset()["GPP"])
-
-
-def test_a_model_folder_being_written_is_refused(tmp_path):
-    with output_lock(tmp_path / "model"), pytest.raises(OutputLockedError, match="model is being"):
-        save_model(untrained_model("mangrove"), tmp_path / "model")
-
-
-def test_a_killed_writer_never_blocks_the_next_run(tmp_path):
-    path = tmp_path / "maps.zarr"
+@contextmanager
+def held_elsewhere(output: Path) -> Iterator[subprocess.Popen]:
+    """Hold the lock of ``output`` in another process, killed (SIGKILL) at the end."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -47,18 +33,51 @@ def test_a_killed_writer_never_blocks_the_next_run(tmp_path):
             "import sys, time; from upscale.locking import output_lock\n"
             "with output_lock(sys.argv[1]):\n"
             "    print('held', flush=True); time.sleep(60)\n",
-            str(path),
+            str(output),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputLockedError, match=f"upscale pid {holder.pid}"):
-            write_store(_dataset(), path)
+        yield holder
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert lock_path(path).exists()  # left behind by the killed run, yet not held
-    write_store(_dataset(), path)
-    assert open_store(path)["GPP"].shape == (3, 4)
+
+
+def test_a_second_writer_of_the_same_store_is_refused(tmp_path):
+    path = tmp_path / "maps.zarr"
+    with held_elsewhere(path) as holder:
+        with pytest.raises(
+            OutputLockedError, match=rf"maps.zarr is being written by upscale pid {holder.pid}"
+        ):
+            write_store(_dataset(), path)
+        assert not path.exists()  # nothing half-written
+    write_store(_dataset(), path)  # the holder was killed: its lock went with it
+    np.testing.assert_array_equal(open_store(path)["GPP"], _dataset()["GPP"])
+    assert lock_path(path).exists()  # left behind, yet not held
+
+
+def test_a_model_folder_being_written_is_refused(tmp_path):
+    with (
+        held_elsewhere(tmp_path / "model"),
+        pytest.raises(OutputLockedError, match="model is being"),
+    ):
+        save_model(untrained_model("mangrove"), tmp_path / "model")
+
+
+def test_the_lock_is_reentrant_within_a_run(tmp_path):
+    path = tmp_path / "maps.zarr"
+    with output_lock(path):  # a command holds it from its start ...
+        write_store(_dataset(), path)  # ... and the writer takes it again
+    with held_elsewhere(path), pytest.raises(OutputLockedError):
+        write_store(_dataset(), path, overwrite=True)  # released by the command: not held here
+
+
+def test_predict_is_refused_before_it_loads_anything(tmp_path):
+    from upscale import predict
+
+    out = tmp_path / "maps.zarr"
+    with held_elsewhere(out), pytest.raises(OutputLockedError, match="pid"):
+        predict(tmp_path / "no-cube.zarr", tmp_path / "no-mask.zarr", [tmp_path / "m"], out)

@@ -282,6 +282,8 @@ class Model:
         n_windows = n_months - self.memory + 1
         out = torch.empty(n_pixels, n_windows, device=drivers.device)
         reference_norms = self.reference.square().sum(dim=1)
+        # Windows per product: its (windows x reference) matrix stays under 64 MB.
+        batch_size = max(1, min(batch_size, _DISTANCE_ELEMENTS // len(self.reference)))
         for rows, windows in self._batches(scaled, batch_size):
             flat = windows.reshape(len(windows), -1)
             # |w - r|^2 = |w|^2 + |r|^2 - 2 w.r: one matrix product, then the minimum, and
@@ -290,6 +292,10 @@ class Model:
             nearest = (squared + flat.square().sum(dim=1)).clamp_min_(0).sqrt_()
             out[rows] = (nearest / flat.shape[1] ** 0.5).reshape(-1, n_windows)
         return out / self.card.domain.threshold
+
+
+_DISTANCE_ELEMENTS = 2**24
+"""Largest (windows x reference windows) distance matrix made at once (64 MB of float32)."""
 
 
 def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> Path:

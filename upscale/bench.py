@@ -135,11 +135,12 @@ def run_bench(
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
     cube = open_cube(inputs.cube, tile=tile)
     wetland = open_mask(mask, cube)
-    loaded = {eco: load_model(folder) for eco, folder in models.items()}
+    device = default_device()  # the floors and baselines run where predict runs
+    loaded = {eco: load_model(folder).to(device) for eco, folder in models.items()}
     features = list(dict.fromkeys(f for m in loaded.values() for f in m.card.features))
     series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")
     samples = {
-        eco: _sample_pixels(series, wetland[WETLAND].values, eco, model, sample)
+        eco: _sample_pixels(series, wetland[WETLAND].values, eco, model, sample).to(device)
         for eco, model in loaded.items()
     }
     n_months = cube.sizes["time"]
@@ -148,10 +149,12 @@ def run_bench(
     status("I/O floor: the tile engine reading the drivers and writing the maps, no model")
     io_floor = _seconds(lambda: _io_floor(cube, wetland, models, loaded, work / "io.zarr"))
 
-    status("model floor: the same windows through the ensembles, from memory")
-    cores = CPU_COUNT  # what dask's threads use: affinity and cgroup limits included
+    status("model floor: the same windows through the ensembles' nets, from memory")
+    # On CPU every core runs nets, as dask's threads do (CPU_COUNT counts affinity and
+    # cgroup limits); a GPU runs them from one thread.
+    threads = 1 if device.type == "cuda" else CPU_COUNT
     model_floor = sum(
-        _model_floor(model, samples[eco], cores) * total_pixels[eco] / len(samples[eco])
+        _model_floor(model, samples[eco], threads) * total_pixels[eco] / len(samples[eco])
         for eco, model in loaded.items()
         if len(samples[eco])
     )
@@ -186,9 +189,13 @@ def run_bench(
         if len(chosen) == 0:
             continue
         for name, loop in loops.items():
-            taken = _seconds(lambda m=model, px=chosen, loop=loop: loop(m, px))
-            baselines[name] += taken * total_pixels[eco] / len(chosen)
-    crop = {"y": slice(0, min(tile, ny)), "x": slice(0, min(tile, nx))}
+            start = time.perf_counter()
+            done = loop(model, chosen)  # pixels it went through
+            _synchronize(device)
+            baselines[name] += (time.perf_counter() - start) * total_pixels[eco] / done
+    # As many tiles as dask has threads, so that the crop runs on every core as a whole
+    # unmasked grid would.
+    crop = {"y": slice(0, min(tile, ny)), "x": slice(0, min(CPU_COUNT * tile, nx))}
     baselines["unmasked"] = _seconds(
         lambda: _unmasked(cube.isel(crop), wetland.isel(crop), models, work / "unmasked.zarr")
     ) * (ny * nx / (crop["y"].stop * crop["x"].stop))
@@ -203,7 +210,7 @@ def run_bench(
         "pixel_months_per_second": pixels * n_months / predict,
         "predict_over_floor": predict / max(io_floor, model_floor),
         "peak_memory_mb": peak_mb,
-        "device": str(default_device()),
+        "device": str(device),
         "machine": f"{platform.machine()}, {CPU_COUNT} cores",
     }
 
@@ -225,32 +232,40 @@ def _sample_pixels(
     return torch.from_numpy(block.sel(feature=model.card.features).values.astype("float32"))
 
 
-def _model_floor(model: Model, drivers: torch.Tensor, cores: int) -> float:
-    """Seconds to run every window of ``drivers`` through every member on all cores.
+def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
+    """Seconds to run every window of ``drivers`` through every member's net, all cores busy.
 
     The windows are made and batched before the clock starts: the floor is the nets' time
-    alone. Each core runs its share of the batches in a thread of its own with one torch
-    thread, as the engine's tiles do.
+    alone (``predict`` also computes the domain distance). Each of ``threads`` threads,
+    with one torch thread each as the engine's tiles, runs all the batches; the time of one
+    copy is the wall time over the threads, so no thread waits on an uneven share.
     """
     memory, n_features = model.memory, drivers.shape[-1]
     windows = drivers.unfold(1, memory, 1).transpose(2, 3).reshape(-1, memory, n_features)
     batches = [b.contiguous() for b in windows.split(WINDOWS_PER_BATCH)]
 
     @torch.inference_mode()
-    def run(share: list[torch.Tensor]) -> None:
-        for batch in share:
+    def run(_: int) -> None:
+        for batch in batches:
             for member in model.members:
                 member.fluxes(batch)
 
-    threads = torch.get_num_threads()
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(cores) as pool:
+        with ThreadPoolExecutor(threads) as pool:
             start = time.perf_counter()
-            list(pool.map(run, [batches[k::cores] for k in range(cores)]))
-            return time.perf_counter() - start
+            list(pool.map(run, range(threads)))
+            _synchronize(drivers.device)
+            return (time.perf_counter() - start) / threads
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that the clock counts it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _io_tile(
@@ -315,50 +330,57 @@ def peak_memory_mb() -> float:
     return maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS
 
 
-def _apply_per_pixel(model: Model, drivers: torch.Tensor) -> None:
+def _apply_per_pixel(model: Model, drivers: torch.Tensor) -> int:
     """Run what users write first: a ufunc over pixels, one model call per pixel.
 
     Each call makes what ``predict`` makes of a pixel: the ensemble mean and spread, and
-    the distance to the towers' windows.
+    the distance to the towers' windows. Returns the number of pixels.
     """
+    device = drivers.device
 
     def one_pixel(series: np.ndarray) -> np.ndarray:
-        pixel = torch.from_numpy(np.array(series, dtype="float32"))[None]  # a writable copy
+        pixel = torch.from_numpy(np.array(series, dtype="float32"))[None].to(device)
         members = model.predict_members(pixel)[:, 0]
         distance = model.domain_distance(pixel)[0, :, None]
-        return torch.cat([members.mean(dim=0), members.std(dim=0), distance], dim=-1).numpy()
+        channels = torch.cat([members.mean(dim=0), members.std(dim=0), distance], dim=-1)
+        return channels.cpu().numpy()
 
     xr.apply_ufunc(
         one_pixel,
-        xr.DataArray(drivers.numpy(), dims=("pixel", "time", "feature")),
+        xr.DataArray(drivers.cpu().numpy(), dims=("pixel", "time", "feature")),
         input_core_dims=[["time", "feature"]],
         output_core_dims=[["window", "channel"]],
         vectorize=True,
     ).compute()
+    return len(drivers)
 
 
 @torch.inference_mode()
-def _xbatcher_loop(model: Model, drivers: torch.Tensor) -> None:
+def _xbatcher_loop(model: Model, drivers: torch.Tensor) -> int:
     """Run what users write with xbatcher: batches of sliding windows through the ensemble.
 
     Each batch gets what ``predict`` makes: the ensemble mean and spread, and the distance
-    to the towers' windows.
+    to the towers' windows. Returns the number of pixels gone through: xbatcher leaves out
+    a last, incomplete batch of pixels.
     """
     import xbatcher
 
     n_pixels, n_months, n_features = drivers.shape
+    per_batch = max(1, min(n_pixels, WINDOWS_PER_BATCH // n_months))
     generator = xbatcher.BatchGenerator(
-        xr.DataArray(drivers.numpy(), dims=("pixel", "time", "feature")),
+        xr.DataArray(drivers.cpu().numpy(), dims=("pixel", "time", "feature")),
         input_dims={"time": model.memory, "feature": n_features},
         input_overlap={"time": model.memory - 1},
-        batch_dims={"pixel": max(1, min(n_pixels, WINDOWS_PER_BATCH // n_months))},
+        batch_dims={"pixel": per_batch},
         concat_input_dims=True,
     )
     for batch in generator:
-        windows = torch.from_numpy(batch.transpose("sample", "time_input", "feature_input").values)
+        values = batch.transpose("sample", "time_input", "feature_input").values
+        windows = torch.from_numpy(values).to(drivers.device)
         members = model.predict_members(windows)
-        torch.cat([members.mean(dim=0), members.std(dim=0)], dim=-1)
-        model.domain_distance(windows)
+        torch.cat([members.mean(dim=0), members.std(dim=0)], dim=-1).cpu()
+        model.domain_distance(windows).cpu()
+    return n_pixels // per_batch * per_batch
 
 
 def _unmasked(cube: xr.Dataset, mask: xr.Dataset, models, out: Path) -> None:

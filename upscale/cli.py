@@ -240,7 +240,7 @@ def predict(
     tile: Annotated[int | None, typer.Option(min=1, help="Spatial tile size (pixels).")] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Windows per forward pass [default: 2048 on CPU, 65536 on GPU]."),
+        typer.Option(min=1, help="Windows per forward pass [default: 2048 on CPU, 16384 on GPU]."),
     ] = None,
     scheduler: Annotated[
         str | None,

@@ -248,7 +248,7 @@ def write_store(
         writes only the missing rows. The dataset must be chunked in ``y`` and ``x``.
     progress
         Called with (rows written, rows in all) when resuming, first with the rows an
-        earlier run left.
+        earlier run left, then from a watcher thread as rows finish (every 0.25 s).
 
     Returns
     -------
@@ -287,7 +287,11 @@ def _write_tiles(
     partial: Path,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Write a lazy dataset into ``partial`` one row of spatial chunks at a time, resumably."""
+    """Write a lazy dataset into ``partial`` by rows of spatial chunks, resumably.
+
+    Every row still to write is in one dask graph; a task after each row's write records
+    it, so a killed run leaves exactly the rows it finished recorded.
+    """
     if not ds.chunks or not {"y", "x"} <= set(ds.chunks):
         raise ValueError("a resumable write needs a dataset chunked in y and x")
     plan = json.dumps(

@@ -34,6 +34,7 @@ from upscale.cube import DEFAULT_TILE, write_store
 from upscale.errors import FetchError
 from upscale.gaps import fill_gaps
 from upscale.grid import TargetGrid
+from upscale.locking import output_lock
 from upscale.schema import DRIVERS
 
 NODATA = -9999.0
@@ -345,26 +346,27 @@ def fetch_cube(
     out = Path(out)
     months = _months(period, variables)
     plan = FetchPlan(grid, tuple(variables), months, tile, months_per_request)
-    staging = out.with_name(out.name + ".fetching")
-    if out.exists() and staging.exists():  # left by a run that finished: stale
+    with output_lock(out):  # its staging folder too: one fetch of a cube at a time
+        staging = out.with_name(out.name + ".fetching")
+        if out.exists() and staging.exists():  # left by a run that finished: stale
+            shutil.rmtree(staging)
+        done = staging / "blocks_done"
+        _prepare_staging(staging, plan)
+        request = compute_pixels or ee.data.computePixels
+        blocks = plan.blocks()
+        for count, block in enumerate(blocks, start=1):
+            marker = done / _block_name(block)
+            if not marker.exists():
+                _fetch_block(plan, block, staging, request, sleep)
+                marker.touch()
+            if progress is not None:
+                progress(count, len(blocks))
+        cube = _finished_cube(staging, plan, provenance or {})
+        cube = cube.chunk({"time": -1, "y": DEFAULT_TILE, "x": DEFAULT_TILE})
+        if max_interpolated is not None:
+            cube = fill_gaps(cube, max_interpolated=max_interpolated)
+        write_store(cube, out, overwrite=True)
         shutil.rmtree(staging)
-    done = staging / "blocks_done"
-    _prepare_staging(staging, plan)
-    request = compute_pixels or ee.data.computePixels
-    blocks = plan.blocks()
-    for count, block in enumerate(blocks, start=1):
-        marker = done / _block_name(block)
-        if not marker.exists():
-            _fetch_block(plan, block, staging, request, sleep)
-            marker.touch()
-        if progress is not None:
-            progress(count, len(blocks))
-    cube = _finished_cube(staging, plan, provenance or {})
-    cube = cube.chunk({"time": -1, "y": DEFAULT_TILE, "x": DEFAULT_TILE})
-    if max_interpolated is not None:
-        cube = fill_gaps(cube, max_interpolated=max_interpolated)
-    write_store(cube, out, overwrite=True)
-    shutil.rmtree(staging)
     return out
 
 

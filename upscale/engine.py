@@ -43,9 +43,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-BATCH_SIZES = {"cpu": 2048, "cuda": 65536}
+BATCH_SIZES = {"cpu": 2048, "cuda": 16384}
 """Windows per forward pass by device type. On CPU, 1k-2k windows run fastest (larger
-batches leave the caches, NOTES.md); a GPU needs large batches to fill its cores."""
+batches leave the caches, NOTES.md); a GPU needs larger batches to fill its cores (not yet
+measured: no GPU was at hand), while every dask thread's tile shares its memory."""
 
 
 def default_batch_size(device: torch.device | str) -> int:
@@ -76,8 +77,8 @@ def _predict_tile(
     features: tuple[str, ...],
     n_targets: int,
     first_valid: int,
-    batch_size: int,
-    device: str,
+    batch_size: int | None,
+    device: str | None,
     origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Compute the maps ``(2K + 1, T, y, x)`` of one tile of drivers ``(F, T, y, x)``.
@@ -85,7 +86,11 @@ def _predict_tile(
     Channels: the K ensemble-mean fluxes, their K ensemble spreads, and the domain
     distance. NaN off wetland and before ``first_valid``, the first month every model has a
     full window for, so all pixels start together whatever their ecosystem's memory.
+    Without a ``device``, the tile runs on the GPU of the process that computes it, if it
+    has one: on a cluster, each worker chooses for itself.
     """
+    device = device or str(default_device())
+    batch_size = batch_size or default_batch_size(device)
     _, n_months, ny, nx = drivers.shape
     out = np.full((2 * n_targets + 1, n_months, ny, nx), np.nan, dtype="float32")
     for model, rows, cols, series in wetland_series(
@@ -154,8 +159,9 @@ def wetland_series(
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, origin)
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0)))
-        if device != "cpu":  # page-locked memory: the copy to the GPU runs asynchronously
-            series = series.pin_memory().to(device, non_blocking=True)
+        if torch.device(device).type == "cuda":  # a page-locked copy transfers faster
+            series = series.pin_memory()
+        series = series.to(device)
         yield model, rows, cols, series
 
 
@@ -340,7 +346,8 @@ def flux_maps(
     batch_size
         Windows per forward pass; by default :func:`default_batch_size` of the device.
     device
-        Where the models run; by default the GPU when there is one.
+        Where the models run; by default each process computing tiles uses its GPU when
+        it has one (on a cluster, the workers' GPUs, whatever the client has).
     provenance
         Extra attributes to record, e.g. the input paths and the command line.
 
@@ -351,9 +358,8 @@ def flux_maps(
         first full window), the mask, the cube's CRS and provenance attributes. Nothing is
         computed until it is written (:func:`upscale.cube.write_store`).
     """
-    device = str(device or default_device())
-    batch_size = batch_size or default_batch_size(device)
-    run = prepare_run(cube, mask, model_folders, device)
+    requested = str(device) if device else None  # None: each worker picks its own
+    run = prepare_run(cube, mask, model_folders, requested or str(default_device()))
     models, targets, features, memory = run.models, run.targets, run.features, run.memory
     tiles = run.map_tiles(
         _predict_tile,
@@ -364,7 +370,7 @@ def flux_maps(
         n_targets=len(targets),
         first_valid=memory - 1,
         batch_size=batch_size,
-        device=device,
+        device=requested,
     )
     valid_from = pd.Timestamp(cube["time"].values[memory - 1])
     dims = ("time", "y", "x")
@@ -388,7 +394,7 @@ def flux_maps(
         "models": json.dumps({eco: m.card.model_dump(mode="json") for eco, m in models.items()}),
         "software": json.dumps(software_versions()),
         "created": utc_now(),
-        "device": device,
+        "device": requested or f"{default_device()} (each worker's GPU when it has one)",
         **(provenance or {}),
     }
     return maps

@@ -12,11 +12,14 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
-from upscale.errors import refuse_overwrite
 from upscale.locking import output_lock
+from upscale.resume import resumable
 from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
 Period = Literal["annual", "monthly"]
+
+EXPORT_PLAN = ".upscale-export.json"
+"""File in the export folder recording an export under way (see :mod:`upscale.resume`)."""
 
 
 def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
@@ -83,6 +86,11 @@ def export_cogs(
     -------
     list of pathlib.Path
         The files written, each validated as a COG.
+
+    Notes
+    -----
+    An export killed part-way and started again on the same maps writes only the files it
+    had not finished; until all are written, its plan is in ``.upscale-export.json``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,6 +110,17 @@ def export_cogs(
         label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
         share = maps[EXTRAPOLATED.name].expand_dims(band=1)
         layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
-    with output_lock(folder):  # one run at a time writes into the folder
-        refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
-        return [write_cog(data.compute(), labels, path) for path, data, labels in layers]
+    plan = {
+        "maps": {key: maps.attrs.get(key) for key in ("created", "inputs", "models")},
+        "periods": sorted(periods),
+        "files": [path.name for path, _, _ in layers],
+    }
+    paths = [path for path, _, _ in layers]
+    with (
+        output_lock(folder),  # one run at a time writes into the folder
+        resumable(folder / EXPORT_PLAN, plan, paths, overwrite=overwrite) as finished,
+    ):
+        for path, data, labels in layers:
+            if path not in finished:  # a killed export, started again, writes the rest
+                write_cog(data.compute(), labels, path)
+    return paths

@@ -1,15 +1,20 @@
-"""One writer per output: an advisory lock held while a store, folder or file is written.
+"""One run at a time per output: an advisory lock held while a store or folder is written.
 
 Two runs writing the same output would interleave their chunks; the second is refused with
 a message naming the first. The lock is ``flock`` on a hidden file beside the output, so
 the operating system releases it when its process ends, even killed with ``kill -9``: a
-crashed run never blocks the next one.
+crashed run never blocks the next one. Within a process the lock is re-entrant, so a
+command can hold it from its start while the functions it calls take it again.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import threading
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,10 +22,14 @@ from pathlib import Path
 
 from upscale.errors import OutputLockedError
 
+_UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+_held: Counter[Path] = Counter()  # locks this process holds, by lock file
+_registry = threading.Lock()
+
 
 def lock_path(output: str | Path) -> Path:
     """Return the lock file of an output: ``.<name>.lock`` in the same folder."""
-    output = Path(output)
+    output = Path(output).absolute()
     return output.with_name(f".{output.name}.lock")
 
 
@@ -31,26 +40,60 @@ def output_lock(output: str | Path) -> Iterator[None]:
     Raises
     ------
     OutputLockedError
-        When another process (or another open of the lock in this one) is writing the
-        output.
+        When another process is writing the output.
+
+    Warns
+    -----
+    UserWarning
+        When the file system cannot lock (some network mounts): the run goes on unlocked.
     """
     path = lock_path(output)
+    with _registry:
+        if _held[path]:  # this process holds it already
+            _held[path] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _registry:
+                _held[path] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 (held open for the block: the lock lives on it)
     try:
+        descriptor, mode = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+"
+    except PermissionError:  # another user's lock file: it can still be locked, not written
+        descriptor, mode = os.open(path, os.O_RDONLY), "r"
+    with os.fdopen(descriptor, mode) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             holder = handle.read().strip() or "another run"
             raise OutputLockedError(
                 f"{output} is being written by {holder}; wait for it to finish, or write "
                 "to another path"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"upscale pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing releases the lock
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:
+                raise
+            warnings.warn(
+                f"{path.parent} cannot be locked ({err.strerror}); nothing stops another "
+                f"run from writing {output} at the same time",
+                stacklevel=3,
+            )
+        if handle.writable():
+            handle.truncate()
+            handle.write(
+                f"upscale pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            )
+            handle.flush()
+        with _registry:
+            _held[path] += 1
+        try:
+            yield
+        finally:
+            with _registry:
+                _held[path] -= 1
+    # closing the file released the lock

@@ -21,6 +21,7 @@ from upscale.errors import (
 )
 from upscale.gaps import gap_summary
 from upscale.geotiff import Period, export_cogs
+from upscale.locking import output_lock
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 
@@ -49,7 +50,7 @@ def predict(
     tile
         Spatial tile size in pixels; by default the cube's chunks.
     batch_size
-        Windows per forward pass; by default 2048 on CPU and 65536 on a GPU
+        Windows per forward pass; by default 2048 on CPU and 16384 on a GPU
         (:func:`upscale.engine.default_batch_size`).
     scheduler
         Address of a dask.distributed scheduler (``tcp://host:8786``) to run the tiles on;
@@ -64,45 +65,46 @@ def predict(
     again with the same inputs writes only the missing rows.
     """
     out = Path(out)
-    refuse_overwrite([out], overwrite=overwrite)
-    by_ecosystem: dict[str, Path] = {}
-    features: list[str] = []
-    for folder in models:
-        card = read_card(folder)
-        if card.ecosystem in by_ecosystem:
-            raise ModelArtifactError(
-                f"two models for {card.ecosystem}: {by_ecosystem[card.ecosystem]} and {folder}"
-            )
-        by_ecosystem[card.ecosystem] = Path(folder)
-        features += [f for f in card.features if f not in features]
-    drivers = open_cube(cube, features, tile=tile)
-    wetland = open_mask(mask, drivers)
-    maps = flux_maps(
-        drivers,
-        wetland,
-        by_ecosystem,
-        batch_size=batch_size,
-        provenance={
-            "inputs": json.dumps(
-                {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
-            ),
-            "command": shlex.join(sys.argv),
-            "input_gap_fraction": json.dumps(gap_summary(drivers, wetland[WETLAND] > 0)),
-        },
-    )
-    threads = torch.get_num_threads()
-    try:
-        with _cluster(scheduler), new_progress() as bar:
-            task = bar.add_task(f"predicting {out.name} (rows of tiles)", total=None)
-            return write_store(
-                maps,
-                out,
-                overwrite=overwrite,
-                resume=True,  # a killed run, started again, predicts the missing rows only
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-    finally:
-        torch.set_num_threads(threads)
+    with output_lock(out):  # from the start: a second run is refused before it loads
+        refuse_overwrite([out], overwrite=overwrite)
+        by_ecosystem: dict[str, Path] = {}
+        features: list[str] = []
+        for folder in models:
+            card = read_card(folder)
+            if card.ecosystem in by_ecosystem:
+                raise ModelArtifactError(
+                    f"two models for {card.ecosystem}: {by_ecosystem[card.ecosystem]} and {folder}"
+                )
+            by_ecosystem[card.ecosystem] = Path(folder)
+            features += [f for f in card.features if f not in features]
+        drivers = open_cube(cube, features, tile=tile)
+        wetland = open_mask(mask, drivers)
+        maps = flux_maps(
+            drivers,
+            wetland,
+            by_ecosystem,
+            batch_size=batch_size,
+            provenance={
+                "inputs": json.dumps(
+                    {"cube": str(Path(cube).resolve()), "mask": str(Path(mask).resolve())}
+                ),
+                "command": shlex.join(sys.argv),
+                "input_gap_fraction": json.dumps(gap_summary(drivers, wetland[WETLAND] > 0)),
+            },
+        )
+        threads = torch.get_num_threads()
+        try:
+            with _cluster(scheduler), new_progress() as bar:
+                task = bar.add_task(f"predicting {out.name} (rows of tiles)", total=None)
+                return write_store(
+                    maps,
+                    out,
+                    overwrite=overwrite,
+                    resume=True,  # a killed run, started again, predicts the missing rows only
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        finally:
+            torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.api._common import Status, input_stamp, print_status
-from upscale.artifact import load_model, save_model
+from upscale.artifact import load_model, read_card, save_model
 from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
@@ -21,6 +21,7 @@ from upscale.errors import (
     refuse_overwrite,
 )
 from upscale.gaps import FILLED
+from upscale.locking import output_lock
 from upscale.metrics import COMPONENTS
 from upscale.plots import (
     importance_png,
@@ -28,6 +29,7 @@ from upscale.plots import (
     sweep_png,
 )
 from upscale.progress import dask_progress
+from upscale.resume import resumable
 from upscale.samples import (
     SiteSeries,
     driver_agreement,
@@ -65,7 +67,8 @@ class TrainResult:
     metrics
         Ecosystem -> target -> component -> cross-validated scores (as in the cards).
     held_out
-        Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``.
+        Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``; not for
+        ecosystems whose models an interrupted run had finished.
     config
         The resolved training config written beside the models (``<name>.yaml``).
     drivers
@@ -134,6 +137,12 @@ def train(
     -------
     TrainResult
         Model folders, cross-validated metrics and held-out predictions per ecosystem.
+
+    Notes
+    -----
+    A run killed part-way and started again with the same inputs and config keeps the
+    models it had finished and trains the others; the plan is recorded in
+    ``.<name>.training.json`` until every model is written.
     """
     config = config or TrainConfig()
     if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
@@ -149,34 +158,56 @@ def train(
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
     agreement_path = Path(out) / f"{name}-drivers.csv"
-    refuse_overwrite([*folders.values(), agreement_path], overwrite=overwrite)
     _require_towers(series, sites, ecosystems)
-    result = TrainResult(
-        models={},
-        metrics={},
-        held_out={},
-        config=save_train_config(config, Path(out) / f"{name}.yaml"),
-        drivers=agreement,
-    )
-    if not agreement.empty:
-        agreement.to_csv(agreement_path, index=False, float_format="%.4g")
-    for eco in ecosystems:
-        eco_series = series.of_ecosystem(eco)
-        status(
-            f"training {config.architecture} L={config.memory} for {eco}: "
-            f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} windows"
+    plan = {
+        "sites": Path(sites).resolve(),
+        "cube": Path(cube).resolve(),
+        "config": config.model_dump(mode="json"),
+        "ecosystems": ecosystems,
+        "partitioning": partitioning,
+        "site_drivers_table": site_drivers_table and Path(site_drivers_table).resolve(),
+    }
+    with (
+        output_lock(Path(out) / name),
+        resumable(
+            Path(out) / f".{name}.training.json",
+            plan,
+            [*folders.values(), agreement_path],
+            overwrite=overwrite,
+        ) as finished,
+    ):
+        result = TrainResult(
+            models={},
+            metrics={},
+            held_out={},
+            config=save_train_config(config, Path(out) / f"{name}.yaml"),
+            drivers=agreement,
         )
-        fitted = train_ensemble(
-            eco_series,
-            config,
-            name=f"{name}-{eco}",
-            ecosystem=eco,
-            data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
-            progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
-        )
-        result.models[eco] = save_model(fitted.model, folders[eco], overwrite=overwrite)
-        result.metrics[eco] = fitted.model.card.cv_metrics
-        result.held_out[eco] = (eco_series.fluxes, fitted.predictions)
+        if not agreement.empty:
+            agreement.to_csv(agreement_path, index=False, float_format="%.4g")
+        for eco in ecosystems:
+            if folders[eco] in finished:
+                status(f"{eco}: keeping {folders[eco]}, finished by an interrupted run")
+                result.models[eco] = folders[eco]
+                result.metrics[eco] = read_card(folders[eco]).cv_metrics
+                continue
+            eco_series = series.of_ecosystem(eco)
+            status(
+                f"training {config.architecture} L={config.memory} for {eco}: "
+                f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} "
+                "windows"
+            )
+            fitted = train_ensemble(
+                eco_series,
+                config,
+                name=f"{name}-{eco}",
+                ecosystem=eco,
+                data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
+                progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
+            )
+            result.models[eco] = save_model(fitted.model, folders[eco], overwrite=overwrite)
+            result.metrics[eco] = fitted.model.card.cv_metrics
+            result.held_out[eco] = (eco_series.fluxes, fitted.predictions)
     return result
 
 

@@ -1,0 +1,126 @@
+"""Training and export killed with SIGKILL part-way, then started again, finish the job.
+
+The child processes kill themselves at a chosen point (after the first model is saved,
+after the first COG is written), so the test does not race the run.
+"""
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from safetensors.torch import load_file
+
+import upscale
+from upscale.cube import open_maps, write_store
+from upscale.demo_region import write_demo_region
+from upscale.engine import flux_maps
+from upscale.errors import OutputExistsError
+from upscale.geotiff import EXPORT_PLAN, export_cogs
+from upscale.training import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {"epochs": 1, "folds": 3, "memory": 3, "reference_windows": 50}
+
+
+def _run_until_killed(script: str, *arguments: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", script, *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def test_training_killed_after_one_model_resumes_with_the_other(small_region, tmp_path):
+    inputs = write_demo_region(small_region, tmp_path / "inputs")
+    out = tmp_path / "models"
+    _run_until_killed(
+        "import os, signal, sys\n"
+        "import upscale.api.models as models\n"
+        "from upscale.training import TrainConfig\n"
+        "save = models.save_model\n"
+        "def save_and_die(*args, **kwargs):\n"
+        "    save(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "models.save_model = save_and_die\n"
+        f"models.train(*sys.argv[1:], config=TrainConfig(**{CONFIG}), status=print)\n",
+        inputs.sites,
+        inputs.cube,
+        out,
+    )
+    assert (out / ".model.training.json").exists()
+    assert (out / "model-mangrove" / "weights.safetensors").exists()
+    assert not (out / "model-saltmarsh").exists()
+    kept = (out / "model-mangrove" / "weights.safetensors").stat().st_mtime_ns
+
+    # Each run in a fresh process: torch's thread settings, which earlier tests change in
+    # this one, decide the last bits of trained weights.
+    resumed = _train_in_process(inputs, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "keeping" in resumed.stdout and "model-mangrove" in resumed.stdout
+    assert (out / "model-mangrove" / "weights.safetensors").stat().st_mtime_ns == kept
+    assert (out / "model-saltmarsh" / "weights.safetensors").exists()
+    assert not (out / ".model.training.json").exists()
+
+    assert _train_in_process(inputs, tmp_path / "whole").returncode == 0
+    for eco in ("mangrove", "saltmarsh"):  # the same models as an uninterrupted run
+        weights = f"model-{eco}/weights.safetensors"
+        got, expected = load_file(out / weights), load_file(tmp_path / "whole" / weights)
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[name], expected[name]) for name in got)
+    with pytest.raises(OutputExistsError):  # finished: only --overwrite replaces it
+        config = TrainConfig(**CONFIG)
+        upscale.train(inputs.sites, inputs.cube, out, config=config, status=lambda line: None)
+
+
+def _train_in_process(inputs, out) -> subprocess.CompletedProcess:
+    script = (
+        "import sys\n"
+        "import upscale\n"
+        "from upscale.training import TrainConfig\n"
+        f"upscale.train(*sys.argv[1:], config=TrainConfig(**{CONFIG}), status=print)\n"
+    )
+    arguments = [sys.executable, "-c", script, str(inputs.sites), str(inputs.cube), str(out)]
+    return subprocess.run(arguments, capture_output=True, text=True, timeout=300)
+
+
+def test_export_killed_after_one_file_resumes_with_the_others(
+    small_region, model_folders, tmp_path
+):
+    cube = small_region.cube.chunk({"y": 8, "x": 8})
+    maps_path = write_store(
+        flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr"
+    )
+    folder = tmp_path / "cogs"
+    _run_until_killed(
+        "import os, signal, sys\n"
+        "import upscale.geotiff as geotiff\n"
+        "from upscale.cube import open_maps\n"
+        "write = geotiff.write_cog\n"
+        "def write_and_die(*args, **kwargs):\n"
+        "    write(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "geotiff.write_cog = write_and_die\n"
+        "geotiff.export_cogs(open_maps(sys.argv[1]), sys.argv[2], periods=('annual', 'monthly'))\n",
+        maps_path,
+        folder,
+    )
+    assert (folder / EXPORT_PLAN).exists()
+    assert len(list(folder.glob("*.tif"))) == 1
+
+    paths = export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))
+    assert not (folder / EXPORT_PLAN).exists()
+    whole = export_cogs(open_maps(maps_path), tmp_path / "whole", periods=("annual", "monthly"))
+    assert [p.name for p in paths] == [p.name for p in whole] and len(paths) > 2
+    for resumed, uninterrupted in zip(paths, whole, strict=True):
+        with rasterio.open(resumed) as a, rasterio.open(uninterrupted) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.descriptions == b.descriptions
+    with pytest.raises(OutputExistsError):
+        export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))

@@ -291,18 +291,23 @@ def prepare_run(
     for eco, model in models.items():
         if model.card.ecosystem != eco:
             raise ModelArtifactError(
-                f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}"
+                f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}; pass "
+                f"a model trained on {eco} towers for the {eco} pixels"
             )
     targets = _common(models, "targets")
     features = tuple(dict.fromkeys(f for m in models.values() for f in m.card.features))
     absent = [f for f in features if f not in cube]
     if absent:
-        raise CubeError(f"cube lacks driver(s) {', '.join(absent)} that the models need")
+        raise CubeError(
+            f"cube lacks driver(s) {', '.join(absent)} that the models need; add them to "
+            "the cube (upscale ingest or fetch), or use models trained without them"
+        )
     memory = max(m.memory for m in models.values())
     if cube.sizes["time"] < memory:
         raise CubeError(
             f"the cube has {cube.sizes['time']} months; the models need at least {memory} "
-            "(their memory length) to predict one"
+            "(their memory length) to predict one; use a longer cube, or models with a "
+            "shorter memory"
         )
     drivers = xr.concat([cube[f] for f in features], dim="feature").transpose(
         "feature", "time", "y", "x"

@@ -284,3 +284,51 @@ def test_exports_declare_nodata_and_check_their_inputs(offline_ee):
         export_tasks(GRID, PERIOD, variables=["NDVI", "TEMP"], bucket="b")
     with pytest.raises(FetchError, match="holds no month \\(is it reversed\\?\\)"):
         export_tasks(GRID, ("2019-05", "2019-01"), variables=VARIABLES, bucket="b")
+
+
+def test_credentials_never_reach_the_output_or_the_cube(offline_ee, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from upscale.cli import app
+
+    secret = "-----BEGIN PRIVATE KEY-----SECRET-TOKEN-5678"
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "private_key": secret}))
+    used = {}
+
+    def credentials(account, key_file):  # what the real one reads: the key file
+        used["key"] = json.loads(open(key_file).read())["private_key"]
+        return object()
+
+    monkeypatch.setattr(ee, "ServiceAccountCredentials", credentials)
+    monkeypatch.setattr(ee, "Initialize", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ee.data, "computePixels", FakeServer())
+    out = tmp_path / "cube.zarr"
+    result = CliRunner().invoke(
+        app,
+        [
+            "fetch",
+            "--project",
+            "my-project",
+            "-r",
+            "-81.9,25.1,-81.4,25.5",
+            "--resolution",
+            "0.05",
+            "--period",
+            "2019-01:2019-05",
+            "--variables",
+            "NDVI,TA",
+            "--service-account",
+            "bot@p.iam.gserviceaccount.com",
+            "--key-file",
+            str(key),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert used["key"] == secret  # the key was read and used ...
+    written = [path.read_bytes() for path in out.rglob("*") if path.is_file()]
+    assert written and open_store(out).attrs["earthengine_project"] == "my-project"
+    for text in [result.output.encode(), *written]:  # ... and is nowhere in what was left
+        assert b"SECRET-TOKEN" not in text and b"PRIVATE KEY" not in text

@@ -213,6 +213,11 @@ CATALOGUE = {
         ModelArtifactError,
         r"no weights.safetensors; a model folder holds card.json and weights.safetensors",
     ),
+    "model-name-escapes": (
+        lambda r, t: upscale.train(t / "sites", t / "cube.zarr", t / "models", name="../../etc/x"),
+        ConfigError,
+        r"model name '../../etc/x' is not a plain file name; use letters, digits",
+    ),
     # Configs
     "config-unknown-key": (
         lambda r, t: load_train_config(_text(t / "config.yaml", "epoch: 3\n")),

@@ -268,11 +268,14 @@ def export(
     maps: Annotated[Path, typer.Option(help="maps.zarr written by predict.")],
     out: Annotated[Path, typer.Option(help="Folder for the GeoTIFFs.")] = Path("cogs"),
     monthly: Annotated[bool, typer.Option(help="Also write monthly bands.")] = False,
+    netcdf: Annotated[
+        bool, typer.Option(help="Also write the maps as one CF-1.8 NetCDF file, maps.nc.")
+    ] = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Export annual (and monthly) Cloud-Optimized GeoTIFFs of the maps."""
+    """Export annual (and monthly) Cloud-Optimized GeoTIFFs of the maps, or NetCDF."""
     periods = ("annual", "monthly") if monthly else ("annual",)
-    _written(api.export(maps, out, periods=periods, overwrite=overwrite))
+    _written(api.export(maps, out, periods=periods, netcdf=netcdf, overwrite=overwrite))
 
 
 Catalogue = Annotated[

@@ -22,6 +22,7 @@ from upscale.errors import (
 from upscale.gaps import gap_summary
 from upscale.geotiff import Period, export_cogs
 from upscale.locking import output_lock
+from upscale.netcdf import write_netcdf
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 
@@ -131,7 +132,16 @@ def export(
     out: str | Path,
     *,
     periods: Sequence[Period] = ("annual",),
+    netcdf: bool = False,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Export flux maps to Cloud-Optimized GeoTIFFs (see :func:`upscale.geotiff.export_cogs`)."""
-    return export_cogs(open_maps(maps), out, periods=periods, overwrite=overwrite)
+    """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
+
+    See :func:`upscale.geotiff.export_cogs`; with ``netcdf``, also ``<out>/maps.nc``
+    (:func:`upscale.netcdf.write_netcdf`).
+    """
+    opened = open_maps(maps)
+    paths = export_cogs(opened, out, periods=periods, overwrite=overwrite)
+    if netcdf:
+        paths.append(write_netcdf(opened, Path(out) / "maps.nc", overwrite=overwrite))
+    return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
 from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.errors import (
+    ConfigError,
     SiteDataError,
     refuse_overwrite,
 )
@@ -54,6 +56,9 @@ def _require_towers(series: SiteSeries, sites: str | Path, ecosystems: Sequence[
                 f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {pixels} cube pixel(s); "
                 f"at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
             )
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,11 @@ def train(
     models it had finished and trains the others; the plan is recorded in
     ``.<name>.training.json`` until every model is written.
     """
+    if not _SAFE_NAME.fullmatch(name):  # it names files in `out`: never a path elsewhere
+        raise ConfigError(
+            f"model name {name!r} is not a plain file name; use letters, digits, '.', '_' "
+            f"and '-' (it names the models in {out})"
+        )
     config = config or TrainConfig()
     if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
         status(f"the cube is gap-filled: the models also read the {FILLED} flag")

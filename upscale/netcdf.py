@@ -1,0 +1,96 @@
+"""Export maps as one CF-1.8 NetCDF file, for tools that read NetCDF rather than Zarr or COGs.
+
+The maps' own metadata is kept; what CF asks of a file beyond what the Zarr store carries
+is added here: axis and standard names on the coordinates, UDUNITS units for the fluxes
+(carbon is in their standard names), flag values for the ecosystem codes, signed integer
+types, no fill value on coordinates, and a ``history`` line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from upscale.artifact import utc_now
+from upscale.cube import COMPLETE
+from upscale.errors import refuse_overwrite
+from upscale.locking import output_lock
+from upscale.schema import ECOSYSTEMS, WETLAND, WETLAND_FRACTION, cover_name
+
+CARBON_UNITS = "gC m-2 d-1"
+"""The maps' flux units; UDUNITS spells them ``g m-2 d-1`` (carbon is in the standard name)."""
+
+
+def cf_maps(maps: xr.Dataset) -> xr.Dataset:
+    """Return the maps with the metadata CF-1.8 asks of a NetCDF file."""
+    ds = maps.copy()
+    ds.attrs = {key: value for key, value in maps.attrs.items() if key != COMPLETE}
+    ds.attrs["Conventions"] = "CF-1.8"
+    ds.attrs["history"] = f"{utc_now()}: written by upscale export --netcdf"
+    geographic = bool(maps.rio.crs.is_geographic)
+    for dim, axis, name, units in (
+        ("x", "X", "longitude" if geographic else "projection_x_coordinate", "degrees_east"),
+        ("y", "Y", "latitude" if geographic else "projection_y_coordinate", "degrees_north"),
+    ):
+        linear = maps.rio.crs.linear_units if not geographic else None
+        ds[dim].attrs = {
+            "standard_name": name,
+            "long_name": name.replace("_", " "),
+            "axis": axis,
+            "units": units if geographic else {"metre": "m"}.get(linear, linear),
+        }
+    ds["time"].attrs = {"standard_name": "time", "long_name": "month (its first day)", "axis": "T"}
+    for var in ds.data_vars.values():
+        if var.attrs.get("units") == CARBON_UNITS:
+            var.attrs = var.attrs | {
+                "units": "g m-2 d-1",
+                "long_name": f"{var.attrs['long_name']}, as carbon",
+            }
+    if WETLAND in ds:
+        codes = sorted(ECOSYSTEMS)
+        ds[WETLAND] = ds[WETLAND].astype("int8")
+        ds[WETLAND].attrs = {
+            "long_name": "dominant wetland ecosystem of the pixel",
+            "flag_values": np.array([0, *codes], dtype="int8"),
+            "flag_meanings": " ".join(["none", *(ECOSYSTEMS[c] for c in codes)]),
+        }
+    for name, what in [(WETLAND_FRACTION, "wetland")] + [
+        (cover_name(e), e) for e in ECOSYSTEMS.values()
+    ]:
+        if name in ds:
+            ds[name].attrs = {
+                "long_name": f"share of the pixel's area covered by {what}",
+                "units": "1",
+            }
+    ds["spatial_ref"] = ds["spatial_ref"].astype("int32")
+    ds["spatial_ref"].attrs = maps["spatial_ref"].attrs | {
+        "long_name": "coordinate reference system"
+    }
+    return ds
+
+
+def write_netcdf(maps: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the maps as a CF-1.8 NetCDF4 file, atomically.
+
+    Raises
+    ------
+    OutputExistsError
+        When the file exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    with output_lock(path):
+        refuse_overwrite([path], overwrite=overwrite)
+        ds = cf_maps(maps)
+        encoding = {
+            name: {"zlib": True, "complevel": 4}
+            for name, var in ds.data_vars.items()
+            if var.ndim >= 2
+        }
+        encoding |= {dim: {"_FillValue": None} for dim in ("x", "y")}
+        encoding["time"] = {"units": "days since 1970-01-01", "dtype": "int32", "_FillValue": None}
+        partial = path.with_name(path.name + ".partial")
+        ds.to_netcdf(partial, encoding=encoding, engine="netcdf4")
+        partial.replace(path)
+    return path

@@ -57,6 +57,8 @@ def test_thin_mask_keeps_the_share_on_wetland(small_region, tmp_path):
     assert ((after > 0) <= (before > 0)).all()  # only wetland pixels are kept
     with pytest.raises(ValueError, match="less than the 90% asked for"):
         thin_mask(inputs.mask, 0.9, tmp_path / "too_much.zarr")
+    with pytest.raises(ValueError, match="keeps none"):
+        thin_mask(inputs.mask, 0.0001, tmp_path / "none.zarr")
 
 
 def test_first_rows_cover_the_share_of_wetland():

@@ -243,6 +243,17 @@ def test_failed_initialisation_never_shows_the_key(tmp_path, capsys):
     assert "SECRET" not in printed.out + printed.err
 
 
+FETCH_COMMAND = [
+    "fetch",
+    "--project",
+    "my-project",
+    "-r",
+    "-81.9,25.1,-81.4,25.5",  # GRID's bounds
+    "--resolution",
+    "0.05",
+]
+
+
 def test_fetch_command_without_credentials_is_one_clear_error(tmp_path):
     from typer.testing import CliRunner
 
@@ -250,19 +261,7 @@ def test_fetch_command_without_credentials_is_one_clear_error(tmp_path):
 
     result = CliRunner().invoke(
         app,
-        [
-            "fetch",
-            "--project",
-            "my-project",
-            "-r",
-            "-81.9,25.1,-81.4,25.5",
-            "--resolution",
-            "0.05",
-            "--period",
-            "2019-01:2019-03",
-            "--out",
-            str(tmp_path / "c.zarr"),
-        ],
+        [*FETCH_COMMAND, "--period", "2019-01:2019-03", "--out", str(tmp_path / "c.zarr")],
     )
     assert result.exit_code == 2
     text = " ".join(result.output.split())
@@ -307,13 +306,7 @@ def test_credentials_never_reach_the_output_or_the_cube(offline_ee, tmp_path, mo
     result = CliRunner().invoke(
         app,
         [
-            "fetch",
-            "--project",
-            "my-project",
-            "-r",
-            "-81.9,25.1,-81.4,25.5",
-            "--resolution",
-            "0.05",
+            *FETCH_COMMAND,
             "--period",
             "2019-01:2019-05",
             "--variables",

@@ -60,6 +60,8 @@ def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[
     mask = open_mask(mask_path).load()
     rows, cols = np.nonzero(mask[WETLAND].values)
     keep = round(share * mask[WETLAND].size)
+    if keep == 0:
+        raise ValueError(f"{share:.1%} of {mask[WETLAND].size} pixels keeps none; raise either")
     if keep > len(rows):
         raise ValueError(
             f"the mask has wetland on {len(rows) / mask[WETLAND].size:.0%} of its pixels, "

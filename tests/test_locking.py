@@ -54,9 +54,10 @@ def test_a_second_writer_of_the_same_store_is_refused(tmp_path):
         ):
             write_store(_dataset(), path)
         assert not path.exists()  # nothing half-written
-    write_store(_dataset(), path)  # the holder was killed: its lock went with it
+    assert lock_path(path).exists()  # the killed holder left its file, but not its lock
+    write_store(_dataset(), path)
     np.testing.assert_array_equal(open_store(path)["GPP"], _dataset()["GPP"])
-    assert lock_path(path).exists()  # left behind, yet not held
+    assert not lock_path(path).exists()  # a finished run removes its lock file
 
 
 def test_a_model_folder_being_written_is_refused(tmp_path):
@@ -81,3 +82,40 @@ def test_predict_is_refused_before_it_loads_anything(tmp_path):
     out = tmp_path / "maps.zarr"
     with held_elsewhere(out), pytest.raises(OutputLockedError, match="pid"):
         predict(tmp_path / "no-cube.zarr", tmp_path / "no-mask.zarr", [tmp_path / "m"], out)
+
+
+def test_never_two_holders_while_lock_files_come_and_go(tmp_path):
+    # Several processes take and release the lock as fast as they can; each run removes
+    # its lock file, so a run may lock a file that was just removed. Whoever holds the
+    # lock creates `inside` exclusively: a second holder at the same time would fail.
+    script = (
+        "import os, sys, time\n"
+        "from upscale.errors import OutputLockedError\n"
+        "from upscale.locking import output_lock\n"
+        "output, inside = sys.argv[1], sys.argv[1] + '.inside'\n"
+        "held = clashes = 0\n"
+        "end = time.monotonic() + 2\n"
+        "while time.monotonic() < end:\n"
+        "    try:\n"
+        "        with output_lock(output):\n"
+        "            try:\n"
+        "                os.close(os.open(inside, os.O_CREAT | os.O_EXCL))\n"
+        "            except FileExistsError:\n"
+        "                clashes += 1\n"
+        "                continue\n"
+        "            held += 1\n"
+        "            os.unlink(inside)\n"
+        "    except OutputLockedError:\n"
+        "        pass\n"
+        "print(held, clashes)\n"
+    )
+    output = tmp_path / "maps.zarr"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(output)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    counts = [tuple(map(int, run.communicate(timeout=60)[0].split())) for run in runs]
+    assert sum(held for held, _ in counts) > 20  # the lock changed hands many times
+    assert all(clashes == 0 for _, clashes in counts)

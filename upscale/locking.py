@@ -3,8 +3,9 @@
 Two runs writing the same output would interleave their chunks; the second is refused with
 a message naming the first. The lock is ``flock`` on a hidden file beside the output, so
 the operating system releases it when its process ends, even killed with ``kill -9``: a
-crashed run never blocks the next one. Within a process the lock is re-entrant, so a
-command can hold it from its start while the functions it calls take it again.
+crashed run never blocks the next one (its lock file stays, unheld). A run removes its lock
+file when it finishes. Within a process the lock is re-entrant, so a command can hold it
+from its start while the functions it calls take it again.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from upscale.errors import OutputLockedError
 
@@ -62,38 +64,54 @@ def output_lock(output: str | Path) -> Iterator[None]:
                 _held[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _locked_handle(path, output)
+    if handle.writable():
+        handle.truncate()
+        handle.write(f"upscale pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        handle.flush()
+    with _registry:
+        _held[path] += 1
     try:
-        descriptor, mode = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+"
-    except PermissionError:  # another user's lock file: it can still be locked, not written
-        descriptor, mode = os.open(path, os.O_RDONLY), "r"
-    with os.fdopen(descriptor, mode) as handle:
+        yield
+    finally:
+        with _registry:
+            _held[path] -= 1
+        with suppress(OSError):  # removed while still held: the next run makes it anew
+            path.unlink()
+        handle.close()  # closing releases the lock
+
+
+def _locked_handle(path: Path, output: str | Path) -> IO[str]:
+    """Open and lock the lock file; retry when the file was replaced while we locked it."""
+    while True:
+        try:
+            descriptor, mode = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+"
+        except PermissionError:  # another user's lock file: it can be locked, not written
+            descriptor, mode = os.open(path, os.O_RDONLY), "r"
+        handle = os.fdopen(descriptor, mode)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = handle.read().strip() or "another run"
+            handle.close()
             raise OutputLockedError(
                 f"{output} is being written by {holder}; wait for it to finish, or write "
                 "to another path"
             ) from None
         except OSError as err:
             if err.errno not in _UNSUPPORTED:
+                handle.close()
                 raise
             warnings.warn(
                 f"{path.parent} cannot be locked ({err.strerror}); nothing stops another "
                 f"run from writing {output} at the same time",
-                stacklevel=3,
+                stacklevel=4,
             )
-        if handle.writable():
-            handle.truncate()
-            handle.write(
-                f"upscale pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-            )
-            handle.flush()
-        with _registry:
-            _held[path] += 1
-        try:
-            yield
-        finally:
-            with _registry:
-                _held[path] -= 1
-    # closing the file released the lock
+            return handle
+        try:  # the run before may have removed the file between our open and our lock
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            return handle
+        handle.close()

@@ -92,3 +92,21 @@ def test_open_maps_refuses_other_stores(small_region, tmp_path):
     write_store(small_region.cube, tmp_path / "cube.zarr")
     with pytest.raises(MapsError, match="not a maps store written by `upscale predict`"):
         open_maps(tmp_path / "cube.zarr")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ds: ds.isel(y=slice(None, None, -1)),  # latitude ascending
+        lambda ds: ds.assign_coords(x=ds["x"] + 360),  # 0-360 longitudes
+    ],
+    ids=["lat-ascending", "lon-0-360"],
+)
+def test_other_orientations_open_on_the_canonical_grid(change, small_region, tmp_path):
+    path = write_store(change(small_region.cube), tmp_path / "cube.zarr")
+    cube = open_cube(path)
+    np.testing.assert_allclose(cube["x"], small_region.cube["x"])
+    np.testing.assert_allclose(cube["y"], small_region.cube["y"])
+    np.testing.assert_array_equal(cube["TA"].values, small_region.cube["TA"].values)
+    mask = write_store(change(small_region.mask), tmp_path / "mask.zarr")
+    assert (open_mask(mask, cube)["wetland"] == small_region.mask["wetland"]).all()

@@ -62,13 +62,20 @@ def _open_any(path: Path) -> xr.Dataset:
 
 
 def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
-    """Rename lat/lon dims to y/x, sort y descending (north up), default lat/lon to EPSG:4326."""
+    """Rename lat/lon dims to y/x, sort y descending (north up), default lat/lon to EPSG:4326.
+
+    Longitudes all east of 180 (a 0-360 grid) are moved to -180..180, where regions, towers
+    and masks are; a grid across 180 E keeps its 0-360 longitudes, the only regular ones.
+    """
     geographic = bool(_GEOGRAPHIC_DIMS & set(ds.dims))
     ds = ds.rename({d: _DIM_ALIASES[d] for d in ds.dims if d in _DIM_ALIASES})
     if ds.rio.crs is None and geographic:
         ds = ds.rio.write_crs("EPSG:4326")
     if "y" in ds.dims and ds.sizes["y"] > 1 and ds["y"][0] < ds["y"][-1]:
         ds = ds.isel(y=slice(None, None, -1))
+    crs = ds.rio.crs
+    if "x" in ds.dims and crs is not None and crs.is_geographic and float(ds["x"].min()) > 180:
+        ds = ds.assign_coords(x=ds["x"] - 360)
     return ds
 
 

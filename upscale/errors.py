@@ -58,6 +58,10 @@ class OutputLockedError(UpscaleError):
     """Another run is writing the same output (see :mod:`upscale.locking`)."""
 
 
+class OutputWriteError(UpscaleError):
+    """The destination of an output is full, read-only or not writable."""
+
+
 def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
     """Raise :class:`OutputExistsError` naming the paths that exist, unless overwriting."""
     existing = [str(path) for path in paths if Path(path).exists()]

@@ -93,7 +93,6 @@ def export_cogs(
     had not finished; until all are written, its plan is in ``.upscale-export.json``.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     layers: list[tuple[Path, xr.DataArray, list[str]]] = []
     if "annual" in periods:
         totals = annual_totals(maps)

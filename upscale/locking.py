@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from upscale.errors import OutputLockedError
+from upscale.errors import OutputLockedError, OutputWriteError
 
 _UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+_DESTINATION_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 _held: Counter[Path] = Counter()  # locks this process holds, by lock file
 _registry = threading.Lock()
 
@@ -39,16 +40,35 @@ def lock_path(output: str | Path) -> Path:
 def output_lock(output: str | Path) -> Iterator[None]:
     """Hold the lock of ``output`` for the block, or refuse at once if another run holds it.
 
+    A full, read-only or forbidden destination, met while locking or inside the block,
+    becomes one :class:`OutputWriteError` naming the output.
+
     Raises
     ------
     OutputLockedError
         When another process is writing the output.
+    OutputWriteError
+        When the destination has no space left, is read-only or is not writable.
 
     Warns
     -----
     UserWarning
         When the file system cannot lock (some network mounts): the run goes on unlocked.
     """
+    try:
+        with _held_lock(output):
+            yield
+    except OSError as err:
+        if err.errno not in _DESTINATION_ERRORS:
+            raise
+        raise OutputWriteError(
+            f"{output}: cannot write there ({err.strerror}); free space or choose a "
+            "writable destination, then run the command again (it resumes)"
+        ) from None
+
+
+@contextmanager
+def _held_lock(output: str | Path) -> Iterator[None]:
     path = lock_path(output)
     with _registry:
         if _held[path]:  # this process holds it already

@@ -1,0 +1,67 @@
+"""Full and read-only destinations fail with one clear error, and leave no output behind.
+
+Each test mounts a small tmpfs, which needs root (as in this project's CI); elsewhere they
+skip, saying why.
+"""
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from upscale.cube import write_store
+from upscale.errors import OutputWriteError
+from upscale.geotiff import export_cogs
+
+
+@contextmanager
+def mounted(folder: Path, options: str) -> Iterator[Path]:
+    folder.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({mount.stderr.strip()}); needs root")
+    try:
+        yield folder
+    finally:
+        # Lazily: dask threads may still be closing files after a write failed.
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _incompressible(size_mb: float) -> xr.Dataset:
+    n = int(size_mb * 2**20 / 4 / 64 / 64)
+    values = np.random.default_rng(0).random((n, 64, 64), dtype="float32")
+    ds = xr.Dataset(
+        {"GPP": (("time", "y", "x"), values)},
+        coords={"time": np.arange(n), "y": np.arange(64.0)[::-1], "x": np.arange(64.0)},
+    )
+    return ds.rio.write_crs("EPSG:4326")
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path):
+    with mounted(tmp_path / "small", "size=1m") as small:
+        with pytest.raises(
+            OutputWriteError,
+            match=r"maps.zarr: cannot write there \(No space left on device\); free space",
+        ):
+            write_store(_incompressible(3), small / "maps.zarr")
+        assert not (small / "maps.zarr").exists()  # nothing under the final name
+        assert not (small / ".maps.zarr.lock").exists()
+
+
+def test_a_read_only_destination_is_one_clear_error(small_region, tmp_path):
+    with mounted(tmp_path / "readonly", "ro,size=1m") as readonly:
+        with pytest.raises(
+            OutputWriteError, match=r"maps.zarr: cannot write there \(Read-only file system\)"
+        ):
+            write_store(_incompressible(0.1), readonly / "maps.zarr")
+        maps = small_region.cube[["TA"]].rename(TA="GPP")
+        with pytest.raises(OutputWriteError, match="cogs: cannot write there"):
+            export_cogs(maps, readonly / "cogs")

@@ -30,7 +30,8 @@ from upscale.errors import (
     RegionError,
     SiteDataError,
 )
-from upscale.sites import read_fluxnet
+from upscale.samples import site_pixels
+from upscale.sites import read_fluxnet, read_sites
 
 from .conftest import untrained_model
 
@@ -180,6 +181,16 @@ CATALOGUE = {
         SiteDataError,
         r"site\(s\) outside the cube extent: .*remove them from sites.csv",
     ),
+    "site-on-dry-pixel": (
+        lambda r, t: upscale.train(
+            t / "inputs" / "sites",
+            t / "inputs" / "cube.zarr",
+            t / "models",
+            mask=_dry_at_first_tower(r, t),
+        ),
+        SiteDataError,
+        r"site\(s\) on pixels without wetland in dry.zarr: ZZ-Mg1 \(.*check their coordinates",
+    ),
     # Models
     "model-lacks-cube-driver": (
         lambda r, t: flux_maps(
@@ -249,6 +260,16 @@ CATALOGUE = {
         r"mask.zarr exists; pass --overwrite",
     ),
 }
+
+
+def _dry_at_first_tower(region, tmp_path: Path) -> Path:
+    """The demo's mask with no wetland at the first tower's pixel."""
+    inputs = write_demo_region(region, tmp_path / "inputs")
+    rows, cols = site_pixels(open_cube(inputs.cube, ()), read_sites(inputs.sites).meta.iloc[:1])
+    mask = open_mask(inputs.mask).load()
+    for name in mask.data_vars:
+        mask[name].values[rows[0], cols[0]] = 0
+    return write_store(mask, tmp_path / "dry.zarr")
 
 
 def _text(path: Path, text: str) -> Path:

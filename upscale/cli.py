@@ -180,6 +180,10 @@ def train(
         Path | None,
         typer.Option(help="CSV of drivers at the towers: site_id, time, <DRIVER>..."),
     ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Wetland mask the models will map: towers off its wetland are refused."),
+    ] = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
@@ -207,6 +211,7 @@ def train(
         name=name,
         partitioning=partitioning,
         site_drivers_table=site_drivers_table,
+        mask=mask,
         overwrite=overwrite,
     )
     written = {f"model {eco}": path for eco, path in result.models.items()}

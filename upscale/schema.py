@@ -230,7 +230,7 @@ def validate_cube(
     if missing:
         raise CubeError(
             f"{source}: missing driver variable(s) {', '.join(missing)} "
-            f"(has {', '.join(map(str, cube.data_vars)) or 'none'}); add them, or choose "
+            f"(has {', '.join(sorted(map(str, cube.data_vars))) or 'none'}); add them, or choose "
             "features the cube has"
         )
     for name in features:

@@ -36,10 +36,11 @@ from upscale.samples import (
     SiteSeries,
     driver_agreement,
     extract_site_series,
+    site_pixels,
     tower_drivers,
     with_site_drivers,
 )
-from upscale.schema import DRIVERS
+from upscale.schema import DRIVERS, WETLAND_FRACTION
 from upscale.shap_maps import export_shap_cogs, shap_maps
 from upscale.sites import Partitioning, read_site_drivers, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
@@ -109,6 +110,7 @@ def train(
     partitioning: Partitioning = "NT",
     ecosystems: Sequence[str] | None = None,
     site_drivers_table: str | Path | None = None,
+    mask: str | Path | None = None,
     overwrite: bool = False,
     status: Status = print_status,
 ) -> TrainResult:
@@ -133,6 +135,9 @@ def train(
     site_drivers_table
         Drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``), for
         ``config.site_drivers`` and the agreement table.
+    mask
+        The wetland mask the models will be applied to; towers on pixels without wetland
+        in it are refused (wrong coordinates, or a mask that misses their wetland).
     overwrite
         Replace existing model folders.
     status
@@ -161,6 +166,8 @@ def train(
     series, measured = _cube_and_tower_drivers(
         sites, cube, config, partitioning, site_drivers_table
     )
+    if mask is not None:
+        _require_wetland_at_towers(sites, cube, mask, partitioning)
     agreement = driver_agreement(series, measured)
     if config.site_drivers:
         status(f"taking {', '.join(config.site_drivers)} from the towers, not the cube")
@@ -271,6 +278,26 @@ def tower_series(
         partial.replace(cache)
         stamp.write_text(key)
     return series
+
+
+def _require_wetland_at_towers(
+    sites: str | Path, cube: str | Path, mask: str | Path, partitioning: Partitioning
+) -> None:
+    """Refuse towers whose pixel has no wetland in the mask the models will map."""
+    drivers = open_cube(cube, ())
+    cover = open_mask(mask, drivers)[WETLAND_FRACTION].values
+    meta = read_sites(sites, partitioning=partitioning).meta
+    rows, cols = site_pixels(drivers, meta)
+    dry = cover[rows, cols] <= 0
+    if dry.any():
+        named = ", ".join(
+            f"{site} ({lat:.4f} N, {lon:.4f} E)"
+            for site, lat, lon in meta.loc[dry, ["lat", "lon"]].itertuples()
+        )
+        raise SiteDataError(
+            f"site(s) on pixels without wetland in {Path(mask).name}: {named}; check their "
+            "coordinates in sites.csv, or the mask"
+        )
 
 
 def _cube_and_tower_drivers(

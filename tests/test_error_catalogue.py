@@ -166,6 +166,11 @@ CATALOGUE = {
         SiteDataError,
         r"missing timestamp column\(s\) TIMESTAMP required at resolution MM; is the resolution",
     ),
+    "fluxnet-mixed-resolutions": (  # half-hourly rows pasted into a daily file
+        lambda r, t: read_fluxnet(_fluxnet(t, "DD", [*DD_ROWS, "200402010000,3,2,-1"], DD_HEADER)),
+        SiteDataError,
+        r"TIMESTAMP has values not in the %Y%m%d format FLUXNET uses at this resolution",
+    ),
     "fluxnet-text-in-numbers": (
         lambda r, t: read_fluxnet(
             _fluxnet(t, "DD", [*DD_ROWS[:-1], "20040131,3.0x,2,-1"], DD_HEADER)

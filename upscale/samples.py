@@ -136,15 +136,18 @@ def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.nd
     rows = np.floor((ys - y0) / dy + 0.5).astype(int)
     outside = (cols < 0) | (cols >= cube.sizes["x"]) | (rows < 0) | (rows >= cube.sizes["y"])
     if outside.any():
-        bad = ", ".join(
-            f"{s} ({lat:.4f} N, {lon:.4f} E)"
-            for s, lat, lon in meta.loc[outside, ["lat", "lon"]].itertuples()
-        )
         raise SiteDataError(
-            f"site(s) outside the cube extent: {bad}; remove them from sites.csv or use a "
-            "cube that covers them"
+            f"site(s) outside the cube extent: {located(meta[outside])}; remove them from "
+            "sites.csv or use a cube that covers them"
         )
     return rows, cols
+
+
+def located(meta: pd.DataFrame) -> str:
+    """Name towers with their coordinates, for messages: ``US-Skr (25.3629 N, -81.0776 E)``."""
+    return ", ".join(
+        f"{site} ({lat:.4f} N, {lon:.4f} E)" for site, lat, lon in meta[["lat", "lon"]].itertuples()
+    )
 
 
 def extract_site_series(

@@ -36,6 +36,7 @@ from upscale.samples import (
     SiteSeries,
     driver_agreement,
     extract_site_series,
+    located,
     site_pixels,
     tower_drivers,
     with_site_drivers,
@@ -290,13 +291,9 @@ def _require_wetland_at_towers(
     rows, cols = site_pixels(drivers, meta)
     dry = cover[rows, cols] <= 0
     if dry.any():
-        named = ", ".join(
-            f"{site} ({lat:.4f} N, {lon:.4f} E)"
-            for site, lat, lon in meta.loc[dry, ["lat", "lon"]].itertuples()
-        )
         raise SiteDataError(
-            f"site(s) on pixels without wetland in {Path(mask).name}: {named}; check their "
-            "coordinates in sites.csv, or the mask"
+            f"site(s) on pixels without wetland in {Path(mask).name}: {located(meta[dry])}; "
+            "check their coordinates in sites.csv, or the mask"
         )
 
 

@@ -175,16 +175,32 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
             )
     else:
         fraction = (wetland > 0).astype("float32")
-    mask = xr.Dataset({WETLAND: wetland.astype("uint8"), WETLAND_FRACTION: fraction})
-    for name in map(cover_name, ECOSYSTEMS.values()):
+    codes = sorted(ECOSYSTEMS)
+    mask = xr.Dataset(
+        {
+            WETLAND: wetland.astype("uint8").assign_attrs(
+                long_name="dominant wetland ecosystem of the pixel",
+                flag_values=[0, *codes],
+                flag_meanings=" ".join(["none", *(ECOSYSTEMS[c] for c in codes)]),
+            ),
+            WETLAND_FRACTION: fraction.assign_attrs(_cover_attrs("wetland")),
+        }
+    )
+    for ecosystem in ECOSYSTEMS.values():
+        name = cover_name(ecosystem)
         if name in ds:  # each ecosystem's own cover, from `upscale mask`
-            mask[name] = ds[name].load().where(wetland > 0, 0.0).astype("float32")
+            cover = ds[name].load().where(wetland > 0, 0.0).astype("float32")
+            mask[name] = cover.assign_attrs(_cover_attrs(ecosystem))
     if cube is not None:
         _check_same_grid(mask, cube, path)
         mask = mask.assign_coords(x=cube["x"], y=cube["y"])
         if cube.chunks:
             mask = mask.chunk({d: cube.chunksizes[d] for d in SPATIAL_DIMS})
     return mask.rio.write_crs(ds.rio.crs if ds.rio.crs else cube.rio.crs)
+
+
+def _cover_attrs(what: str) -> dict[str, str]:
+    return {"long_name": f"share of the pixel's area covered by {what}", "units": "1"}
 
 
 def _check_same_grid(mask: xr.Dataset, cube: xr.Dataset, path: Path) -> None:

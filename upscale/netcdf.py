@@ -2,8 +2,9 @@
 
 The maps' own metadata is kept; what CF asks of a file beyond what the Zarr store carries
 is added here: axis and standard names on the coordinates, UDUNITS units for the fluxes
-(carbon is in their standard names), flag values for the ecosystem codes, signed integer
-types, no fill value on coordinates, and a ``history`` line.
+(carbon is in their standard names), signed integer types, no fill value on coordinates,
+and a ``history`` line. The mask's layers carry their own names and flags from
+:func:`upscale.cube.open_mask`.
 """
 
 from __future__ import annotations
@@ -17,29 +18,30 @@ from upscale.artifact import utc_now
 from upscale.cube import COMPLETE
 from upscale.errors import refuse_overwrite
 from upscale.locking import output_lock
-from upscale.schema import ECOSYSTEMS, WETLAND, WETLAND_FRACTION, cover_name
+from upscale.schema import WETLAND
 
 CARBON_UNITS = "gC m-2 d-1"
 """The maps' flux units; UDUNITS spells them ``g m-2 d-1`` (carbon is in the standard name)."""
 
 
 def cf_maps(maps: xr.Dataset) -> xr.Dataset:
-    """Return the maps with the metadata CF-1.8 asks of a NetCDF file."""
+    """Return the maps with the metadata CF-1.8 asks of a NetCDF file beyond the store's."""
     ds = maps.copy()
     ds.attrs = {key: value for key, value in maps.attrs.items() if key != COMPLETE}
     ds.attrs["Conventions"] = "CF-1.8"
     ds.attrs["history"] = f"{utc_now()}: written by upscale export --netcdf"
-    geographic = bool(maps.rio.crs.is_geographic)
-    for dim, axis, name, units in (
-        ("x", "X", "longitude" if geographic else "projection_x_coordinate", "degrees_east"),
-        ("y", "Y", "latitude" if geographic else "projection_y_coordinate", "degrees_north"),
-    ):
-        linear = maps.rio.crs.linear_units if not geographic else None
+    crs = maps.rio.crs
+    if crs.is_geographic:
+        axes = {"x": ("longitude", "degrees_east"), "y": ("latitude", "degrees_north")}
+    else:
+        units = {"metre": "m"}.get(crs.linear_units, crs.linear_units)
+        axes = {d: (f"projection_{d}_coordinate", units) for d in ("x", "y")}
+    for dim, (name, units) in axes.items():
         ds[dim].attrs = {
             "standard_name": name,
             "long_name": name.replace("_", " "),
-            "axis": axis,
-            "units": units if geographic else {"metre": "m"}.get(linear, linear),
+            "axis": dim.upper(),
+            "units": units,
         }
     ds["time"].attrs = {"standard_name": "time", "long_name": "month (its first day)", "axis": "T"}
     for var in ds.data_vars.values():
@@ -48,26 +50,19 @@ def cf_maps(maps: xr.Dataset) -> xr.Dataset:
                 "units": "g m-2 d-1",
                 "long_name": f"{var.attrs['long_name']}, as carbon",
             }
+    # CF-1.8 has no unsigned integers: ecosystem codes and the CRS variable go signed.
     if WETLAND in ds:
-        codes = sorted(ECOSYSTEMS)
-        ds[WETLAND] = ds[WETLAND].astype("int8")
-        ds[WETLAND].attrs = {
-            "long_name": "dominant wetland ecosystem of the pixel",
-            "flag_values": np.array([0, *codes], dtype="int8"),
-            "flag_meanings": " ".join(["none", *(ECOSYSTEMS[c] for c in codes)]),
-        }
-    for name, what in [(WETLAND_FRACTION, "wetland")] + [
-        (cover_name(e), e) for e in ECOSYSTEMS.values()
-    ]:
-        if name in ds:
-            ds[name].attrs = {
-                "long_name": f"share of the pixel's area covered by {what}",
-                "units": "1",
-            }
-    ds["spatial_ref"] = ds["spatial_ref"].astype("int32")
-    ds["spatial_ref"].attrs = maps["spatial_ref"].attrs | {
-        "long_name": "coordinate reference system"
-    }
+        attrs = ds[WETLAND].attrs
+        ds[WETLAND] = (
+            ds[WETLAND]
+            .astype("int8")
+            .assign_attrs(attrs | {"flag_values": np.asarray(attrs["flag_values"], dtype="int8")})
+        )
+    ds["spatial_ref"] = (
+        ds["spatial_ref"]
+        .astype("int32")
+        .assign_attrs(maps["spatial_ref"].attrs | {"long_name": "coordinate reference system"})
+    )
     return ds
 
 

@@ -7,14 +7,14 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint docs clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
 	touch $@
 
 demo: setup
@@ -23,9 +23,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+docs: setup
+	# the CLI reference runs `typer` from the environment
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mkdocs build --strict
+
 lint: setup
-	$(BIN)/ruff check upscale tests benchmarks
-	$(BIN)/ruff format --check upscale tests benchmarks
+	$(BIN)/ruff check upscale tests benchmarks docs/hooks
+	$(BIN)/ruff format --check upscale tests benchmarks docs/hooks
 
 clean:
-	rm -rf upscale-demo .pytest_cache
+	rm -rf upscale-demo site .pytest_cache

@@ -74,3 +74,16 @@ def test_shipped_regions_file_matches_the_generator():
     assert all(
         a.equals_exact(b, 1e-9) for a, b in zip(shipped.geometry, generated.geometry, strict=True)
     )
+
+
+def test_wetland_inventory_rebuilds_the_mask(small_region, tmp_path):
+    """The shipped polygons, put back on the grid by `upscale mask`, give the mask's codes."""
+    import upscale
+
+    paths = upscale.demo_inputs(tmp_path / "inputs", spec=SMALL_SPEC)
+    polygons = gpd.read_file(paths.wetlands)
+    assert sorted(polygons["ecosystem"]) == ["mangrove", "saltmarsh"]
+    rebuilt = upscale.mask(paths.cube, tmp_path / "again.zarr", vectors=[paths.wetlands])
+    again = open_mask(rebuilt.path, open_cube(paths.cube))
+    np.testing.assert_array_equal(again[WETLAND].values, small_region.mask[WETLAND].values)
+    assert rebuilt.picture.exists()

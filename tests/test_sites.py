@@ -524,3 +524,10 @@ def test_error_tidy_without_fluxes_or_with_text(tmp_path):
     )
     with pytest.raises(SiteDataError, match=r"b\.csv: column GPP has non-numeric values"):
         read_tidy(text)
+    infinite = write_csv(
+        tmp_path, "c.csv", {"site_id": ["ZZ-Tdy"], "time": ["2011-05-01"], "GPP": ["inf"]}
+    )
+    with pytest.raises(
+        SiteDataError, match=r"c\.csv: column GPP has non-numeric values \(e\.g\. 'inf'\)"
+    ):
+        read_tidy(infinite)

@@ -1,6 +1,8 @@
 """upscale: coastal-wetland tower fluxes to regional carbon-sink maps.
 
-The functions below are the Python face of the command line (``upscale --help``).
+The functions below are the Python face of the command line (``upscale --help``), with the
+readers of the stores they write (``open_cube``, ``open_mask``, ``open_maps``) and the demo
+region's inputs to try them on (``demo_inputs``).
 """
 
 from importlib.metadata import version
@@ -9,6 +11,7 @@ __version__ = version("upscale")
 
 from upscale.api import (  # noqa: E402
     demo,
+    demo_inputs,
     explain,
     export,
     fetch,
@@ -20,18 +23,25 @@ from upscale.api import (  # noqa: E402
     sweep,
     train,
 )
+from upscale.cube import open_cube, open_maps, open_mask  # noqa: E402
+from upscale.demo_region import DemoSpec  # noqa: E402
 from upscale.training import TrainConfig  # noqa: E402
 
 __all__ = [
+    "DemoSpec",
     "TrainConfig",
     "__version__",
     "demo",
+    "demo_inputs",
     "explain",
     "export",
     "fetch",
     "ingest",
     "list_regions",
     "mask",
+    "open_cube",
+    "open_mask",
+    "open_maps",
     "predict",
     "query",
     "sweep",

@@ -71,7 +71,8 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
 def monthly_amounts(maps: xr.Dataset) -> xr.Dataset:
     """Monthly mean fluxes (gC m-2 d-1) and spreads times days: gC m-2 per month.
 
-    Only months of the valid period are kept (see :func:`valid_period`), lazily.
+    Only months of the valid period are kept (see [`valid_period`][upscale.annual.valid_period]),
+    lazily.
     """
     names = [n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps]
     fluxes = valid_period(maps)[names]

@@ -56,7 +56,7 @@ class MemberCard(BaseModel):
 
 
 class DomainCard(BaseModel):
-    """How the domain of applicability is measured (see :meth:`Model.domain_distance`)."""
+    """How the domain of applicability is measured (see `Model.domain_distance`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,6 +66,7 @@ class DomainCard(BaseModel):
         description="95th percentile of the distance from a tower window to the nearest "
         "window of another tower (RMS over the scaled window's values)"
     )
+    """Distance beyond which a window is outside the domain of applicability."""
     reference_windows: int
 
 
@@ -153,10 +154,11 @@ class Model:
     members
         The ensemble members (the cross-validation folds' nets).
     card
-        The :class:`ModelCard`.
+        The [`ModelCard`][upscale.artifact.ModelCard].
     reference
         ``(N, L * F)`` tower windows, scaled with the domain statistics, against which
-        :meth:`domain_distance` measures how far a window is from the training data.
+        [`domain_distance`][upscale.artifact.Model.domain_distance] measures how far a window is
+        from the training data.
     """
 
     members: list[Member]
@@ -244,13 +246,13 @@ class Model:
     def ensemble_fluxes(self, windows: torch.Tensor) -> torch.Tensor:
         """Differentiable ensemble-mean fluxes ``(N, K)`` of raw driver windows ``(N, L, F)``.
 
-        The function that explanations attribute (see :mod:`upscale.attribution`).
+        The function that explanations attribute (see [`upscale.attribution`][upscale.attribution]).
         """
         stacked = torch.stack([member.fluxes(windows) for member in self.members])
         return self._balanced(stacked.mean(dim=0))
 
     def predict_series(self, drivers: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-        """Ensemble mean ``(P, T - L + 1, K)`` of :meth:`predict_members`."""
+        """Ensemble mean ``(P, T - L + 1, K)`` of `predict_members`."""
         return self.predict_members(drivers, batch_size=batch_size).mean(dim=0)
 
     def reference_windows(self) -> torch.Tensor:
@@ -272,10 +274,10 @@ class Model:
         Returns
         -------
         torch.Tensor
-            ``(P, T - L + 1)``: the RMS distance between the scaled window and its nearest
-            tower window, divided by :attr:`DomainCard.threshold`. Above 1, a window is
-            farther from every tower window than 95 % of tower windows are from those of
-            the other towers: the model extrapolates.
+            ``(P, T - L + 1)``: the RMS distance between the scaled window and its nearest tower
+            window, divided by [`DomainCard.threshold`][upscale.artifact.DomainCard.threshold].
+            Above 1, a window is farther from every tower window than 95 % of tower windows are from
+            those of the other towers: the model extrapolates.
         """
         scaled = (drivers - self._d_mean) / self._d_std
         n_pixels, n_months, _ = drivers.shape

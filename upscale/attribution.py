@@ -174,13 +174,13 @@ def explain_windows(
     Parameters
     ----------
     function
-        Differentiable model, e.g. :meth:`upscale.artifact.Model.ensemble_fluxes`.
+        Differentiable model, e.g. [`ensemble_fluxes`][upscale.artifact.Model.ensemble_fluxes].
     windows, background
         ``(N, L, F)`` windows to explain and ``(M, L, F)`` reference windows, raw drivers.
     targets, features
         Names of the outputs and features.
     samples, seed
-        See :func:`expected_gradients`.
+        See [`expected_gradients`][upscale.attribution.expected_gradients].
     """
     values = expected_gradients(function, windows, background, samples=samples, seed=seed)
     with torch.no_grad():
@@ -213,8 +213,8 @@ class TowerExplanation:
         windows are in both), with how many samples each, and the seed.
     null_lags
         Lag statistics of each member of the null model (trained on a memoryless target,
-        :func:`upscale.training.memoryless_series`) on the same windows; None when the null
-        was not computed.
+        [`memoryless_series`][upscale.training.memoryless_series]) on the same windows; None when
+        the null was not computed.
     """
 
     ecosystem: str
@@ -278,15 +278,16 @@ def explain_towers(
     model
         A trained ensemble.
     series
-        Its towers' drivers and fluxes (:func:`upscale.samples.extract_site_series`).
+        Its towers' drivers and fluxes
+        ([`extract_site_series`][upscale.samples.extract_site_series]).
     windows, background
         Tower windows (ending on measured months) drawn, with the seed, to explain and to
         serve as the background: disjoint sets while the towers have windows enough.
     samples, seed
-        See :func:`expected_gradients`.
+        See [`expected_gradients`][upscale.attribution.expected_gradients].
     null
         Also train and explain the null model of the same settings on a memoryless target
-        (:func:`upscale.training.memoryless_series`), to state the memory statistics
+        ([`memoryless_series`][upscale.training.memoryless_series]), to state the memory statistics
         against it.
     """
     drivers = torch.from_numpy(series.drivers)

@@ -100,7 +100,8 @@ def resolve_regions(
         catalogue; a bounding box ``west,south,east,north``; a GeoJSON geometry, Feature or
         FeatureCollection; a WKT polygon.
     catalogue
-        Catalogue folder for names (default: :func:`default_catalogue`).
+        Catalogue folder for names (default:
+        [`default_catalogue`][upscale.catalogue.default_catalogue]).
     crs
         CRS of bounding boxes and WKT polygons (default EPSG:4326). GeoJSON is always
         EPSG:4326, as its specification says; files carry their own CRS.

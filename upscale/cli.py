@@ -1,4 +1,4 @@
-"""Command line: ``upscale VERB``. It only parses, calls :mod:`upscale.api` and reports."""
+"""Command line: ``upscale VERB``. It only parses, calls `upscale.api` and reports."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def main(
 
 
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an :class:`UpscaleError` into one red line on stderr and exit code 2."""
+    """Turn an `UpscaleError` into one red line on stderr and exit code 2."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

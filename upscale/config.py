@@ -1,6 +1,6 @@
 """Training configs as YAML files: presets in ``models/presets/`` and the record of a run.
 
-A config file holds the fields of :class:`upscale.training.TrainConfig`; fields it leaves
+A config file holds the fields of [`TrainConfig`][upscale.training.TrainConfig]; fields it leaves
 out take their defaults. ``upscale train`` writes the resolved config of every run beside
 its models, so ``upscale train --config that.yaml`` on the same data repeats it exactly.
 """
@@ -23,7 +23,7 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     Parameters
     ----------
     path
-        YAML mapping of :class:`~upscale.training.TrainConfig` fields.
+        YAML mapping of [`TrainConfig`][upscale.training.TrainConfig] fields.
     **overrides
         Fields that replace the file's (e.g. from command-line options).
 
@@ -45,7 +45,7 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
 
 def make_train_config(fields: dict[str, Any], *, source: str = "options") -> TrainConfig:
-    """Validate config fields, turning pydantic's report into one :class:`ConfigError` line."""
+    """Validate config fields, turning pydantic's report into one `ConfigError` line."""
     names = [name for name in fields if not isinstance(name, str)]
     if names:
         raise ConfigError(

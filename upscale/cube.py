@@ -106,7 +106,7 @@ def open_cube(
     Raises
     ------
     CubeError
-        When the cube breaks the contract (see :func:`upscale.schema.validate_cube`).
+        When the cube breaks the contract (see [`validate_cube`][upscale.schema.validate_cube]).
     """
     path = Path(path)
     try:
@@ -253,7 +253,7 @@ def write_store(
 
     The dataset (lazy or not) is written to ``<path>.partial``, marked complete, and
     renamed into place, so a crash never leaves a half-written store under ``path``. The
-    store's lock (:func:`upscale.locking.output_lock`) is held throughout: a second run
+    store's lock ([`output_lock`][upscale.locking.output_lock]) is held throughout: a second run
     writing the same store is refused.
 
     Parameters
@@ -411,7 +411,7 @@ def _tile_name(tile: dict[str, slice]) -> str:
 
 
 def open_store(path: str | Path) -> xr.Dataset:
-    """Open a store written by :func:`write_store` (maps, truth, masks) with its CRS."""
+    """Open a store written by `write_store` (maps, truth, masks) with its CRS."""
     path = Path(path)
     if not path.exists():
         raise CubeError(f"{path}: no such store")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
+from rasterio.features import shapes
 
 from upscale.cube import write_store
 from upscale.errors import OutputExistsError
@@ -428,6 +429,25 @@ class DemoPaths:
     truth: Path
     sites: Path
     regions: Path
+    wetlands: Path
+
+
+def wetland_polygons(mask: xr.Dataset) -> gpd.GeoDataFrame:
+    """Turn the mask's wetland pixels into polygons with an ``ecosystem`` column.
+
+    Users bring wetlands as vector inventories more often than as grids; the demo ships its
+    own as one, so that ``upscale mask`` can be tried on it.
+    """
+    codes = mask[WETLAND].values.astype("int32")
+    pieces = [
+        (shapely.geometry.shape(geometry), ECOSYSTEMS[int(code)])
+        for geometry, code in shapes(codes, mask=codes > 0, transform=mask.rio.transform())
+    ]
+    return gpd.GeoDataFrame(
+        {"ecosystem": [name for _, name in pieces]},
+        geometry=[geometry for geometry, _ in pieces],
+        crs=mask.rio.crs,
+    ).dissolve("ecosystem", as_index=False)
 
 
 def write_demo_region(
@@ -438,10 +458,10 @@ def write_demo_region(
     Parameters
     ----------
     region
-        Output of :func:`make_demo_region`.
+        Output of [`make_demo_region`][upscale.demo_region.make_demo_region].
     folder
-        Destination; ``cube.zarr``, ``mask.zarr``, ``truth.zarr``, ``sites/`` and
-        ``regions.geojson`` are written inside.
+        Destination; ``cube.zarr``, ``mask.zarr``, ``truth.zarr``, ``sites/``,
+        ``regions.geojson`` and ``wetlands.gpkg`` (the mask as polygons) are written inside.
     overwrite
         Replace existing files.
     """
@@ -452,6 +472,7 @@ def write_demo_region(
         truth=folder / "truth.zarr",
         sites=folder / "sites",
         regions=folder / "regions.geojson",
+        wetlands=folder / "wetlands.gpkg",
     )
     if paths.sites.exists() and not overwrite:
         raise OutputExistsError(f"{paths.sites} exists; pass --overwrite to replace it")
@@ -466,4 +487,5 @@ def write_demo_region(
         write_fluxnet_monthly(site_id, record, paths.sites)
     write_sites_table(region.sites, paths.sites)
     region.regions.to_file(paths.regions, driver="GeoJSON")
+    wetland_polygons(region.mask).to_file(paths.wetlands)
     return paths

@@ -1,12 +1,12 @@
 """Earth Engine as an ingestion step: monthly driver images, fetched tile by tile into Zarr.
 
-Each canonical driver has a recipe: the collection, its bands, QC mask, scale factor and
-unit conversion, and how a month is composited. A month's image stacks the recipes of the
-requested drivers; :func:`fetch_cube` asks ``computePixels`` for it one tile and block of
-months at a time on the user's target grid, retries quota errors with exponential
-back-off, records every finished block, and resumes from there after a crash. For regions
-too large to download, :func:`export_tasks` writes the same images to Cloud Storage or
-Drive as GeoTIFFs that ``upscale ingest`` reads.
+Each canonical driver has a recipe: the collection, its bands, QC mask, scale factor and unit
+conversion, and how a month is composited. A month's image stacks the recipes of the requested
+drivers; [`fetch_cube`][upscale.earthengine.fetch_cube] asks ``computePixels`` for it one tile and
+block of months at a time on the user's target grid, retries quota errors with exponential back-off,
+records every finished block, and resumes from there after a crash. For regions too large to
+download, [`export_tasks`][upscale.earthengine.export_tasks] writes the same images to Cloud Storage
+or Drive as GeoTIFFs that ``upscale ingest`` reads.
 
 Nothing here prints or stores credentials: authentication is Earth Engine's own
 (``earthengine authenticate`` or a service-account key file), and only the project id and
@@ -142,6 +142,7 @@ RECIPES: dict[str, Recipe] = {
 """Canonical driver -> recipe. VPD is derived from ERA5-Land temperature and dew point."""
 
 EE_DRIVERS: tuple[str, ...] = (*RECIPES, "VPD")
+"""Canonical drivers `fetch` can build from Earth Engine: every recipe, plus VPD derived."""
 
 
 def vpd_month(start: pd.Timestamp) -> Any:
@@ -330,7 +331,7 @@ def fetch_cube(
     sleep
         Waits between retries (tests pass a recorder).
     max_interpolated
-        Fill cloud gaps of the optical drivers (see :func:`upscale.gaps.fill_gaps`) with
+        Fill cloud gaps of the optical drivers (see [`fill_gaps`][upscale.gaps.fill_gaps]) with
         this longest interpolated run; None leaves them NaN.
     provenance
         Extra attributes for the cube (e.g. the project id); never credentials.

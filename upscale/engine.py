@@ -50,7 +50,7 @@ measured: no GPU was at hand), while every dask thread's tile shares its memory.
 
 
 def default_batch_size(device: torch.device | str) -> int:
-    """Windows per forward pass for ``device`` (see :data:`BATCH_SIZES`)."""
+    """Windows per forward pass for ``device`` (see [`BATCH_SIZES`][upscale.engine.BATCH_SIZES])."""
     return BATCH_SIZES.get(torch.device(device).type, BATCH_SIZES["cpu"])
 
 
@@ -345,11 +345,12 @@ def flux_maps(
     cube
         Validated driver cube ``(time, y, x)``, chunked in space with the whole time axis.
     mask
-        Wetland mask on the cube's grid (:func:`upscale.cube.open_mask`).
+        Wetland mask on the cube's grid ([`open_mask`][upscale.cube.open_mask]).
     model_folders
         Ecosystem name -> model folder. Every ecosystem present in the mask needs one.
     batch_size
-        Windows per forward pass; by default :func:`default_batch_size` of the device.
+        Windows per forward pass; by default
+        [`default_batch_size`][upscale.engine.default_batch_size] of the device.
     device
         Where the models run; by default each process computing tiles uses its GPU when
         it has one (on a cluster, the workers' GPUs, whatever the client has).
@@ -361,7 +362,7 @@ def flux_maps(
     xarray.Dataset
         Lazy ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1, float32, NaN off wetland and before the
         first full window), the mask, the cube's CRS and provenance attributes. Nothing is
-        computed until it is written (:func:`upscale.cube.write_store`).
+        computed until it is written ([`write_store`][upscale.cube.write_store]).
     """
     requested = str(device) if device else None  # None: each worker picks its own
     run = prepare_run(cube, mask, model_folders, requested or str(default_device()))

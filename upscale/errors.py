@@ -1,7 +1,7 @@
 """Exceptions raised by upscale.
 
-Every error a user can cause derives from :class:`UpscaleError`; the CLI prints its message
-(one line saying what was wrong, where, and what to do) instead of a traceback.
+Every error a user can cause derives from [`UpscaleError`][upscale.errors.UpscaleError]; the CLI
+prints its message (one line saying what was wrong, where, and what to do) instead of a traceback.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class OutputExistsError(UpscaleError):
 
 
 class OutputLockedError(UpscaleError):
-    """Another run is writing the same output (see :mod:`upscale.locking`)."""
+    """Another run is writing the same output (see [`upscale.locking`][upscale.locking])."""
 
 
 class OutputWriteError(UpscaleError):
@@ -63,7 +63,7 @@ class OutputWriteError(UpscaleError):
 
 
 def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
-    """Raise :class:`OutputExistsError` naming the paths that exist, unless overwriting."""
+    """Raise `OutputExistsError` naming the paths that exist, unless overwriting."""
     existing = [str(path) for path in paths if Path(path).exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{', '.join(existing)}: exist(s); pass --overwrite to replace")

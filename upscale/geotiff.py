@@ -19,7 +19,7 @@ from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 Period = Literal["annual", "monthly"]
 
 EXPORT_PLAN = ".upscale-export.json"
-"""File in the export folder recording an export under way (see :mod:`upscale.resume`)."""
+"""File in the export folder recording an export under way (see `upscale.resume`)."""
 
 
 def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
@@ -71,7 +71,7 @@ def export_cogs(
     Parameters
     ----------
     maps
-        Output of :func:`upscale.engine.flux_maps`, as written and reopened.
+        Output of [`flux_maps`][upscale.engine.flux_maps], as written and reopened.
     folder
         Destination folder.
     periods

@@ -34,7 +34,7 @@ def cell_edges(centres: np.ndarray) -> np.ndarray:
 
 
 def grid_crs(grid: xr.Dataset | xr.DataArray) -> CRS:
-    """Return the grid's CRS as a :class:`pyproj.CRS`."""
+    """Return the grid's CRS as a `pyproj.CRS`."""
     return CRS.from_user_input(grid.rio.crs)
 
 

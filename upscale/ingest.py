@@ -3,7 +3,7 @@
 Real inputs come with other variable names, ``lat/lon`` or ``latitude/longitude`` dims,
 0-360 longitudes, Kelvin, Pascal, accumulations per day, MODIS scale factors, and daily or
 8-day steps. Each source variable is renamed, scaled, converted to the canonical units of
-:mod:`upscale.schema`, averaged to calendar months and regridded to one target grid.
+[`upscale.schema`][upscale.schema], averaged to calendar months and regridded to one target grid.
 Units are converted only when they say what they are: an accumulation without its period
 (``J m-2``, ``m``) is refused rather than guessed.
 """
@@ -330,7 +330,7 @@ def monthly_means(array: xr.DataArray, period: tuple[str, str]) -> xr.DataArray:
     """Average any time steps (hourly to 16-day) to calendar months stamped on the 1st.
 
     Months of ``period`` without any value stay NaN: they are gaps, for
-    :func:`upscale.gaps.fill_gaps` or for the user to see, never invented here.
+    [`fill_gaps`][upscale.gaps.fill_gaps] or for the user to see, never invented here.
     """
     months = pd.date_range(period[0], period[1], freq="MS")
     start, end = months[0], months[-1] + pd.offsets.MonthEnd(1) + pd.Timedelta(days=1)
@@ -449,7 +449,7 @@ def _check_plausible(array: xr.DataArray, source: str) -> None:
 
 
 class GridSpec(BaseModel):
-    """The target grid of an ingest config (see :class:`upscale.grid.TargetGrid`)."""
+    """The target grid of an ingest config (see [`TargetGrid`][upscale.grid.TargetGrid])."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -466,7 +466,7 @@ class GridSpec(BaseModel):
 
 
 class FillSpec(BaseModel):
-    """Gap filling of optical drivers (see :func:`upscale.gaps.fill_gaps`)."""
+    """Gap filling of optical drivers (see [`fill_gaps`][upscale.gaps.fill_gaps])."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -41,7 +41,7 @@ def output_lock(output: str | Path) -> Iterator[None]:
     """Hold the lock of ``output`` for the block, or refuse at once if another run holds it.
 
     A full, read-only or forbidden destination, met while locking or inside the block,
-    becomes one :class:`OutputWriteError` naming the output.
+    becomes one [`OutputWriteError`][upscale.errors.OutputWriteError] naming the output.
 
     Raises
     ------

@@ -50,7 +50,7 @@ class EcosystemCover:
     Attributes
     ----------
     ecosystem
-        Ecosystem name (a value of :data:`upscale.schema.ECOSYSTEMS`).
+        Ecosystem name (a value of [`ECOSYSTEMS`][upscale.schema.ECOSYSTEMS]).
     fraction
         Share of each cell covered, ``(y, x)`` in 0..1.
     source_km2
@@ -160,7 +160,8 @@ def vector_covers(
     Parameters
     ----------
     wetlands
-        Polygons with an ``ecosystem`` column (:func:`read_wetland_vectors`).
+        Polygons with an ``ecosystem`` column
+        ([`read_wetland_vectors`][upscale.masks.read_wetland_vectors]).
     grid
         Dataset with ``y``/``x`` pixel centres and a CRS: the cube.
     """
@@ -204,10 +205,10 @@ def raster_cover(
 
     Notes
     -----
-    Each cell's fraction is the area-weighted mean of the source pixels it overlaps
-    (GDAL's ``average`` warp), which is the covered share of the cell. The grid is done in
-    bands of rows so that no more than :data:`MAX_SOURCE_PIXELS` source pixels are read at
-    once; areas outside every source count as no cover.
+    Each cell's fraction is the area-weighted mean of the source pixels it overlaps (GDAL's
+    ``average`` warp), which is the covered share of the cell. The grid is done in bands of rows so
+    that no more than [`MAX_SOURCE_PIXELS`][upscale.masks.MAX_SOURCE_PIXELS] source pixels are read
+    at once; areas outside every source count as no cover.
     """
     sources = [_open_raster(Path(p)) for p in paths]
     try:
@@ -330,6 +331,11 @@ def _covered_area(
     return float(np.sum(area * cover[rows, cols]))
 
 
+SLIVER = 1e-6
+"""Covers below this share of a pixel are rounding, not wetland: polygons whose edges run
+along pixel edges (inventories traced from grids) leave ~1e-13 on the neighbours."""
+
+
 def wetland_mask(
     covers: Mapping[str, EcosystemCover],
     grid: xr.Dataset | xr.DataArray,
@@ -341,12 +347,14 @@ def wetland_mask(
     Parameters
     ----------
     covers
-        Cover per ecosystem on the grid (:func:`vector_covers`, :func:`raster_cover`).
+        Cover per ecosystem on the grid ([`vector_covers`][upscale.masks.vector_covers],
+        [`raster_cover`][upscale.masks.raster_cover]).
     grid
         The cube whose ``y``/``x`` coordinates and CRS the mask takes.
     min_fraction
         Pixels with less total wetland cover are left out (0 keeps every covered pixel,
-        so the mask's area equals the sources').
+        so the mask's area equals the sources'; covers below [`SLIVER`][upscale.masks.SLIVER]
+        are rounding and count as none).
 
     Returns
     -------
@@ -364,7 +372,7 @@ def wetland_mask(
     stacked = np.zeros((len(ECOSYSTEMS) + 1, *shape), dtype="float32")
     for code, name in ECOSYSTEMS.items():
         if name in covers:
-            stacked[code] = covers[name].fraction
+            stacked[code] = np.where(covers[name].fraction < SLIVER, 0.0, covers[name].fraction)
     total = np.clip(stacked.sum(axis=0), 0.0, 1.0)
     keep = (total > 0) & (total >= min_fraction)
     wetland = np.where(keep, stacked.argmax(axis=0), 0).astype("uint8")
@@ -446,7 +454,7 @@ def ecosystem_covers(
     sources
         Ecosystem -> files (vector or raster) that map that ecosystem alone.
     column, classes
-        See :func:`read_wetland_vectors`.
+        See [`read_wetland_vectors`][upscale.masks.read_wetland_vectors].
 
     Raises
     ------

@@ -17,7 +17,7 @@ SCORES = ("r2", "nse", "rmse", "bias", "n")
 """Keys of every score dictionary."""
 
 COMPONENTS = ("all", "across_sites", "seasonal", "anomalies")
-"""The parts of the signal that :func:`decomposed_skill` scores."""
+"""The parts of the signal that [`decomposed_skill`][upscale.metrics.decomposed_skill] scores."""
 
 
 def skill(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -71,7 +71,7 @@ def decomposed_skill(
     Returns
     -------
     dict
-        Component -> :func:`skill` scores, for
+        Component -> [`skill`][upscale.metrics.skill] scores, for
 
         * ``all``: every tower month;
         * ``across_sites``: each tower's mean over the months both values exist;

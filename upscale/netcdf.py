@@ -4,7 +4,7 @@ The maps' own metadata is kept; what CF asks of a file beyond what the Zarr stor
 is added here: axis and standard names on the coordinates, UDUNITS units for the fluxes
 (carbon is in their standard names), signed integer types, no fill value on coordinates,
 and a ``history`` line. The mask's layers carry their own names and flags from
-:func:`upscale.cube.open_mask`.
+[`open_mask`][upscale.cube.open_mask].
 """
 
 from __future__ import annotations

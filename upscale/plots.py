@@ -1,4 +1,9 @@
-"""Pictures: annual flux maps with regions and towers, and cross-validation scatter plots."""
+"""Figures of every output: maps, cross-validation, memory curves, SHAP summaries, budgets.
+
+Each ``*_figure`` function returns a matplotlib ``Figure`` with a title, units on every axis
+and colour bar, and a legend where lines or markers need one; [`save_png`][upscale.plots.save_png]
+writes it. Returning the figure lets notebooks show it and tests check its labels.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from pyproj import Transformer  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from pyproj import CRS, Transformer  # noqa: E402
 
 from upscale.attribution import TowerExplanation  # noqa: E402
 from upscale.grid import pixel_areas  # noqa: E402
@@ -39,26 +45,37 @@ def _decorate_map(
         ax.scatter(xs, ys, marker="^", s=22, c="k", label="towers")
         ax.legend(loc="lower left", fontsize=8)
     ax.set_title(title)
-    ax.set_xlabel("longitude" if crs.is_geographic else "x")
-    ax.set_ylabel("latitude" if crs.is_geographic else "y")
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        ax.set_xlabel("longitude (°E)")
+        ax.set_ylabel("latitude (°N)")
+    else:
+        unit = crs.axis_info[0].unit_name if crs.axis_info else "map units"
+        ax.set_xlabel(f"x ({unit}, {crs.to_string()})")
+        ax.set_ylabel(f"y ({unit})")
     ax.set_aspect("equal")
 
 
-def annual_maps_png(
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG (110 dpi, readable on screen and in reports) and release it."""
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def annual_maps_figure(
     totals: xr.Dataset,
-    path: str | Path,
     *,
     regions: gpd.GeoDataFrame | None = None,
     sites: pd.DataFrame | None = None,
-) -> Path:
+) -> Figure:
     """Plot the mean annual GPP, RE and carbon sink (-NEE) side by side.
 
     Parameters
     ----------
     totals
-        Annual totals ``(year, y, x)`` in gC m-2 yr-1 (:func:`upscale.annual.annual_totals`).
-    path
-        PNG to write.
+        Annual totals ``(year, y, x)`` in gC m-2 yr-1
+        ([`annual_totals`][upscale.annual.annual_totals]).
     regions
         Optional outlines to draw, any CRS.
     sites
@@ -81,22 +98,18 @@ def annual_maps_png(
         field.plot.imshow(ax=ax, cbar_kwargs={"label": f"{label} ({ANNUAL_FLUX_UNITS})"}, **style)
         title = f"{title}\nmean of {years[0]}-{years[-1]}"
         _decorate_map(ax, totals.rio.crs, title, regions=regions, sites=sites)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
-def cv_scatter_png(
-    panels: dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]], path: str | Path
-) -> Path:
+def cv_scatter_figure(
+    panels: dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]],
+) -> Figure:
     """Scatter held-out predictions against tower fluxes, one panel per flux and ecosystem.
 
     Parameters
     ----------
     panels
         Title -> (observed, predicted, skill) with skill holding ``r2`` and ``rmse``.
-    path
-        PNG to write.
     """
     n = len(panels)
     cols = min(n, 3)
@@ -106,18 +119,18 @@ def cv_scatter_png(
         valid = np.isfinite(obs) & np.isfinite(pred)
         ax.scatter(obs[valid], pred[valid], s=4, alpha=0.4)
         low, high = np.nanmin(obs[valid]), np.nanmax(obs[valid])
-        ax.plot([low, high], [low, high], "k--", linewidth=0.8)
+        ax.plot([low, high], [low, high], "k--", linewidth=0.8, label="1:1")
         ax.set_title(f"{title}\nR² {score['r2']:.2f}, RMSE {score['rmse']:.2f}")
         ax.set_xlabel("tower (gC m-2 d-1)")
         ax.set_ylabel("held-out model (gC m-2 d-1)")
+        ax.legend(loc="upper left", fontsize=8)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    fig.suptitle("Cross-validation by tower: monthly fluxes of towers the model never saw")
+    return fig
 
 
-def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> Path:
+def sweep_figure(skill: pd.DataFrame, optimum: pd.DataFrame) -> Figure:
     """Plot cross-validated NSE against memory length, one panel per ecosystem.
 
     Lines are fluxes (colour) and architectures (line style); the band spans the mean fold
@@ -126,9 +139,7 @@ def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> P
     Parameters
     ----------
     skill, optimum
-        Tables of :class:`upscale.sweep.SweepResult` (the memory grid's rows are plotted).
-    path
-        PNG to write.
+        Tables of [`SweepResult`][upscale.sweep.SweepResult] (the memory grid's rows are plotted).
     """
     skill = skill[skill["run"] == "grid"]
     ecosystems = sorted(skill["ecosystem"].unique())
@@ -195,22 +206,19 @@ def sweep_png(skill: pd.DataFrame, optimum: pd.DataFrame, path: str | Path) -> P
         ax.set_xlabel("memory length L (months)")
         ax.set_title(f"{eco}: cross-validated skill vs memory")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("NSE on held-out towers (band: mean fold NSE ± 1 SE)")
+    axes[0][0].set_ylabel("NSE on held-out towers (dimensionless)\nband: mean fold NSE ± 1 SE")
     axes[0][-1].legend(
         fontsize=8, loc="lower right", title="* chosen memory (1-SE rule)", title_fontsize=8
     )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
-def uncertainty_png(
+def uncertainty_figure(
     totals: xr.Dataset,
     extrapolated: xr.DataArray,
-    path: str | Path,
     *,
     sites: pd.DataFrame | None = None,
-) -> Path:
+) -> Figure:
     """Plot the ensemble spread of annual GPP and NEE, and where the models extrapolate.
 
     Parameters
@@ -219,8 +227,6 @@ def uncertainty_png(
         Annual totals with spreads (``GPP_std``, ``NEE_std``; gC m-2 yr-1).
     extrapolated
         Share of months outside the towers' domain ``(y, x)``.
-    path
-        PNG to write.
     sites
         Optional towers (``lat``, ``lon``) to mark: spread and extrapolation grow away
         from them.
@@ -239,18 +245,16 @@ def uncertainty_png(
         extrapolated.compute(),
         "months outside the towers' domain",
         "Reds",
-        "share of months",
+        "share of months (0-1)",
     )
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 4.6), layout="constrained", squeeze=False
     )
     for ax, (field, title, cmap, label) in zip(axes[0], panels.values(), strict=True):
-        style = {"vmin": 0} if label == "share of months" else {}
+        style = {"vmin": 0} if label.startswith("share of months") else {}
         field.plot.imshow(ax=ax, cmap=cmap, cbar_kwargs={"label": label}, **style)
         _decorate_map(ax, totals.rio.crs, title, sites=sites)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def _explanation_grid(explanations: Sequence[TowerExplanation], height: float):
@@ -266,15 +270,13 @@ def _explanation_grid(explanations: Sequence[TowerExplanation], height: float):
     return fig, axes, targets
 
 
-def importance_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Path:
+def importance_figure(explanations: Sequence[TowerExplanation]) -> Figure:
     """Bar charts of mean |SHAP| (summed over lags) per driver, one panel per flux and ecosystem.
 
     Parameters
     ----------
     explanations
-        One :class:`upscale.attribution.TowerExplanation` per ecosystem.
-    path
-        PNG to write.
+        One [`TowerExplanation`][upscale.attribution.TowerExplanation] per ecosystem.
     """
     fig, axes, targets = _explanation_grid(explanations, 3.6)
     for row, explanation in zip(axes, explanations, strict=True):
@@ -284,12 +286,12 @@ def importance_png(explanations: Sequence[TowerExplanation], path: str | Path) -
             ax.barh(ranked["feature"], ranked["mean_abs"], color="tab:purple")
             ax.set_title(f"{explanation.ecosystem} {target}")
             ax.set_xlabel("mean |SHAP| (gC m-2 d-1)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+            ax.set_ylabel("driver")
+    fig.suptitle("Driver importance at the towers: mean |SHAP| summed over lags")
+    return fig
 
 
-def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Path:
+def memory_figure(explanations: Sequence[TowerExplanation]) -> Figure:
     """Memory profiles: mean |SHAP| by lag and driver, one panel per flux and ecosystem.
 
     Each panel shows the share of the flux's total mean |SHAP| held by each lag (months back,
@@ -304,7 +306,8 @@ def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Pa
             by_lag = attribution.by_lag[k]
             share = by_lag / by_lag.sum()
             image = ax.imshow(share.T, aspect="auto", cmap="magma_r", origin="upper")
-            ax.set_yticks(range(len(attribution.features)), attribution.features, fontsize=7)
+            ax.set_yticks(range(len(attribution.features)), attribution.features, fontsize=8)
+            ax.set_ylabel("driver")
             ax.set_xticks(range(share.shape[0]))
             ax.set_xlabel("lag (months back)")
             stats = summary.loc[target]
@@ -315,15 +318,12 @@ def memory_png(explanations: Sequence[TowerExplanation], path: str | Path) -> Pa
             if "null_mean_lag" in stats:
                 title += f", null {stats['null_mean_lag']:.2f} ± {stats['null_sd_lag']:.2f}"
             ax.set_title(title, fontsize=9)
-            fig.colorbar(image, ax=ax, label="share of mean |SHAP|")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+            fig.colorbar(image, ax=ax, label="share of mean |SHAP| (0-1)")
+    fig.suptitle("Memory profiles: share of the attribution by lag and driver")
+    return fig
 
 
-def region_sink_png(
-    totals: xr.Dataset, regions: gpd.GeoDataFrame, path: str | Path, *, margin: int = 3
-) -> Path:
+def region_sink_figure(totals: xr.Dataset, regions: gpd.GeoDataFrame, *, margin: int = 3) -> Figure:
     """Map the mean annual carbon sink (-NEE) around the regions, with their outlines.
 
     Parameters
@@ -333,8 +333,6 @@ def region_sink_png(
     regions
         Regions with a ``name`` column, any CRS; the map spans their extent plus ``margin``
         pixels.
-    path
-        PNG to write.
     """
     crs = totals.rio.crs
     minx, miny, maxx, maxy = regions.to_crs(crs).total_bounds
@@ -364,21 +362,17 @@ def region_sink_png(
     for name, point in zip(outlines["name"], outlines.representative_point(), strict=True):
         ax.annotate(str(name), (point.x, point.y), fontsize=8, ha="center", weight="bold")
     _decorate_map(ax, crs, f"carbon sink (-NEE), mean of {years[0]}-{years[-1]}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
-def region_fluxes_png(monthly: pd.DataFrame, path: str | Path, *, most: int = 8) -> Path:
+def region_fluxes_figure(monthly: pd.DataFrame, *, most: int = 8) -> Figure:
     """Plot the monthly mean GPP, RE and NEE of each region, with the ensemble spread.
 
     Parameters
     ----------
     monthly
-        Budget by month (:func:`upscale.regions.budget` with ``by="month"``); the rows of
+        Budget by month ([`budget`][upscale.regions.budget] with ``by="month"``); the rows of
         all wetland (``ecosystem == "wetland"``) are drawn.
-    path
-        PNG to write.
     most
         Draw at most this many regions (the first ones) to keep the lines readable.
     """
@@ -404,25 +398,22 @@ def region_fluxes_png(monthly: pd.DataFrame, path: str | Path, *, most: int = 8)
             ax.axhline(0, color="0.4", linewidth=0.8)
         ax.set_ylabel(f"{flux}\n({units})")
         ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].set_xlabel("month")
     first = np.atleast_1d(axes)[0]
     first.legend(fontsize=8, ncol=min(4, len(shown)), loc="upper left")
     hidden = f" (first {most} of {len(names)})" if len(names) > most else ""
     band = " with the ensemble spread" if any(f"{f}_mean_std" in rows for f in fluxes) else ""
-    first.set_title(f"monthly mean fluxes of the regions' wetlands{band}{hidden}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    fig.suptitle(f"Monthly mean fluxes of the regions' wetlands{band}{hidden}")
+    return fig
 
 
-def mask_png(mask: xr.Dataset, path: str | Path) -> Path:
+def mask_figure(mask: xr.Dataset) -> Figure:
     """Map each ecosystem's cover fraction, one panel per ecosystem present.
 
     Parameters
     ----------
     mask
-        Mask with ``<ecosystem>_fraction`` variables (:func:`upscale.masks.wetland_mask`).
-    path
-        PNG to write.
+        Mask with ``<ecosystem>_fraction`` variables ([`wetland_mask`][upscale.masks.wetland_mask]).
     """
     panels = [
         (name, mask[f"{name}_fraction"])
@@ -439,11 +430,9 @@ def mask_png(mask: xr.Dataset, path: str | Path) -> Path:
             cmap=colours.get(name, "viridis"),
             vmin=0,
             vmax=1,
-            cbar_kwargs={"label": f"{name} cover fraction (1)"},
+            cbar_kwargs={"label": f"{name} cover fraction (0-1)"},
         )
         ax.set_facecolor("0.92")
         km2 = float((pixel_areas(mask) * cover).sum()) / 1e6
         _decorate_map(ax, mask.rio.crs, f"{name} cover: {km2:,.1f} km²")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return fig

@@ -136,7 +136,7 @@ def ecosystem_weights(maps: xr.Dataset, areas: xr.DataArray) -> xr.DataArray:
     maps
         Maps or mask with ``wetland``, ``wetland_fraction`` and optionally the covers.
     areas
-        Pixel areas (m²) on the same grid (:func:`upscale.grid.pixel_areas`).
+        Pixel areas (m²) on the same grid ([`pixel_areas`][upscale.grid.pixel_areas]).
     """
     wetland = maps[WETLAND]
     layers = [areas * maps[WETLAND_FRACTION].where(wetland > 0, 0.0)]

@@ -95,7 +95,7 @@ class SiteSeries:
 
     @classmethod
     def load(cls, path: str | Path) -> SiteSeries:
-        """Read series written by :meth:`save`."""
+        """Read series written by [`save`][upscale.samples.SiteSeries.save]."""
         with np.load(path, allow_pickle=False) as data:
             return cls(
                 site_ids=data["site_ids"].tolist(),
@@ -164,7 +164,7 @@ def extract_site_series(
     cube
         Validated driver cube.
     sites
-        Tower metadata and monthly fluxes (:func:`upscale.sites.read_sites`).
+        Tower metadata and monthly fluxes ([`read_sites`][upscale.sites.read_sites]).
     features
         Drivers in model order.
     targets
@@ -221,8 +221,8 @@ def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.Data
     sites
         Tower data; FLUXNET files give ``TA``, ``SW_IN``, ``VPD``, ``PRECIP``.
     extra
-        More drivers at the towers (:func:`upscale.sites.read_site_drivers`), e.g. MODIS
-        subsets; where both give a driver for a month, ``extra`` wins.
+        More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]), e.g.
+        MODIS subsets; where both give a driver for a month, ``extra`` wins.
 
     Returns
     -------
@@ -243,9 +243,10 @@ def driver_agreement(series: SiteSeries, measured: pd.DataFrame) -> pd.DataFrame
     Parameters
     ----------
     series
-        Tower series with the cube's drivers (:func:`extract_site_series`).
+        Tower series with the cube's drivers
+        ([`extract_site_series`][upscale.samples.extract_site_series]).
     measured
-        Drivers at the towers (:func:`tower_drivers`).
+        Drivers at the towers ([`tower_drivers`][upscale.samples.tower_drivers]).
 
     Returns
     -------

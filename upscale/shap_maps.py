@@ -1,12 +1,11 @@
 """SHAP summary rasters: what drives each flux, and how far back, at every wetland pixel.
 
-The same tile engine as the flux maps (:func:`upscale.engine.prepare_run`): each dask task
-takes one tile with the whole time axis, gathers its wetland pixels per ecosystem, builds
-their windows at a sample of months, and attributes the ensemble-mean fluxes with the
-batched expected-gradients estimator (:mod:`upscale.attribution`). The background is a draw
-of the model's own reference windows (its towers' windows). Months are sampled evenly over
-the valid period, the same months at every pixel; the sampling is recorded in the
-attributes.
+The same tile engine as the flux maps ([`prepare_run`][upscale.engine.prepare_run]): each dask task
+takes one tile with the whole time axis, gathers its wetland pixels per ecosystem, builds their
+windows at a sample of months, and attributes the ensemble-mean fluxes with the batched
+expected-gradients estimator ([`upscale.attribution`][upscale.attribution]). The background is a
+draw of the model's own reference windows (its towers' windows). Months are sampled evenly over the
+valid period, the same months at every pixel; the sampling is recorded in the attributes.
 """
 
 from __future__ import annotations
@@ -102,7 +101,7 @@ def shap_maps(
     Parameters
     ----------
     cube, mask, model_folders
-        As for :func:`upscale.engine.flux_maps`.
+        As for [`flux_maps`][upscale.engine.flux_maps].
     months
         Months explained per pixel, spread evenly over the period (the same at every pixel).
     period

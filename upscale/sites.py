@@ -1,10 +1,10 @@
 """Tower data: FLUXNET2015/ONEFlux files and tidy tables, aggregated to monthly means.
 
-A site folder holds ``sites.csv`` (``site_id, lat, lon, ecosystem``) and the towers' flux
-files: FLUXNET2015/ONEFlux CSVs named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` at any
-resolution from half-hourly to monthly, and/or tidy CSVs (``site_id, time, GPP, RE, NEE`` and
-optional driver columns). Everything is converted to the model step: monthly means stamped on
-the first of the month, fluxes in gC m-2 d-1, drivers in the units of :mod:`upscale.schema`.
+A site folder holds ``sites.csv`` (``site_id, lat, lon, ecosystem``) and the towers' flux files:
+FLUXNET2015/ONEFlux CSVs named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` at any resolution
+from half-hourly to monthly, and/or tidy CSVs (``site_id, time, GPP, RE, NEE`` and optional driver
+columns). Everything is converted to the model step: monthly means stamped on the first of the
+month, fluxes in gC m-2 d-1, drivers in the units of [`upscale.schema`][upscale.schema].
 """
 
 from __future__ import annotations
@@ -266,9 +266,9 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path
-        CSV with columns ``site_id``, ``time`` (any format pandas parses) and at least one
-        of ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1); other numeric columns (drivers measured at
-        the site, in the units of :mod:`upscale.schema`) are kept. ``-9999`` is missing.
+        CSV with columns ``site_id``, ``time`` (any format pandas parses) and at least one of
+        ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1); other numeric columns (drivers measured at the site,
+        in the units of [`upscale.schema`][upscale.schema]) are kept. ``-9999`` is missing.
 
     Returns
     -------
@@ -312,7 +312,7 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     ----------
     path
         CSV with ``site_id``, ``time`` and canonical driver columns (``NDVI``, ``LAI``,
-        ``TA``...) in the units of :mod:`upscale.schema`; ``-9999`` is missing.
+        ``TA``...) in the units of [`upscale.schema`][upscale.schema]; ``-9999`` is missing.
 
     Returns
     -------
@@ -358,15 +358,7 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
             "dates such as 2015-07-01"
         ) from None
     other = [c for c in table.columns if c not in (SITE_ID, TIME)]
-    values = table[other].apply(pd.to_numeric, errors="coerce")
-    text = values.isna() & table[other].notna()
-    if text.any(axis=None):
-        column = text.any()[lambda s: s].index[0]
-        raise SiteDataError(
-            f"{path.name}: column {column} has non-numeric values (e.g. "
-            f"{table.loc[text[column], column].iloc[0]!r}); use numbers, and -9999 or "
-            "an empty field for missing"
-        )
+    values = _numbers(table, other, path, "use numbers, and -9999 or an empty field for missing")
     if table[SITE_ID].isna().any():
         raise SiteDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
     values = values.mask(values == MISSING)
@@ -395,7 +387,7 @@ def read_sites(
         Holds ``sites.csv`` (``site_id, lat, lon, ecosystem``; ecosystem ``mangrove`` or
         ``saltmarsh``), FLUXNET files ``FLX_<SITE>_*.csv`` and/or tidy CSVs.
     partitioning, qc_min, min_coverage
-        Passed to :func:`read_fluxnet`; tidy tables are taken as they are.
+        Passed to [`read_fluxnet`][upscale.sites.read_fluxnet]; tidy tables are taken as they are.
 
     Returns
     -------
@@ -539,10 +531,10 @@ def write_fluxnet_monthly(
 
     Notes
     -----
-    Columns, when their input exists: ``TIMESTAMP`` (YYYYMM), ``NEE_VUT_REF``,
-    ``NEE_VUT_REF_QC``, ``GPP_NT_VUT_REF``, ``RECO_NT_VUT_REF``, ``GPP_DT_VUT_REF``,
-    ``RECO_DT_VUT_REF``, ``TA_F``, ``SW_IN_F``, ``VPD_F``, ``P_F``. MM units equal the
-    canonical ones, so values are written unchanged and :func:`read_fluxnet` reads them back.
+    Columns, when their input exists: ``TIMESTAMP`` (YYYYMM), ``NEE_VUT_REF``, ``NEE_VUT_REF_QC``,
+    ``GPP_NT_VUT_REF``, ``RECO_NT_VUT_REF``, ``GPP_DT_VUT_REF``, ``RECO_DT_VUT_REF``, ``TA_F``,
+    ``SW_IN_F``, ``VPD_F``, ``P_F``. MM units equal the canonical ones, so values are written
+    unchanged and [`read_fluxnet`][upscale.sites.read_fluxnet] reads them back.
     """
     table = monthly.set_index(TIME) if TIME in monthly.columns else monthly
     try:
@@ -658,17 +650,22 @@ def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -
     except (pd.errors.ParserError, ValueError) as err:
         raise SiteDataError(f"{path.name}: cannot be read as a FLUXNET CSV ({err})") from None
     table.columns = [c.strip() for c in table.columns]
-    values = table[value_columns].apply(pd.to_numeric, errors="coerce")
-    text = values.isna() & table[value_columns].notna()
-    if text.any(axis=None):
-        column = text.any()[lambda s: s].index[0]
-        raise SiteDataError(
-            f"{path.name}: column {column} has non-numeric values (e.g. "
-            f"{table.loc[text[column], column].iloc[0]!r}); FLUXNET files write -9999 for "
-            "missing"
-        )
+    values = _numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
     table[value_columns] = values.mask(values == MISSING)
     return table
+
+
+def _numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
+    """Parse columns as numbers, refusing text and infinities (neither is a flux)."""
+    values = table[columns].apply(pd.to_numeric, errors="coerce")
+    bad = (values.isna() & table[columns].notna()) | values.isin([np.inf, -np.inf])
+    if bad.any(axis=None):
+        column = bad.any()[lambda s: s].index[0]
+        raise SiteDataError(
+            f"{path.name}: column {column} has non-numeric values (e.g. "
+            f"{str(table.loc[bad[column], column].iloc[0])!r}); {fix}"
+        )
+    return values
 
 
 def _parse_time(path: Path, column: pd.Series, fmt: str) -> pd.DatetimeIndex:

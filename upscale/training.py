@@ -158,7 +158,7 @@ def site_folds(groups: Sequence[Sequence[str]], config: TrainConfig) -> list[lis
     Parameters
     ----------
     groups
-        Towers grouped by cube pixel (:meth:`upscale.samples.SiteSeries.pixel_groups`).
+        Towers grouped by cube pixel ([`pixel_groups`][upscale.samples.SiteSeries.pixel_groups]).
     config
         ``cv="loso"``: one fold per pixel (per tower when every tower has its own pixel);
         ``cv="kfold"``: ``config.folds`` folds of pixels dealt after a seeded shuffle.
@@ -353,7 +353,7 @@ def train_ensemble(
     Parameters
     ----------
     series
-        The ecosystem's towers (at least :data:`MIN_TOWERS`).
+        The ecosystem's towers (at least [`MIN_TOWERS`][upscale.training.MIN_TOWERS]).
     config
         Training settings, including the cross-validation scheme.
     name, ecosystem

@@ -14,7 +14,7 @@ from upscale.api.budgets import (
     show_region,
     write_budget,
 )
-from upscale.api.demo import DemoReport, demo, truth_skill
+from upscale.api.demo import DemoReport, demo, demo_inputs, truth_skill
 from upscale.api.inputs import IngestReport, MaskReport, fetch, ingest, mask
 from upscale.api.maps import export, predict
 from upscale.api.models import (
@@ -41,6 +41,7 @@ __all__ = [
     "TrainResult",
     "compare_drivers",
     "demo",
+    "demo_inputs",
     "explain",
     "export",
     "fetch",

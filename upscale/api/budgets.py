@@ -17,8 +17,9 @@ from upscale.errors import (
     refuse_overwrite,
 )
 from upscale.plots import (
-    region_fluxes_png,
-    region_sink_png,
+    region_fluxes_figure,
+    region_sink_figure,
+    save_png,
 )
 from upscale.regions import Period as BudgetPeriod
 from upscale.regions import budget, wetland_area_km2
@@ -38,16 +39,16 @@ def query(
     plots: str | Path | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Carbon budget per region, ecosystem and year or month (see :func:`upscale.regions.budget`).
+    """Carbon budget per region, ecosystem and year or month (see `budget`).
 
     Parameters
     ----------
     maps
-        ``maps.zarr`` written by :func:`predict`.
+        ``maps.zarr`` written by [`predict`][upscale.api.maps.predict].
     regions
         Region(s) to budget: names from the catalogue, vector files with a ``name``
         column, bounding boxes ``west,south,east,north``, GeoJSON or WKT polygons (see
-        :func:`upscale.catalogue.resolve_regions`), or a GeoDataFrame.
+        [`resolve_regions`][upscale.catalogue.resolve_regions]), or a GeoDataFrame.
     by
         ``"year"`` (complete years) or ``"month"``.
     catalogue
@@ -80,8 +81,8 @@ def query(
         write_budget(table, shapes, Path(out))
     if pictures:
         pictures[0].parent.mkdir(parents=True, exist_ok=True)
-        region_sink_png(totals, shapes, pictures[0])
-        region_fluxes_png(monthly, pictures[1])
+        save_png(region_sink_figure(totals, shapes), pictures[0])
+        save_png(region_fluxes_figure(monthly), pictures[1])
     return table
 
 
@@ -130,7 +131,7 @@ def list_regions(
 def show_region(
     name: str, catalogue: str | Path | None = None, *, mask: str | Path | None = None
 ) -> pd.Series:
-    """Return one catalogue region's row of :func:`list_regions`.
+    """Return one catalogue region's row of [`list_regions`][upscale.api.budgets.list_regions].
 
     Raises
     ------

@@ -14,15 +14,16 @@ from upscale.api.budgets import QUERY_PICTURES, query
 from upscale.api.maps import export, predict
 from upscale.api.models import train
 from upscale.cube import open_maps, open_store
-from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.errors import (
     OutputExistsError,
 )
 from upscale.metrics import skill
 from upscale.plots import (
-    annual_maps_png,
-    cv_scatter_png,
-    uncertainty_png,
+    annual_maps_figure,
+    cv_scatter_figure,
+    save_png,
+    uncertainty_figure,
 )
 from upscale.regions import read_regions
 from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
@@ -32,7 +33,7 @@ from upscale.training import TrainConfig
 
 @dataclass(frozen=True)
 class DemoReport:
-    """What :func:`demo` produced: where, and how good."""
+    """What [`demo`][upscale.api.demo.demo] produced: where, and how good."""
 
     outputs: dict[str, Path]
     sites: pd.DataFrame
@@ -53,6 +54,28 @@ def truth_skill(maps: xr.Dataset, truth: xr.Dataset) -> pd.DataFrame:
             if name in maps
         ]
     )
+
+
+def demo_inputs(
+    out: str | Path, *, spec: DemoSpec | None = None, overwrite: bool = False
+) -> DemoPaths:
+    """Write the demo region's inputs only, to try each step on them.
+
+    Writes what a user brings, as they would bring it: ``cube.zarr`` (drivers),
+    ``mask.zarr`` (wetlands) and ``wetlands.gpkg`` (the same as polygons), ``sites/``
+    (``sites.csv`` and FLUXNET2015 MM files), ``regions.geojson``, and ``truth.zarr`` (the
+    fluxes the models should find).
+
+    Parameters
+    ----------
+    out
+        Folder to write into.
+    spec
+        Size of the region: the full demo by default; notebooks and tests use smaller ones.
+    overwrite
+        Replace inputs written earlier.
+    """
+    return write_demo_region(make_demo_region(spec or DemoSpec()), out, overwrite=overwrite)
 
 
 def demo(
@@ -121,16 +144,15 @@ def demo(
         "maps": maps_path,
         "cogs": out / "cogs",
         "budget": out / "budget.csv",
-        "maps_png": annual_maps_png(
-            totals,
+        "maps_png": save_png(
+            annual_maps_figure(totals, regions=read_regions(inputs.regions), sites=region.sites),
             out / "annual_maps.png",
-            regions=read_regions(inputs.regions),
-            sites=region.sites,
         ),
-        "spread_png": uncertainty_png(
-            totals, maps[EXTRAPOLATED.name], out / "uncertainty_maps.png", sites=region.sites
+        "spread_png": save_png(
+            uncertainty_figure(totals, maps[EXTRAPOLATED.name], sites=region.sites),
+            out / "uncertainty_maps.png",
         ),
-        "cv_png": cv_scatter_png(panels, out / "cross_validation.png"),
+        "cv_png": save_png(cv_scatter_figure(panels), out / "cross_validation.png"),
         "region_sink": out / QUERY_PICTURES[0],
         "region_fluxes": out / QUERY_PICTURES[1],
     }

@@ -25,14 +25,15 @@ from upscale.grid import TargetGrid
 from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.plots import (
-    mask_png,
+    mask_figure,
+    save_png,
 )
 from upscale.progress import new_progress
 
 
 @dataclass(frozen=True)
 class MaskReport:
-    """What :func:`mask` wrote and how its areas compare with the sources'."""
+    """What [`mask`][upscale.api.inputs.mask] wrote and how its areas compare with the sources'."""
 
     path: Path
     picture: Path
@@ -57,7 +58,8 @@ def mask(
     cube
         Driver cube whose grid and CRS the mask takes.
     out
-        ``mask.zarr`` to write; a picture of the cover goes beside it (``mask.png``).
+        ``mask.zarr`` to write; a picture of the cover goes beside it, named after it
+        (``mask.png``).
     vectors
         Vector files whose polygons name their ecosystem in ``ecosystem_column``.
     sources
@@ -65,7 +67,7 @@ def mask(
         as Global Mangrove Watch tiles (0/1, any CRS), e.g. ``{"mangrove": ["gmw.tif"]}``.
     ecosystem_column, classes
         Where vectors name their ecosystem, and how source classes map to ecosystems (see
-        :func:`upscale.masks.read_wetland_vectors`).
+        [`read_wetland_vectors`][upscale.masks.read_wetland_vectors]).
     min_fraction
         Leave out pixels with less wetland cover than this.
     overwrite
@@ -95,13 +97,13 @@ def mask(
     )
     built.attrs["software"] = json.dumps(software_versions())
     write_store(built, out, overwrite=overwrite)
-    mask_png(built, picture)
+    save_png(mask_figure(built), picture)
     return MaskReport(path=out, picture=picture, areas=mask_areas(built, covers))
 
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What :func:`ingest` wrote: the cube and the share of each driver's values filled."""
+    """What `ingest` wrote: the cube and the share of each driver's values filled."""
 
     path: Path
     gaps: dict[str, float]
@@ -115,7 +117,7 @@ def ingest(
     Parameters
     ----------
     config
-        An ingest config (YAML file or :class:`upscale.ingest.IngestConfig`): the target
+        An ingest config (YAML file or [`IngestConfig`][upscale.ingest.IngestConfig]): the target
         grid, the period, the sources and their variable names, units and scale factors,
         and gap filling.
     out
@@ -166,14 +168,14 @@ def fetch(
     out
         ``cube.zarr`` to write (resumable: a re-run fetches the missing tiles only).
     region
-        What to cover, as for :func:`query`: catalogue names, files, bboxes (lon/lat) or
-        GeoJSON/WKT polygons; the cube spans their bounding box.
+        What to cover, as for [`query`][upscale.api.budgets.query]: catalogue names, files, bboxes
+        (lon/lat) or GeoJSON/WKT polygons; the cube spans their bounding box.
     crs, resolution
         Target grid: any CRS, and the pixel size in its units.
     period
         First and last month, ``("YYYY-MM", "YYYY-MM")``.
     variables
-        Canonical drivers (default: all of :data:`upscale.earthengine.EE_DRIVERS`).
+        Canonical drivers (default: all of [`EE_DRIVERS`][upscale.earthengine.EE_DRIVERS]).
     catalogue
         Region catalogue for names.
     service_account, key_file

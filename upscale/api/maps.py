@@ -52,7 +52,7 @@ def predict(
         Spatial tile size in pixels; by default the cube's chunks.
     batch_size
         Windows per forward pass; by default 2048 on CPU and 16384 on a GPU
-        (:func:`upscale.engine.default_batch_size`).
+        ([`default_batch_size`][upscale.engine.default_batch_size]).
     scheduler
         Address of a dask.distributed scheduler (``tcp://host:8786``) to run the tiles on;
         its workers load each model once and must see the same file system. By default
@@ -137,8 +137,8 @@ def export(
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
 
-    See :func:`upscale.geotiff.export_cogs`; with ``netcdf``, also ``<out>/maps.nc``
-    (:func:`upscale.netcdf.write_netcdf`).
+    See [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
+    ([`write_netcdf`][upscale.netcdf.write_netcdf]).
     """
     opened = open_maps(maps)
     paths = export_cogs(opened, out, periods=periods, overwrite=overwrite)

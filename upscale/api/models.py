@@ -26,9 +26,10 @@ from upscale.gaps import FILLED
 from upscale.locking import output_lock
 from upscale.metrics import COMPONENTS
 from upscale.plots import (
-    importance_png,
-    memory_png,
-    sweep_png,
+    importance_figure,
+    memory_figure,
+    save_png,
+    sweep_figure,
 )
 from upscale.progress import dask_progress
 from upscale.resume import resumable
@@ -65,7 +66,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Models written by :func:`train`, with their held-out predictions.
+    """Models written by [`train`][upscale.api.models.train], with their held-out predictions.
 
     Attributes
     ----------
@@ -80,7 +81,8 @@ class TrainResult:
         The resolved training config written beside the models (``<name>.yaml``).
     drivers
         Agreement of the cube's drivers with the towers' own at their pixels
-        (:func:`upscale.samples.driver_agreement`), also written as ``<name>-drivers.csv``.
+        ([`driver_agreement`][upscale.samples.driver_agreement]), also written as
+        ``<name>-drivers.csv``.
     """
 
     models: dict[str, Path]
@@ -322,8 +324,8 @@ def compare_drivers(
 ) -> pd.DataFrame:
     """Agreement of the cube's drivers at each tower's pixel with the tower's own.
 
-    See :func:`upscale.samples.driver_agreement`; ``features`` default to the canonical
-    drivers the cube has.
+    See [`driver_agreement`][upscale.samples.driver_agreement]; ``features`` default to the
+    canonical drivers the cube has.
     """
     if features is None:
         features = [f for f in DRIVERS if f in open_cube(cube, ()).data_vars]
@@ -336,7 +338,7 @@ def compare_drivers(
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What :func:`sweep` wrote, and the tables."""
+    """What [`sweep`][upscale.api.models.sweep] wrote, and the tables."""
 
     outputs: dict[str, Path]
     result: SweepResult
@@ -361,7 +363,7 @@ def sweep(
     Writes ``skill.csv`` (every run, fold by fold), ``optimum.csv`` (the memory chosen per
     ecosystem, architecture and flux), ``nee_modes.csv`` (NEE skill of each NEE mode) and
     ``skill_vs_memory.png`` into ``out``; the tower samples are cached in ``samples.npz``
-    and reused by later sweeps on the same inputs. See :func:`upscale.sweep.run_sweep`.
+    and reused by later sweeps on the same inputs. See [`run_sweep`][upscale.sweep.run_sweep].
     """
     out = Path(out)
     outputs = {
@@ -389,13 +391,13 @@ def sweep(
     result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")
     result.optimum.to_csv(outputs["optimum"], index=False, float_format="%.4f")
     result.nee_modes.to_csv(outputs["nee_modes"], index=False, float_format="%.4f")
-    sweep_png(result.skill, result.optimum, outputs["figure"])
+    save_png(sweep_figure(result.skill, result.optimum), outputs["figure"])
     return SweepReport(outputs=outputs | {"samples": out / "samples.npz"}, result=result)
 
 
 @dataclass(frozen=True)
 class ExplainReport:
-    """What :func:`explain` wrote, and the explanations per ecosystem."""
+    """What [`explain`][upscale.api.models.explain] wrote, and the explanations per ecosystem."""
 
     outputs: dict[str, Path]
     explanations: list[TowerExplanation]
@@ -427,12 +429,12 @@ def explain(
     spread over ensemble members, the null model's and the distance to it, and the sampling),
     ``memory_profile.csv`` (share of mean
     |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
-    See :func:`upscale.attribution.explain_towers`.
+    See [`explain_towers`][upscale.attribution.explain_towers].
 
     With a wetland ``mask``, also maps the explanation over the region: ``shap.zarr``
     (mean |SHAP| per target and driver, dominant driver, weighted mean lag per pixel, from
     ``months`` sampled months with ``raster_samples`` samples each; see
-    :func:`upscale.shap_maps.shap_maps`) and its COGs in ``shap_cogs/``.
+    [`shap_maps`][upscale.shap_maps.shap_maps]) and its COGs in ``shap_cogs/``.
     """
     out = Path(out)
     outputs = {
@@ -501,8 +503,8 @@ def explain(
         ]
     )
     profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
-    importance_png(explanations, outputs["importance_png"])
-    memory_png(explanations, outputs["profile_png"])
+    save_png(importance_figure(explanations), outputs["importance_png"])
+    save_png(memory_figure(explanations), outputs["profile_png"])
     if mask is not None:
         folders = {
             e.ecosystem: Path(folder) for e, folder in zip(explanations, models, strict=True)

@@ -69,7 +69,7 @@ def build_net(
     Parameters
     ----------
     architecture
-        A key of :data:`NETS`.
+        A key of [`NETS`][upscale.nets.NETS].
     n_features, n_targets
         Input drivers per month and output fluxes.
     memory

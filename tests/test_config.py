@@ -12,7 +12,7 @@ from upscale.errors import ConfigError
 from upscale.nets import resolve_hyperparameters
 from upscale.training import TrainConfig
 
-PRESETS = Path(__file__).resolve().parents[1] / "models" / "presets"
+PRESETS = Path(__file__).resolve().parents[1] / "upscale" / "presets"
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -104,3 +104,10 @@ def test_configs_that_would_fail_in_training_are_refused(tmp_path, fields, messa
     path.write_text(yaml.safe_dump(fields))
     with pytest.raises(ConfigError, match=message):
         load_train_config(path)
+
+
+def test_a_preset_is_found_by_name_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no clone of the repository here
+    assert load_train_config("transformer") == load_train_config(PRESETS / "transformer.yaml")
+    with pytest.raises(ConfigError, match=r"lstn: no such config file; .* preset: lstm"):
+        load_train_config("lstn")

@@ -76,8 +76,11 @@ def test_shipped_regions_file_matches_the_generator():
     )
 
 
-def test_wetland_inventory_rebuilds_the_mask(small_region, tmp_path):
-    """The shipped polygons, put back on the grid by `upscale mask`, give the mask's codes."""
+def test_wetland_inventory_gives_back_the_mask_codes(small_region, tmp_path):
+    """The shipped polygons, put back on the grid by `upscale mask`, give the mask's codes.
+
+    Only the codes: the polygons are whole pixels, so partial cover becomes 1.
+    """
     import upscale
 
     paths = upscale.demo_inputs(tmp_path / "inputs", spec=SMALL_SPEC)

@@ -2,10 +2,12 @@
 
 Each block runs in a fresh copy of a small world holding the example files the docs name
 (``towers/``, ``drivers.zarr``, ``wetlands.zarr``, ``regions/``, a Global Mangrove Watch-like
-tile, wetland vectors...), built from a small demo region. Commands go through the real CLI;
-heavy ones get small settings appended (click keeps an option's last value), and every
-command that writes may replace what the world or an earlier line wrote. Earth Engine is
-the offline fake of ``tests/test_earthengine.py``'s kind, serving any grid. The tutorial's
+tile, wetland vectors, trained models and maps...), built from a small demo region.
+Commands go through the real CLI; heavy ones get small settings appended (click keeps an
+option's last value). A command may replace an output the world already holds (as a user
+would with ``--overwrite`` after an earlier try), but not one an earlier line of the same
+block wrote: that clash would stop a user too. Earth Engine is faked offline, serving any
+grid. The tutorial's
 blocks run in the site build (``tests/test_docs.py``); the troubleshooting page's messages
 are checked against the real errors in ``tests/test_error_catalogue.py``.
 """
@@ -23,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import typer
 import xarray as xr
 import yaml
 from ee import apitestcase
@@ -40,8 +41,6 @@ from upscale.cube import open_cube, open_mask
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.ingest import IngestConfig
 from upscale.schema import DRIVERS, PLAUSIBLE_RANGES, WETLAND
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -101,13 +100,6 @@ def commands(code: str) -> list[list[str]]:
     return [words for line in joined.splitlines() if (words := shlex.split(line, comments=True))]
 
 
-def _writes(verb: list[str]) -> bool:
-    command = typer.main.get_command(app)
-    for name in verb:
-        command = command.commands[name]
-    return any("--overwrite" in p.opts for p in command.params)
-
-
 class AnyGridServer:
     """``computePixels`` for any grid: plausible constants for every driver and month."""
 
@@ -143,7 +135,6 @@ def world(tmp_path_factory) -> Path:
     (base / "regions").mkdir()
     regions.to_file(base / "regions" / "estuaries.geojson")
     regions.to_file(base / "my_estuaries.gpkg")
-    shutil.copytree(ROOT / "models" / "presets", base / "models" / "presets")
 
     cube = open_cube(base / "drivers.zarr").load()
     mask = open_mask(base / "wetlands.zarr", cube).load()
@@ -255,27 +246,31 @@ def in_a_copy(world, tmp_path, monkeypatch):
     case.tearDown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.name for b in RUNNABLE])
 def test_block_runs(block, in_a_copy):
     folder, monkeypatch = in_a_copy
     if block.language == "python":
         exec(compile(block.code, block.name, "exec"), {"__name__": "__docs__"})
         return
+    lines = [words for words in commands(block.code) if words[0] not in NOT_RUN]
+    if not lines:
+        pytest.skip("not run here: " + "; ".join(f"{k} ({why})" for k, why in NOT_RUN.items()))
     runner = CliRunner()
-    for words in commands(block.code):
-        program, *args = words
-        if program in NOT_RUN:
-            continue
+    written: set[Path] = set()
+    for program, *args in lines:
         assert program == "upscale", f"{block.name}: {program} is neither run nor excused"
-        verb = [w for w in args[:2] if not w.startswith("-")][: 2 if args[0] == "regions" else 1]
-        extra = SMALL.get(verb[0], [])
-        if verb[0] == "fetch":
-            period = tuple(extra[1].split(":"))
-            monkeypatch.setattr(ee.data, "computePixels", AnyGridServer(period))
-        if _writes(verb):
-            extra = [*extra, "--overwrite"]
+        verb = next((word for word in args if not word.startswith("-")), "")
+        extra = SMALL.get(verb, [])
+        if verb == "fetch":
+            monkeypatch.setattr(ee.data, "computePixels", AnyGridServer(extra[1].split(":")))
+        out = Path(args[args.index("--out") + 1]).resolve() if "--out" in args else None
+        if out is not None and out.exists() and out not in written:
+            extra = [*extra, "--overwrite"]  # the world's copy, not this block's
         result = runner.invoke(app, [*args, *extra])
-        assert result.exit_code == 0, f"{block.name}: {shlex.join(words)}\n{result.output}"
+        assert result.exit_code == 0, f"{block.name}: {shlex.join(args)}\n{result.output}"
+        if out is not None:
+            written.add(out)
 
 
 @pytest.mark.parametrize(

@@ -318,3 +318,12 @@ def test_the_troubleshooting_page_lists_every_entry():
     page = TROUBLESHOOTING.read_text()
     listed = set(re.findall(r"^### `([a-z0-9-]+)`", page, flags=re.MULTILINE))
     assert listed == set(CATALOGUE)
+
+
+@pytest.mark.parametrize("entry", sorted(CATALOGUE))
+def test_the_page_shows_the_real_message(entry):
+    page = TROUBLESHOOTING.read_text()
+    section = page.split(f"### `{entry}`", 1)[1].split("\n### ", 1)[0]
+    shown = re.search(r"```text\n(.*?)\n```", section, flags=re.S).group(1)
+    _, _, message = CATALOGUE[entry]
+    assert shown.startswith("error: ") and re.search(message, shown)

@@ -1,10 +1,13 @@
 """The notebooks are stored without outputs and run from top to bottom."""
 
+import re
 from pathlib import Path
 
 import nbclient
 import nbformat
 import pytest
+
+import upscale
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -24,8 +27,9 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_uses_the_public_api_only(path):
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
-    assert "from upscale" not in source and "upscale._" not in source
-    assert "import upscale." not in source
+    assert not re.search(r"^\s*(from|import) upscale\.", source, flags=re.M)
+    used = set(re.findall(r"\bupscale\.(\w+)", source))
+    assert used and used <= set(upscale.__all__)
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def train(
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
     config: Annotated[
         Path | None,
-        typer.Option(help="Training config (YAML, e.g. models/presets/lstm.yaml).", exists=True),
+        typer.Option(help="Training config: a YAML file, or a preset (lstm, transformer)."),
     ] = None,
     architecture: Annotated[
         ArchitectureName | None, typer.Option(help="Network architecture.")
@@ -564,7 +564,7 @@ def sweep(
     cube: Cube,
     out: Annotated[Path, typer.Option(help="Folder for the tables and figure.")] = Path("sweep"),
     config: Annotated[
-        Path | None, typer.Option(help="Base training config (YAML).", exists=True)
+        Path | None, typer.Option(help="Base training config: a YAML file, or a preset.")
     ] = None,
     architectures: Annotated[
         str, typer.Option(help="Comma-separated architectures.")

@@ -1,4 +1,4 @@
-"""Training configs as YAML files: presets in ``models/presets/`` and the record of a run.
+"""Training configs as YAML files: the shipped presets (``upscale/presets/``) and run records.
 
 A config file holds the fields of [`TrainConfig`][upscale.training.TrainConfig]; fields it leaves
 out take their defaults. ``upscale train`` writes the resolved config of every run beside
@@ -7,6 +7,7 @@ its models, so ``upscale train --config that.yaml`` on the same data repeats it 
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,14 @@ from pydantic import ValidationError
 from upscale.errors import ConfigError
 from upscale.training import TrainConfig
 
+PRESETS = ("lstm", "transformer")
+"""Presets shipped with the package: the study's settings of each architecture."""
+
+
+def preset_path(name: str) -> Path:
+    """Return the YAML file of a shipped preset (see [`PRESETS`][upscale.config.PRESETS])."""
+    return Path(str(files("upscale") / "presets" / f"{name}.yaml"))
+
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a training config from YAML, with optional field overrides.
@@ -23,7 +32,9 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     Parameters
     ----------
     path
-        YAML mapping of [`TrainConfig`][upscale.training.TrainConfig] fields.
+        YAML mapping of [`TrainConfig`][upscale.training.TrainConfig] fields, or the name of
+        a shipped preset (``lstm``, ``transformer``), so that no clone of the repository
+        is needed to use them.
     **overrides
         Fields that replace the file's (e.g. from command-line options).
 
@@ -33,10 +44,14 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         When the file is missing, not a YAML mapping, or has an unknown or invalid field.
     """
     path = Path(path)
+    if not path.exists() and str(path) in PRESETS:
+        path = preset_path(str(path))
     try:
         fields = yaml.safe_load(path.read_bytes()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(
+            f"{path}: no such config file; give a YAML file or a preset: {', '.join(PRESETS)}"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(fields, dict):

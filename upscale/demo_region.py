@@ -461,7 +461,8 @@ def write_demo_region(
         Output of [`make_demo_region`][upscale.demo_region.make_demo_region].
     folder
         Destination; ``cube.zarr``, ``mask.zarr``, ``truth.zarr``, ``sites/``,
-        ``regions.geojson`` and ``wetlands.gpkg`` (the mask as polygons) are written inside.
+        ``regions.geojson`` and ``wetlands.gpkg`` (the mask's wetland pixels as polygons) are
+        written inside.
     overwrite
         Replace existing files.
     """

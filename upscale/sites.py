@@ -358,7 +358,9 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
             "dates such as 2015-07-01"
         ) from None
     other = [c for c in table.columns if c not in (SITE_ID, TIME)]
-    values = _numbers(table, other, path, "use numbers, and -9999 or an empty field for missing")
+    values = _parse_numbers(
+        table, other, path, "use numbers, and -9999 or an empty field for missing"
+    )
     if table[SITE_ID].isna().any():
         raise SiteDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
     values = values.mask(values == MISSING)
@@ -650,12 +652,12 @@ def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -
     except (pd.errors.ParserError, ValueError) as err:
         raise SiteDataError(f"{path.name}: cannot be read as a FLUXNET CSV ({err})") from None
     table.columns = [c.strip() for c in table.columns]
-    values = _numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
+    values = _parse_numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
     table[value_columns] = values.mask(values == MISSING)
     return table
 
 
-def _numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
+def _parse_numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
     """Parse columns as numbers, refusing text and infinities (neither is a flux)."""
     values = table[columns].apply(pd.to_numeric, errors="coerce")
     bad = (values.isna() & table[columns].notna()) | values.isin([np.inf, -np.inf])

@@ -62,7 +62,8 @@ def demo_inputs(
     """Write the demo region's inputs only, to try each step on them.
 
     Writes what a user brings, as they would bring it: ``cube.zarr`` (drivers),
-    ``mask.zarr`` (wetlands) and ``wetlands.gpkg`` (the same as polygons), ``sites/``
+    ``mask.zarr`` (wetlands) and ``wetlands.gpkg`` (its wetland pixels as whole-pixel
+    polygons, an inventory to try ``mask`` on), ``sites/``
     (``sites.csv`` and FLUXNET2015 MM files), ``regions.geojson``, and ``truth.zarr`` (the
     fluxes the models should find).
 

@@ -111,3 +111,11 @@ def test_a_preset_is_found_by_name_anywhere(tmp_path, monkeypatch):
     assert load_train_config("transformer") == load_train_config(PRESETS / "transformer.yaml")
     with pytest.raises(ConfigError, match=r"lstn: no such config file; .* preset: lstm"):
         load_train_config("lstn")
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lstm").mkdir()  # e.g. the output of `upscale sweep --out lstm`
+    assert load_train_config("lstm").architecture == "lstm"
+    with pytest.raises(ConfigError, match=r"cannot be read as a config file"):
+        load_train_config(tmp_path)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import typer
 import xarray as xr
 import yaml
 from ee import apitestcase
@@ -264,13 +265,31 @@ def test_block_runs(block, in_a_copy):
         extra = SMALL.get(verb, [])
         if verb == "fetch":
             monkeypatch.setattr(ee.data, "computePixels", AnyGridServer(extra[1].split(":")))
-        out = Path(args[args.index("--out") + 1]).resolve() if "--out" in args else None
-        if out is not None and out.exists() and out not in written:
+        output, can_overwrite = _output(args)
+        if can_overwrite and output not in written and list(output.parent.glob(output.name)):
             extra = [*extra, "--overwrite"]  # the world's copy, not this block's
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 0, f"{block.name}: {shlex.join(args)}\n{result.output}"
-        if out is not None:
-            written.add(out)
+        if output is not None:
+            written.add(output)
+
+
+def _output(args: list[str]) -> tuple[Path | None, bool]:
+    """What a command line writes (a glob for train's models), and if it takes --overwrite."""
+    command = typer.main.get_command(app)
+    while hasattr(command, "commands"):  # a group: go down to the subcommand named
+        name = next(word for word in args if not word.startswith("-"))
+        args = args[args.index(name) + 1 :]
+        command = command.commands[name]
+    given = command.make_context(name, list(args), resilient_parsing=True).params
+    params = {p.name: p.default for p in command.params}
+    params |= {key: value for key, value in given.items() if value is not None}
+    if params.get("out") is None:
+        return None, False
+    out = Path(params["out"]).resolve()
+    if name == "train":  # models/<name>-<ecosystem>, beside others in the folder
+        out = out / f"{params['name']}-*"
+    return out, "overwrite" in params
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         When the file is missing, not a YAML mapping, or has an unknown or invalid field.
     """
     path = Path(path)
-    if not path.exists() and str(path) in PRESETS:
+    if not path.is_file() and str(path) in PRESETS:  # a file of that name comes first
         path = preset_path(str(path))
     try:
         fields = yaml.safe_load(path.read_bytes()) or {}
@@ -52,6 +52,8 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(
             f"{path}: no such config file; give a YAML file or a preset: {', '.join(PRESETS)}"
         ) from None
+    except OSError as err:  # a folder, or no permission
+        raise ConfigError(f"{path}: cannot be read as a config file ({err.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(fields, dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from importlib.metadata import version
@@ -59,8 +60,10 @@ def tutorial_images(page: Path) -> list[str]:
 
 def _fingerprint(blocks: list[tuple[int, str]], package: Path) -> str:
     digest = hashlib.sha256("\n".join(code for _, code in blocks).encode())
-    for source in [Path(__file__), *sorted(package.rglob("*.py"))]:
-        digest.update(source.read_bytes())
+    package_files = [p for p in sorted(package.rglob("*")) if "__pycache__" not in p.parts]
+    for source in [Path(__file__), *package_files]:  # code and package data (presets...)
+        if source.is_file():
+            digest.update(source.read_bytes())
     digest.update(" ".join(version(name) for name in LIBRARIES).encode())
     return digest.hexdigest()[:16]
 
@@ -70,24 +73,33 @@ def run_tutorial(page: Path, folder: Path) -> None:
     folder.mkdir(parents=True)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for line, commands in tutorial_blocks(page):
+        block = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", commands],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: a timeout stops every command
+        )
         try:
-            ran = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", commands],
-                cwd=folder,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=BLOCK_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
+            stdout, stderr = block.communicate(timeout=BLOCK_TIMEOUT_S)
+        except BaseException:  # the timeout, or the build interrupted
+            os.killpg(block.pid, signal.SIGKILL)
+            stdout, stderr = block.communicate()
             raise PluginError(
-                f"{page.name}:{line}: the block ran over {BLOCK_TIMEOUT_S} s:\n{commands}"
+                f"{page.name}:{line}: the block was stopped (over {BLOCK_TIMEOUT_S} s, or "
+                f"interrupted):\n{commands}\n{_tails(stdout, stderr)}"
             ) from None
-        if ran.returncode != 0:
+        if block.returncode != 0:
             raise PluginError(
-                f"{page.name}:{line}: the block failed (exit {ran.returncode}):\n{commands}\n"
-                f"stdout (end):\n{ran.stdout[-1500:]}\nstderr (end):\n{ran.stderr[-2500:]}"
+                f"{page.name}:{line}: the block failed (exit {block.returncode}):\n{commands}\n"
+                f"{_tails(stdout, stderr)}"
             )
+
+
+def _tails(stdout: str, stderr: str) -> str:
+    return f"stdout (end):\n{stdout[-1500:]}\nstderr (end):\n{stderr[-2500:]}"
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -98,8 +110,11 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     run = cache / _fingerprint(tutorial_blocks(page), docs.parent / "upscale")
     if not run.is_dir():
         partial = run.with_name(f"{run.name}.{os.getpid()}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        run_tutorial(page, partial)
+        try:
+            run_tutorial(page, partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         try:
             partial.rename(run)  # whole runs only: a failed run leaves no cache
         except OSError:

@@ -19,9 +19,7 @@ import tempfile
 from pathlib import Path
 
 import upscale
-from upscale.bench import predict_in_process, thin_mask
-from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
-from upscale.training import TrainConfig
+from upscale.bench import predict_in_process, thin_mask, timing_models
 
 
 def main() -> None:
@@ -37,17 +35,10 @@ def main() -> None:
     peaks = {}
     models: list[Path] = []
     for side in (args.n, 2 * args.n):
-        spec = DemoSpec(ny=side, nx=side, years=args.years)
-        inputs = write_demo_region(make_demo_region(spec), work / f"inputs_{side}")
-        if not models:
-            trained = upscale.train(
-                inputs.sites,
-                inputs.cube,
-                work / "models",
-                config=TrainConfig(epochs=1),
-                status=lambda line: None,
-            )
-            models = list(trained.models.values())
+        spec = upscale.DemoSpec(ny=side, nx=side, years=args.years)
+        inputs = upscale.demo_inputs(work / f"inputs_{side}", spec=spec)
+        if not models:  # the same models on both grids
+            models = list(timing_models(inputs, work / "models").values())
         mask, pixels = thin_mask(inputs.mask, args.wetland_share, work / f"mask_{side}.zarr")
         seconds, peaks[side] = predict_in_process(
             inputs.cube, mask, models, work / f"maps_{side}.zarr", args.tile

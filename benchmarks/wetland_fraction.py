@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 
 import upscale
-from upscale.bench import thin_mask
-from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
-from upscale.training import TrainConfig
+from upscale.bench import thin_mask, timing_models
 
 
 def main() -> None:
@@ -34,15 +32,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="upscale-wetland-bench-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # several GB otherwise left
-    spec = DemoSpec(ny=args.ny, nx=args.nx, years=args.years)
-    inputs = write_demo_region(make_demo_region(spec), work / "inputs")
-    models = upscale.train(
-        inputs.sites,
-        inputs.cube,
-        work / "models",
-        config=TrainConfig(epochs=1),
-        status=lambda line: None,
-    ).models
+    spec = upscale.DemoSpec(ny=args.ny, nx=args.nx, years=args.years)
+    inputs = upscale.demo_inputs(work / "inputs", spec=spec)
+    models = timing_models(inputs, work / "models")
     print(f"grid {args.ny} x {args.nx}, {12 * args.years} months, tiles of {args.tile}, cpu")
     seconds = {}
     for share in (0.10, 0.01):

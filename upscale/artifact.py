@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from upscale.balance import NeeMode, derive_nee
-from upscale.errors import ModelArtifactError, OutputExistsError
+from upscale.errors import ModelArtifactError, refuse_overwrite
 from upscale.locking import output_lock
 from upscale.nets import build_net
 
@@ -310,8 +310,7 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
     """
     folder = Path(folder)
     with output_lock(folder):
-        if folder.exists() and not overwrite:
-            raise OutputExistsError(f"{folder} exists; pass --overwrite to replace it")
+        refuse_overwrite([folder], overwrite=overwrite)
         # Both files go to a sibling folder that replaces the old one whole: a crash never
         # leaves new weights beside an old card.
         partial = folder.with_name(folder.name + ".partial")

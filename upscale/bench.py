@@ -38,7 +38,7 @@ from dask.system import CPU_COUNT
 
 from upscale.artifact import Model, load_model
 from upscale.cube import open_cube, open_mask, write_store
-from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import default_device, flux_maps, prepare_run
 from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
 from upscale.shap_maps import shap_maps
@@ -73,6 +73,27 @@ def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[
         values[rows[drop], cols[drop]] = 0
         mask[name] = (mask[name].dims, values)
     return write_store(mask, out, overwrite=True), keep
+
+
+def timing_models(inputs: DemoPaths, folder: Path) -> dict[str, Path]:
+    """Train one-epoch ensembles on a generated region: timing needs the architecture only.
+
+    Returns
+    -------
+    dict
+        Ecosystem -> model folder, the default configuration trained for one epoch.
+    """
+    # Imported here: the API imports this module's neighbours, not the other way round.
+    import upscale
+
+    return upscale.train(
+        inputs.sites,
+        inputs.cube,
+        folder,
+        config=TrainConfig(epochs=1),
+        overwrite=True,
+        status=lambda line: None,
+    ).models
 
 
 def _seconds(action: Callable[[], object]) -> float:
@@ -119,21 +140,11 @@ def run_bench(
         ``predict``, throughput, ``predict`` over its floor, the peak memory of the
         ``predict`` process and the device.
     """
-    # Imported here: the API imports this module's neighbours, not the other way round.
-    import upscale
-
     work = Path(work)
     status(f"generating a {ny} x {nx} region with {years} years of drivers")
     inputs = write_demo_region(make_demo_region(DemoSpec(ny=ny, nx=nx, years=years)), work / "in")
     status("training one-epoch ensembles (timing needs the architecture only)")
-    models = upscale.train(
-        inputs.sites,
-        inputs.cube,
-        work / "models",
-        config=TrainConfig(epochs=1),
-        overwrite=True,
-        status=lambda line: None,
-    ).models
+    models = timing_models(inputs, work / "models")
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
     cube = open_cube(inputs.cube, tile=tile)
     wetland = open_mask(mask, cube)

@@ -31,7 +31,7 @@ import xarray as xr
 from rasterio.features import shapes
 
 from upscale.cube import write_store
-from upscale.errors import OutputExistsError
+from upscale.errors import refuse_overwrite
 from upscale.schema import (
     DRIVERS,
     ECOSYSTEM_CODES,
@@ -475,8 +475,7 @@ def write_demo_region(
         regions=folder / "regions.geojson",
         wetlands=folder / "wetlands.gpkg",
     )
-    if paths.sites.exists() and not overwrite:
-        raise OutputExistsError(f"{paths.sites} exists; pass --overwrite to replace it")
+    refuse_overwrite([paths.sites], overwrite=overwrite)
     tile = {"time": -1, "y": 32, "x": 32}
     write_store(region.cube.chunk(tile), paths.cube, overwrite=overwrite)
     write_store(region.mask, paths.mask, overwrite=overwrite)

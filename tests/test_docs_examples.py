@@ -30,16 +30,13 @@ import xarray as xr
 import yaml
 from ee import apitestcase
 from markdown_it import MarkdownIt
-from rasterio.features import shapes
 from rasterio.transform import from_bounds
-from shapely.geometry import shape
 from typer.testing import CliRunner
 
 import upscale
 from upscale.cli import app
 from upscale.config import load_train_config
 from upscale.cube import open_cube, open_mask
-from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.ingest import IngestConfig
 from upscale.schema import DRIVERS, PLAUSIBLE_RANGES, WETLAND
 
@@ -122,10 +119,10 @@ class AnyGridServer:
 def world(tmp_path_factory) -> Path:
     """The example files the docs name, from a small demo region."""
     base = tmp_path_factory.mktemp("world")
-    region = make_demo_region(
-        DemoSpec(ny=24, nx=32, years=4, n_mangrove_sites=4, n_saltmarsh_sites=4)
+    demo = upscale.demo_inputs(
+        base / ".demo",
+        spec=upscale.DemoSpec(ny=24, nx=32, years=4, n_mangrove_sites=4, n_saltmarsh_sites=4),
     )
-    demo = write_demo_region(region, base / ".demo")
     for name in ("towers", "my_towers"):
         shutil.copytree(demo.sites, base / name)
     for name in ("drivers.zarr", "cube.zarr"):
@@ -139,7 +136,7 @@ def world(tmp_path_factory) -> Path:
 
     cube = open_cube(base / "drivers.zarr").load()
     mask = open_mask(base / "wetlands.zarr", cube).load()
-    _wetland_files(base, cube, mask)
+    _wetland_files(base, cube, mask, gpd.read_file(demo.wetlands))
     _sources(base, cube)
     _tower_drivers(base, cube)
 
@@ -161,7 +158,9 @@ def world(tmp_path_factory) -> Path:
     return base
 
 
-def _wetland_files(base: Path, cube: xr.Dataset, mask: xr.Dataset) -> None:
+def _wetland_files(
+    base: Path, cube: xr.Dataset, mask: xr.Dataset, inventory: gpd.GeoDataFrame
+) -> None:
     """A GMW-like 0/1 mangrove tile (4x finer, split in two) and saltmarsh polygons."""
     west, south, east, north = cube.rio.bounds()
     codes = mask[WETLAND].values
@@ -195,11 +194,7 @@ def _wetland_files(base: Path, cube: xr.Dataset, mask: xr.Dataset) -> None:
             **profile,
         ) as tile:
             tile.write(part, 1)
-    transform = from_bounds(west, south, east, north, codes.shape[1], codes.shape[0])
-    marsh = [
-        shape(g) for g, v in shapes((codes == 2).astype("uint8"), transform=transform) if v == 1
-    ]
-    marshes = gpd.GeoDataFrame({"ecosystem": ["saltmarsh"] * len(marsh)}, geometry=marsh, crs=4326)
+    marshes = inventory[inventory["ecosystem"] == "saltmarsh"]
     marshes.to_file(base / "marshes.gpkg")
     marshes.assign(WETLAND_TYPE="Estuarine and Marine Wetland").drop(columns="ecosystem").to_crs(
         "EPSG:5070"

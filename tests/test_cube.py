@@ -110,3 +110,48 @@ def test_other_orientations_open_on_the_canonical_grid(change, small_region, tmp
     np.testing.assert_array_equal(cube["TA"].values, small_region.cube["TA"].values)
     mask = write_store(change(small_region.mask), tmp_path / "mask.zarr")
     assert (open_mask(mask, cube)["wetland"] == small_region.mask["wetland"]).all()
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at one step of a store's final swap."""
+
+
+@pytest.mark.parametrize("step", ["old store aside", "new store in place", "old store deleted"])
+def test_store_swap_killed_at_any_step_is_finished_by_a_rerun(small_region, tmp_path, step):
+    import pathlib
+    import shutil
+
+    lai = small_region.cube[["LAI"]].chunk({"y": 8, "x": 8})
+    path = tmp_path / "lai.zarr"
+    write_store(lai, path)
+    new = (lai * 2).assign_attrs(lai.attrs)
+    # Each step is a rename or a deletion of the folder named here.
+    kills = {
+        "old store aside": (pathlib.Path, "rename", path.name),
+        "new store in place": (pathlib.Path, "rename", "lai.zarr.partial"),
+        "old store deleted": (shutil, "rmtree", "lai.zarr.replaced"),
+    }
+    owner, function, folder = kills[step]
+    real = getattr(owner, function)
+
+    def step_or_kill(source, *args, **kwargs):
+        if pathlib.Path(source).name == folder:
+            raise Killed
+        return real(source, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(owner, function, step_or_kill)
+        with pytest.raises(Killed):
+            write_store(new, path, overwrite=True, resume=True)
+    if path.exists():  # the old store or the new one, whole: never one half deleted
+        left = open_store(path)["LAI"].values
+        assert any(np.array_equal(left, v, equal_nan=True) for v in (lai.LAI, new.LAI))
+
+    if step == "old store deleted":  # the new store was in place: the run had finished
+        np.testing.assert_array_equal(open_store(path)["LAI"].values, new["LAI"].values)
+        return
+    rows = []
+    write_store(new, path, overwrite=True, resume=True, progress=lambda *done: rows.append(done))
+    assert rows[0] == (3, 3)  # 20 rows in chunks of 8, all written before the kill: none again
+    np.testing.assert_array_equal(open_store(path)["LAI"].values, new["LAI"].values)
+    assert [p.name for p in tmp_path.iterdir()] == ["lai.zarr"]  # nothing left over

@@ -17,16 +17,20 @@ def model_loads() -> int:
     return _cached_model.cache_info().misses
 
 
-def test_predict_on_a_cluster_equals_the_local_run(small_region, model_folders, tmp_path):
+def test_predict_on_a_cluster_equals_the_local_run(
+    small_region, model_folders, tmp_path, monkeypatch
+):
     inputs = write_demo_region(small_region, tmp_path / "inputs")
     models = [model_folders["mangrove"], model_folders["saltmarsh"]]
     local = upscale.predict(inputs.cube, inputs.mask, models, tmp_path / "local.zarr", tile=4)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        # Paths as a user types them, relative to a folder the workers were not started in.
+        monkeypatch.chdir(tmp_path)
         remote = upscale.predict(
-            inputs.cube,
-            inputs.mask,
+            "inputs/cube.zarr",
+            "inputs/mask.zarr",
             models,
-            tmp_path / "remote.zarr",
+            "remote.zarr",
             tile=4,
             scheduler=cluster.scheduler_address,
         )

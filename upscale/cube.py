@@ -278,13 +278,16 @@ def write_store(
     pathlib.Path
         The written store.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # dask workers resolve paths in folders of their own
     with output_lock(path):  # inside it, no other run writes this store
         if path.exists() and not overwrite:
             raise OutputExistsError(
                 f"{path} exists; pass --overwrite (overwrite=True) to replace it"
             )
         partial = path.with_name(path.name + ".partial")
+        replaced = path.with_name(path.name + ".replaced")
+        if replaced.exists():  # an earlier swap was killed after moving the old store aside
+            shutil.rmtree(replaced)
         ds = ds.drop_encoding()
         for name in ds.data_vars:
             if "spatial_ref" in ds.coords:
@@ -298,10 +301,14 @@ def write_store(
             ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
         group = zarr.open_group(partial, mode="r+")
         group.attrs[COMPLETE] = True
-        shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
+        # Renames, then deletions: a kill at any point leaves under ``path`` the old store,
+        # the new one or, between the renames, nothing; never a store half deleted. The
+        # row records go last, so a run killed before the swap finds its rows done.
         if path.exists():
-            shutil.rmtree(path)
+            path.rename(replaced)
         partial.rename(path)
+        shutil.rmtree(replaced, ignore_errors=True)
+        shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
     return path
 
 
@@ -328,8 +335,10 @@ def _write_tiles(
     )
     done = _tiles_folder(partial)
     plan_file = done / "plan.json"
-    if not plan_file.exists() or plan_file.read_text() != plan:
-        for leftover in (partial, done):  # an interrupted run of something else: start over
+    if not partial.exists() or not plan_file.exists() or plan_file.read_text() != plan:
+        # An interrupted run of something else, or records left after a swap: start over,
+        # records first, so that no record outlives the rows it stands for.
+        for leftover in (done, partial):
             if leftover.exists():
                 shutil.rmtree(leftover)
         ds.to_zarr(

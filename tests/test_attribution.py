@@ -186,3 +186,42 @@ def test_memory_against_the_null(small_region):
         summary["members_sd_lag"], summary["null_sd_lag"]
     )
     np.testing.assert_allclose(summary["z_vs_null"], expected)
+
+
+def test_attributions_in_threads_leave_cudnn_as_they_found_it():
+    """Threads ending out of order keep cuDNN off until the last ends, then restore it."""
+    import threading
+
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+    seen_by_b = []
+
+    def total(points):
+        return points.sum(dim=(1, 2))[:, None]
+
+    def a(points):
+        a_inside.set()
+        b_inside.wait(10)
+        return total(points)
+
+    def b(points):
+        b_inside.set()
+        a_done.wait(10)  # a has left its attribution: b's must still run without cuDNN
+        seen_by_b.append(torch.backends.cudnn.enabled)
+        return total(points)
+
+    windows, background = torch.ones(1, 3, 2), torch.zeros(4, 3, 2)
+
+    def run_a():
+        expected_gradients(a, windows, background, samples=4)
+        a_done.set()
+
+    assert torch.backends.cudnn.enabled
+    first = threading.Thread(target=run_a)
+    first.start()
+    a_inside.wait(10)
+    second = threading.Thread(target=lambda: expected_gradients(b, windows, background, samples=4))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert seen_by_b == [False]
+    assert torch.backends.cudnn.enabled

@@ -17,7 +17,9 @@ oldest month the model sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,39 @@ from upscale.training import TrainConfig, memoryless_series, train_ensemble
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 """Differentiable map from windows ``(N, L, F)`` to outputs ``(N, K)``."""
+
+
+class _CudnnOff:
+    """Keep cuDNN disabled while any thread attributes, and restore it after the last one.
+
+    ``torch.backends.cudnn.flags`` sets a switch of the whole process and restores the old
+    value on exit: threads of a tile engine leaving it out of order would turn cuDNN back
+    on under one another (whose RNN backward then fails), or leave it off for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = True
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._before = torch.backends.cudnn.enabled
+                torch.backends.cudnn.enabled = False
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    torch.backends.cudnn.enabled = self._before
+
+
+cudnn_off = _CudnnOff()
+"""Context manager disabling cuDNN for the gradients of eval-mode RNNs, safe across threads."""
 
 
 def expected_gradients(
@@ -73,7 +108,7 @@ def expected_gradients(
     n_windows = len(windows)
     per_pass = max(1, batch_size // samples)
     parts = []
-    with torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
+    with cudnn_off(), torch.enable_grad():
         for start in range(0, n_windows, per_pass):
             x = windows[start : start + per_pass]
             picks = torch.randint(len(background), (len(x), samples), generator=generator)

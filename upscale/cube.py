@@ -71,11 +71,15 @@ def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.rename({d: _DIM_ALIASES[d] for d in ds.dims if d in _DIM_ALIASES})
     if ds.rio.crs is None and geographic:
         ds = ds.rio.write_crs("EPSG:4326")
+    moved = False
     if "y" in ds.dims and ds.sizes["y"] > 1 and ds["y"][0] < ds["y"][-1]:
-        ds = ds.isel(y=slice(None, None, -1))
+        ds, moved = ds.isel(y=slice(None, None, -1)), True
     crs = ds.rio.crs
     if "x" in ds.dims and crs is not None and crs.is_geographic and float(ds["x"].min()) > 180:
-        ds = ds.assign_coords(x=ds["x"] - 360)
+        ds, moved = ds.assign_coords(x=ds["x"] - 360), True
+    if moved and crs is not None:
+        # The stored transform describes the grid as it was; GeoTIFFs and GIS would read it.
+        ds = ds.rio.write_transform(ds.rio.transform(recalc=True))
     return ds
 
 

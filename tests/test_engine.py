@@ -8,7 +8,7 @@ from upscale.artifact import load_model, save_model
 from upscale.cube import open_store, write_store
 from upscale.engine import default_batch_size, flux_maps
 from upscale.errors import CubeError, ModelArtifactError
-from upscale.schema import WETLAND
+from upscale.schema import ECOSYSTEM_CODES, WETLAND
 
 from .helpers import raise_if_dask_computes
 
@@ -185,3 +185,13 @@ def test_maps_are_bit_identical_whatever_the_threads_and_tiles(
             np.testing.assert_array_equal(
                 other[name].values, reference[name].values, err_msg=f"{name} {key}"
             )
+
+
+def test_models_of_ecosystems_absent_from_the_mask_do_not_delay_the_maps(inputs, model_folders):
+    cube, mask = inputs
+    codes = mask[WETLAND]
+    only_saltmarsh = mask.assign({WETLAND: codes.where(codes != ECOSYSTEM_CODES["mangrove"], 0)})
+    maps = flux_maps(cube, only_saltmarsh, model_folders)  # mangrove's L = 3, saltmarsh's 2
+    assert maps.attrs["valid_from"] == f"{pd.Timestamp(cube['time'].values[1]):%Y-%m-%d}"
+    second_month = maps["GPP"].isel(time=1).where(only_saltmarsh[WETLAND] > 0)
+    assert int(second_month.count()) == int((only_saltmarsh[WETLAND] > 0).sum()) > 0

@@ -159,9 +159,12 @@ def wetland_series(
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, origin)
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0)))
-        if torch.device(device).type == "cuda":  # a page-locked copy transfers faster
-            series = series.pin_memory()
-        series = series.to(device)
+        if torch.device(device).type == "cuda":
+            # From page-locked memory the copy runs asynchronously, behind the CPU's next
+            # tile; the nets queued after it on the same stream wait for it.
+            series = series.pin_memory().to(device, non_blocking=True)
+        else:
+            series = series.to(device)
         yield model, rows, cols, series
 
 
@@ -302,7 +305,8 @@ def prepare_run(
             f"cube lacks driver(s) {', '.join(absent)} that the models need; add them to "
             "the cube (upscale ingest or fetch), or use models trained without them"
         )
-    memory = max(m.memory for m in models.values())
+    # Only the ecosystems in the mask set the first month that can be predicted.
+    memory = max(m.memory for eco, m in models.items() if eco in present or not present)
     if cube.sizes["time"] < memory:
         raise CubeError(
             f"the cube has {cube.sizes['time']} months; the models need at least {memory} "

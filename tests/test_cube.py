@@ -163,3 +163,21 @@ def test_store_swap_killed_at_any_step_is_finished_by_a_rerun(small_region, tmp_
     assert rows[0] == (3, 3)  # 20 rows in chunks of 8, all written before the kill: none again
     np.testing.assert_array_equal(open_store(path)["LAI"].values, new["LAI"].values)
     assert [p.name for p in tmp_path.iterdir()] == ["lai.zarr"]  # nothing left over
+
+
+def test_cube_with_chunks_of_its_own_per_variable_opens_on_one_grid_of_tiles(
+    small_region, tmp_path
+):
+    cube = small_region.cube.chunk({"y": 8, "x": 8})
+    cube["LAI"] = cube["LAI"].chunk({"y": 7, "x": 5})
+    cube.drop_encoding().to_zarr(tmp_path / "mixed.zarr", zarr_format=3, consolidated=False)
+    opened = open_cube(tmp_path / "mixed.zarr")
+    assert opened["LAI"].chunks == opened["TA"].chunks
+
+
+def test_mask_without_crs_opened_on_its_own_is_one_clear_error(tmp_path):
+    codes = xr.DataArray(np.array([[0, 1], [2, 0]], "uint8"), dims=("y", "x"))
+    mask = xr.Dataset({"wetland": codes}, coords={"y": [1.5, 0.5], "x": [100.5, 101.5]})
+    mask.to_netcdf(tmp_path / "mask.nc")
+    with pytest.raises(MaskError, match="mask.nc: the mask has no CRS; write one"):
+        open_mask(tmp_path / "mask.nc")

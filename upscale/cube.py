@@ -121,6 +121,7 @@ def open_cube(
         raise CubeError(str(err)) from None
     ds = _to_canonical_grid(ds)
     validate_cube(ds, features, source=str(path))
+    ds = ds.unify_chunks()  # variables stored with chunks of their own share one grid of tiles
     if tile is None:
         largest = max(max(ds.chunksizes.get(d, (ds.sizes[d],))) for d in SPATIAL_DIMS)
         tile = DEFAULT_TILE if largest > DEFAULT_TILE else None
@@ -169,7 +170,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
             + ", ".join(f"{c} ({n})" for c, n in ECOSYSTEMS.items())
         )
     if WETLAND_FRACTION in ds:
-        fraction = ds[WETLAND_FRACTION].load().where(wetland > 0, 0.0)
+        fraction = ds[WETLAND_FRACTION].load().where(wetland > 0, 0.0).astype("float32")
         bad = ~((fraction >= 0) & (fraction <= 1))  # NaN fails both
         if bool(bad.any()):
             raise MaskError(
@@ -200,7 +201,13 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
         mask = mask.assign_coords(x=cube["x"], y=cube["y"])
         if cube.chunks:
             mask = mask.chunk({d: cube.chunksizes[d] for d in SPATIAL_DIMS})
-    return mask.rio.write_crs(ds.rio.crs if ds.rio.crs else cube.rio.crs)
+    crs = ds.rio.crs or (cube.rio.crs if cube is not None else None)
+    if crs is None:
+        raise MaskError(
+            f"{path}: the mask has no CRS; write one into it (e.g. rioxarray's "
+            "rio.write_crs), or use lat/lon coordinates, which are read as EPSG:4326"
+        )
+    return mask.rio.write_crs(crs)
 
 
 def _cover_attrs(what: str) -> dict[str, str]:

@@ -195,3 +195,17 @@ def test_models_of_ecosystems_absent_from_the_mask_do_not_delay_the_maps(inputs,
     assert maps.attrs["valid_from"] == f"{pd.Timestamp(cube['time'].values[1]):%Y-%m-%d}"
     second_month = maps["GPP"].isel(time=1).where(only_saltmarsh[WETLAND] > 0)
     assert int(second_month.count()) == int((only_saltmarsh[WETLAND] > 0).sum()) > 0
+
+
+def test_predict_with_a_geotiff_mask(small_region, model_folders, tmp_path):
+    import upscale
+    from upscale.cube import open_maps
+    from upscale.demo_region import write_demo_region
+
+    inputs = write_demo_region(small_region, tmp_path / "inputs")
+    small_region.mask[WETLAND].rio.to_raster(tmp_path / "wetland.tif")  # with scale/offset tags
+    models = [model_folders["mangrove"], model_folders["saltmarsh"]]
+    maps = open_maps(upscale.predict(inputs.cube, tmp_path / "wetland.tif", models, tmp_path / "m"))
+    wetland = small_region.mask[WETLAND].values > 0
+    assert (maps[WETLAND].values == small_region.mask[WETLAND].values).all()
+    assert np.isfinite(maps["GPP"].isel(time=-1).values[wetland]).all()

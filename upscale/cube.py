@@ -161,7 +161,9 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
         raise MaskError(str(err)) from None
     if WETLAND not in ds:
         raise MaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
-    wetland = ds[WETLAND].load()
+    # The source's own attributes (a GeoTIFF band's scale_factor, add_offset...) would clash
+    # with the encoding of the maps the mask travels into.
+    wetland = ds[WETLAND].load().drop_attrs()
     codes = set(np.unique(wetland.values).tolist()) - {0}
     unknown = {c for c in codes if c not in ECOSYSTEMS}
     if unknown:
@@ -170,7 +172,8 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
             + ", ".join(f"{c} ({n})" for c, n in ECOSYSTEMS.items())
         )
     if WETLAND_FRACTION in ds:
-        fraction = ds[WETLAND_FRACTION].load().where(wetland > 0, 0.0).astype("float32")
+        fraction = ds[WETLAND_FRACTION].load().drop_attrs().where(wetland > 0, 0.0)
+        fraction = fraction.astype("float32")
         bad = ~((fraction >= 0) & (fraction <= 1))  # NaN fails both
         if bool(bad.any()):
             raise MaskError(
@@ -194,7 +197,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     for ecosystem in ECOSYSTEMS.values():
         name = cover_name(ecosystem)
         if name in ds:  # each ecosystem's own cover, from `upscale mask`
-            cover = ds[name].load().where(wetland > 0, 0.0).astype("float32")
+            cover = ds[name].load().drop_attrs().where(wetland > 0, 0.0).astype("float32")
             mask[name] = cover.assign_attrs(_cover_attrs(ecosystem))
     if cube is not None:
         _check_same_grid(mask, cube, path)

@@ -308,3 +308,10 @@ def test_explain_command(demo_inputs, tmp_path):
     profile = pd.read_csv(tmp_path / "explain" / "memory_profile.csv")
     sums = profile.groupby(["ecosystem", "target", "feature"])["share"].sum()
     assert ((sums - 1).abs() < 1e-3).all()
+
+
+def test_folds_that_leave_too_few_towers_are_refused_before_any_training(demo_inputs, tmp_path):
+    # 3 saltmarsh tower pixels in 2 folds: holding out 2 of them leaves 1 to train on.
+    result = train(demo_inputs, "--out", str(tmp_path / "models"), "--folds", "2")
+    one_clear_error(result, "leaves 1 pixel(s) with towers to train on", "--cv loso")
+    assert not (tmp_path / "models").exists()  # no mangrove model first, then the error

@@ -531,3 +531,16 @@ def test_error_tidy_without_fluxes_or_with_text(tmp_path):
         SiteDataError, match=r"c\.csv: column GPP has non-numeric values \(e\.g\. 'inf'\)"
     ):
         read_tidy(infinite)
+
+
+@pytest.mark.parametrize("written", ["01/02/2011", "2/1/2011", "Feb 1 2011"])
+def test_error_tidy_dates_that_are_not_iso(tmp_path, written):
+    path = write_csv(tmp_path, "d.csv", {"site_id": ["ZZ-Tdy"], "time": [written], "GPP": [1.0]})
+    with pytest.raises(SiteDataError, match=r"d\.csv: column time has values that are not ISO"):
+        read_tidy(path)
+
+
+def test_tidy_iso_dates_with_or_without_day_and_hour(tmp_path):
+    times = ["2011-05", "2011-05-03", "2011-06-01T12:00", "2011-06-02 00:30"]
+    path = write_csv(tmp_path, "e.csv", {"site_id": "ZZ-Tdy", "time": times, "GPP": [1.0] * 4})
+    assert read_tidy(path)["time"].tolist() == [pd.Timestamp("2011-05"), pd.Timestamp("2011-06")]

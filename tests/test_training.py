@@ -207,3 +207,14 @@ def test_features_constant_at_the_towers_keep_unit_scale():
     scale = feature_scale(flat)
     assert scale[0] == pytest.approx(np.linspace(0, 10, 50).std(), rel=1e-5)
     np.testing.assert_array_equal(scale[1:], [1.0, 1.0])
+
+
+def test_a_target_no_tower_has_is_refused_before_training(series):
+    from dataclasses import replace
+
+    from upscale.api.models import _require_towers
+
+    fluxes = series.fluxes.copy()
+    fluxes[..., list(series.targets).index("NEE")] = np.nan  # a tidy CSV without NEE
+    with pytest.raises(SiteDataError, match="towers: no saltmarsh tower has NEE values"):
+        _require_towers(replace(series, fluxes=fluxes), "towers", ["saltmarsh"], QUICK)

@@ -351,11 +351,12 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
     """Monthly means per site of a tidy table's numeric columns, fluxes first."""
     table = pd.read_csv(path, dtype={SITE_ID: str, TIME: str}, na_values=[str(int(MISSING))])
     try:
-        time = pd.to_datetime(table[TIME])
+        # Only ISO dates: a guessed format reads 01/02/2010 as 2 January or 1 February.
+        time = pd.to_datetime(table[TIME], format="ISO8601")
     except (ValueError, TypeError) as err:
         raise SiteDataError(
-            f"{path.name}: column {TIME} has values that are not dates ({err}); write ISO "
-            "dates such as 2015-07-01"
+            f"{path.name}: column {TIME} has values that are not ISO dates ({err}); write "
+            "dates such as 2015-07-01 (year-month-day)"
         ) from None
     other = [c for c in table.columns if c not in (SITE_ID, TIME)]
     values = _parse_numbers(

@@ -46,19 +46,43 @@ from upscale.schema import DRIVERS, WETLAND_FRACTION
 from upscale.shap_maps import export_shap_cogs, shap_maps
 from upscale.sites import Partitioning, read_site_drivers, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
-from upscale.training import MIN_TOWERS, TrainConfig, train_ensemble
+from upscale.training import MIN_TOWERS, TrainConfig, site_folds, train_ensemble
 
 
-def _require_towers(series: SiteSeries, sites: str | Path, ecosystems: Sequence[str]) -> None:
-    """Check every ecosystem has enough tower pixels to cross-validate, before any training."""
+def _require_towers(
+    series: SiteSeries, sites: str | Path, ecosystems: Sequence[str], config: TrainConfig
+) -> None:
+    """Check every ecosystem's towers can train every member, before any model is written.
+
+    Raises
+    ------
+    SiteDataError
+        When an ecosystem has too few tower pixels to cross-validate, a fold would leave
+        fewer than 2 pixels to train on, or no tower has values of one of the targets.
+    """
     for eco in ecosystems:
         towers = series.of_ecosystem(eco)
-        pixels = len(towers.pixel_groups())
-        if pixels < MIN_TOWERS:
+        groups = towers.pixel_groups()
+        if len(groups) < MIN_TOWERS:
             raise SiteDataError(
-                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {pixels} cube pixel(s); "
-                f"at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
+                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {len(groups)} cube "
+                f"pixel(s); at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
             )
+        for held_out in site_folds(groups, config):
+            left = sum(1 for group in groups if not set(group) & set(held_out))
+            if left < 2:  # one pixel to train on, one to stop early on
+                raise SiteDataError(
+                    f"{sites}: holding out the {eco} tower(s) {', '.join(held_out)} leaves "
+                    f"{left} pixel(s) with towers to train on, and 2 are needed; use more "
+                    f"folds (--folds {len(groups)}) or --cv loso"
+                )
+        for k, target in enumerate(towers.targets):
+            if not np.isfinite(towers.fluxes[..., k]).any():
+                raise SiteDataError(
+                    f"{sites}: no {eco} tower has {target} values; add them to the tower "
+                    f"files (NEE = RE - GPP where a tower reports those two), or train on "
+                    "the targets the towers have (targets: in a --config file)"
+                )
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -178,7 +202,7 @@ def train(
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
     agreement_path = Path(out) / f"{name}-drivers.csv"
-    _require_towers(series, sites, ecosystems)
+    _require_towers(series, sites, ecosystems, config)
     plan = {
         "sites": Path(sites).resolve(),
         "cube": Path(cube).resolve(),

@@ -209,3 +209,20 @@ def test_predict_with_a_geotiff_mask(small_region, model_folders, tmp_path):
     wetland = small_region.mask[WETLAND].values > 0
     assert (maps[WETLAND].values == small_region.mask[WETLAND].values).all()
     assert np.isfinite(maps["GPP"].isel(time=-1).values[wetland]).all()
+
+
+@pytest.mark.parametrize(
+    ("driver", "change", "shown"),
+    [("NDVI", lambda v: np.full_like(v, -9999), "-9999.."), ("TA", lambda v: v + 273.15, "")],
+    ids=["unmasked-nodata", "kelvin-as-degC"],
+)
+def test_implausible_driver_at_a_wetland_pixel_is_an_error(
+    inputs, model_folders, small_region, tmp_path, driver, change, shown
+):
+    cube, mask = inputs
+    rows, cols = np.nonzero(small_region.mask[WETLAND].values == 1)
+    values = cube[driver].load().copy()
+    values[:, rows[0], cols[0]] = change(values[:, rows[0], cols[0]])
+    cube = cube.assign({driver: values.chunk({"y": 8, "x": 8})})
+    with pytest.raises(CubeError, match=f"driver {driver} ranges {shown}.*outside the plausible"):
+        write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr")

@@ -117,6 +117,20 @@ CATALOGUE = {
         CubeError,
         r"time is not sorted or has duplicates; sort it",
     ),
+    "cube-implausible-values": (  # a nodata value stored as a number
+        lambda r, t: write_store(
+            flux_maps(
+                r.cube.assign(NDVI=r.cube["NDVI"].where(False, -9999.0)).chunk({"y": 10, "x": 12}),
+                r.mask,
+                {e: save_model(untrained_model(e), t / e) for e in ("mangrove", "saltmarsh")},
+            ),
+            t / "maps.zarr",
+        ),
+        CubeError,
+        r"driver NDVI ranges -9999..-9999, outside the plausible -1..1 at the wetland pixels "
+        r"of the tile starting at y=\d+, x=\d+; check its units, and that a nodata value such as "
+        r"-9999 is stored as NaN",
+    ),
     "cube-no-crs": (
         lambda r, t: open_cube(_without_crs(r, t)),
         CubeError,

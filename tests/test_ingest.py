@@ -142,7 +142,7 @@ def test_unscaled_modis_is_caught(tmp_path):
         pattern="modis/{variable}_{date:%Y%j}.tif", variables={"NDVI": "ndvi"}, units={"NDVI": "1"}
     )
     grid = TargetGrid("EPSG:32617", (402_500, 2_882_500, 417_500, 2_897_500), 2500)
-    with pytest.raises(CubeError, match="NDVI ranges 5000..7000 1, outside the plausible -1..1"):
+    with pytest.raises(CubeError, match="NDVI ranges 5000..7000, outside the plausible -1..1"):
         build_drivers([spec], grid, ("2019-01", "2019-02"), base=tmp_path)
 
 

@@ -125,6 +125,6 @@ def test_site_drivers_in_wrong_units_are_refused(tmp_path):
     )
     table.to_csv(tmp_path / "kelvin.csv", index=False)
     with pytest.raises(
-        SiteDataError, match="kelvin.csv: TA ranges 296..298, outside the plausible"
+        SiteDataError, match="kelvin.csv: driver TA ranges 296..298, outside the plausible"
     ):
         read_site_drivers(tmp_path / "kelvin.csv")

@@ -218,3 +218,14 @@ def test_a_target_no_tower_has_is_refused_before_training(series):
     fluxes[..., list(series.targets).index("NEE")] = np.nan  # a tidy CSV without NEE
     with pytest.raises(SiteDataError, match="towers: no saltmarsh tower has NEE values"):
         _require_towers(replace(series, fluxes=fluxes), "towers", ["saltmarsh"], QUICK)
+
+
+def test_implausible_driver_at_a_tower_is_refused(small_region):
+    data = site_data(small_region)
+    site = data.meta.index[0]
+    rows, cols = site_pixels(small_region.cube, data.meta.loc[[site]])
+    ndvi = small_region.cube["NDVI"].copy()
+    ndvi[:3, rows[0], cols[0]] = -9999  # a nodata value stored as a number
+    cube = small_region.cube.assign(NDVI=ndvi)
+    with pytest.raises(SiteDataError, match=f"NDVI ranges -9999.* at the pixel of site {site}"):
+        extract_site_series(cube, data, DEFAULT_FEATURES)

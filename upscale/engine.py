@@ -28,7 +28,9 @@ from upscale.schema import (
     ECOSYSTEMS,
     EXTRAPOLATED,
     FLUXES,
+    IMPLAUSIBLE_FIX,
     WETLAND,
+    implausible_driver,
     spread_attrs,
     spread_name,
 )
@@ -158,6 +160,14 @@ def wetland_series(
         pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, origin)
+        problem = implausible_driver(
+            model.card.features, pixels.min(axis=(1, 2)), pixels.max(axis=(1, 2))
+        )
+        if problem:
+            raise CubeError(
+                f"{problem} at the wetland pixels of the tile starting at y={origin[0]}, "
+                f"x={origin[1]}; {IMPLAUSIBLE_FIX}"
+            )
         series = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 1, 0)))
         if torch.device(device).type == "cuda":
             # From page-locked memory the copy runs asynchronously, behind the CPU's next

@@ -34,7 +34,7 @@ from rasterio.warp import Resampling, transform_bounds
 
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
-from upscale.schema import DRIVERS, PLAUSIBLE_RANGES, units_match
+from upscale.schema import DRIVERS, implausible_driver, units_match
 
 _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
     "degC": {"K": (1.0, -273.15), "kelvin": (1.0, -273.15), "Kelvin": (1.0, -273.15)},
@@ -436,15 +436,14 @@ def _check_months(array: xr.DataArray, source: str) -> None:
 
 
 def _check_plausible(array: xr.DataArray, source: str) -> None:
-    low, high = PLAUSIBLE_RANGES[array.name]
     found_low, found_high = float(array.min()), float(array.max())
     if np.isnan(found_low):
         raise CubeError(f"{source}: {array.name} has no value on the target grid and period")
-    if found_low < low or found_high > high:
+    problem = implausible_driver([str(array.name)], [found_low], [found_high])
+    if problem:
         raise CubeError(
-            f"{source}: {array.name} ranges {found_low:.4g}..{found_high:.4g} "
-            f"{DRIVERS[array.name].units}, outside the plausible {low:g}..{high:g}; check "
-            "its units and scale factor (MODIS NDVI/EVI need 0.0001, LAI 0.1, FAPAR 0.01)"
+            f"{source}: {problem}; check its units and scale factor (MODIS NDVI/EVI need "
+            "0.0001, LAI 0.1, FAPAR 0.01)"
         )
 
 

@@ -17,7 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, TARGETS
+from upscale.schema import DRIVERS, IMPLAUSIBLE_FIX, TARGETS, implausible_driver
 from upscale.sites import SiteData
 
 
@@ -194,6 +194,10 @@ def extract_site_series(
             f"cube driver {features[f]} has {int(gaps[s, :, f].sum())} missing months at the "
             f"pixel of site {meta.index[s]}; fill the cube's gaps first"
         )
+    for s, site in enumerate(meta.index):
+        problem = implausible_driver(features, drivers[s].min(axis=0), drivers[s].max(axis=0))
+        if problem:
+            raise SiteDataError(f"cube {problem} at the pixel of site {site}; {IMPLAUSIBLE_FIX}")
     times = pd.DatetimeIndex(cube["time"].values)
     table = sites.fluxes.set_index(["site_id", "time"])[list(targets)]
     full = pd.MultiIndex.from_product([meta.index, times], names=["site_id", "time"])

@@ -7,7 +7,7 @@ constants from here instead of spelling ``"GPP"`` or ``"gC m-2 d-1"`` themselves
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +152,37 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "PRECIP": (0.0, 200.0),
 }
 """Monthly-mean ranges a correctly scaled and converted driver stays within."""
+
+
+def implausible_driver(
+    features: Sequence[str], lows: Sequence[float], highs: Sequence[float]
+) -> str | None:
+    """Describe the first driver whose values leave its plausible range, or return None.
+
+    A nodata value left unmasked (-9999) or a driver in other units (K for degC) gives
+    maps and models without any other sign of it; drivers without a range pass.
+
+    Parameters
+    ----------
+    features
+        Driver names.
+    lows, highs
+        The smallest and largest value of each driver.
+    """
+    for name, low, high in zip(features, lows, highs, strict=True):
+        if name in PLAUSIBLE_RANGES:
+            least, most = PLAUSIBLE_RANGES[name]
+            if low < least or high > most:
+                units = "" if DRIVERS[name].units == "1" else f" {DRIVERS[name].units}"
+                return (
+                    f"driver {name} ranges {low:.4g}..{high:.4g}, outside the plausible "
+                    f"{least:g}..{most:g}{units}"
+                )
+    return None
+
+
+IMPLAUSIBLE_FIX = "check its units, and that a nodata value such as -9999 is stored as NaN"
+"""What to do about an implausible driver, for the messages that name one."""
 
 DEFAULT_FEATURES: tuple[str, ...] = tuple(DRIVERS)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, ECOSYSTEM_CODES, FLUXES, PLAUSIBLE_RANGES, TARGETS
+from upscale.schema import DRIVERS, ECOSYSTEM_CODES, FLUXES, TARGETS, implausible_driver
 
 Partitioning = Literal["NT", "DT"]
 """Flux partitioning of FLUXNET: night-time (Reichstein et al.) or daytime (Lasslop et al.)."""
@@ -336,14 +336,10 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
         )
     monthly = _tidy_monthly(path)
     monthly = monthly.drop(columns=[t for t in TARGETS if t not in header])
-    for name in (c for c in monthly.columns if c in DRIVERS):
-        low, high = PLAUSIBLE_RANGES[name]
-        values = monthly[name].dropna()
-        if len(values) and (values.min() < low or values.max() > high):
-            raise SiteDataError(
-                f"{path.name}: {name} ranges {values.min():.4g}..{values.max():.4g}, outside "
-                f"the plausible {low:g}..{high:g} {DRIVERS[name].units}; check its units"
-            )
+    drivers = [c for c in monthly.columns if c in DRIVERS]
+    problem = implausible_driver(drivers, monthly[drivers].min(), monthly[drivers].max())
+    if problem:
+        raise SiteDataError(f"{path.name}: {problem}; check its units")
     return monthly
 
 

@@ -181,3 +181,10 @@ def test_mask_without_crs_opened_on_its_own_is_one_clear_error(tmp_path):
     mask.to_netcdf(tmp_path / "mask.nc")
     with pytest.raises(MaskError, match="mask.nc: the mask has no CRS; write one"):
         open_mask(tmp_path / "mask.nc")
+
+
+def test_cube_with_a_column_left_out_is_refused(small_region, tmp_path):
+    gappy = small_region.cube.drop_isel(x=5)
+    path = write_store(gappy, tmp_path / "gappy.zarr")
+    with pytest.raises(CubeError, match=r"gappy.zarr: the x coordinates are not evenly spaced"):
+        open_cube(path)

@@ -290,6 +290,27 @@ def validate_cube(
             f"{source}: no CRS found (no 'spatial_ref' grid mapping); write one with "
             "ds.rio.write_crs(...), or use lat/lon dims for EPSG:4326"
         )
+    for dim in ("y", "x"):
+        _validate_spacing(cube[dim].values, dim, source)
+
+
+def _validate_spacing(coords: np.ndarray, dim: str, source: str) -> None:
+    """Refuse a grid whose pixels are not evenly spaced along ``dim``.
+
+    Maps, GeoTIFFs and budgets place pixels by one origin and one step (an affine
+    transform); a grid with a row or column left out would be exported stretched.
+    """
+    steps = np.diff(coords.astype("float64"))
+    if len(steps) < 2:
+        return
+    uneven = ~np.isclose(steps, steps[0], rtol=1e-3, atol=0)
+    if uneven.any():
+        at = int(np.argmax(uneven))
+        raise CubeError(
+            f"{source}: the {dim} coordinates are not evenly spaced (step {steps[0]:.6g}, "
+            f"then {steps[at]:.6g} after {dim}={coords[at]:.6g}); a row or column may be "
+            "missing: regrid the cube to a regular grid (upscale ingest does)"
+        )
 
 
 def _validate_time(cube: xr.Dataset, source: str) -> None:

@@ -124,3 +124,27 @@ def test_export_killed_after_one_file_resumes_with_the_others(
             assert a.descriptions == b.descriptions
     with pytest.raises(OutputExistsError):
         export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))
+
+
+def test_export_killed_before_its_netcdf_finishes_it_alone(small_region, model_folders, tmp_path):
+    cube = small_region.cube.chunk({"y": 8, "x": 8})
+    maps_path = write_store(
+        flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr"
+    )
+    folder = tmp_path / "cogs"
+    _run_until_killed(
+        "import os, signal, sys\n"
+        "import upscale.geotiff as geotiff\n"
+        "from upscale.cube import open_maps\n"
+        "geotiff.write_netcdf = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "geotiff.export_cogs(open_maps(sys.argv[1]), sys.argv[2], netcdf=True)\n",
+        maps_path,
+        folder,
+    )
+    cogs = {path: path.stat().st_mtime_ns for path in folder.glob("*.tif")}
+    assert cogs and not (folder / "maps.nc").exists()
+
+    paths = export_cogs(open_maps(maps_path), folder, netcdf=True)
+    assert folder / "maps.nc" in paths and (folder / "maps.nc").exists()
+    assert {path: path.stat().st_mtime_ns for path in folder.glob("*.tif")} == cogs
+    assert not (folder / EXPORT_PLAN).exists()

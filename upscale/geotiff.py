@@ -13,6 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
 from upscale.locking import output_lock
+from upscale.netcdf import NETCDF_NAME, write_netcdf
 from upscale.resume import resumable
 from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
@@ -64,6 +65,7 @@ def export_cogs(
     folder: str | Path,
     *,
     periods: Sequence[Period] = ("annual",),
+    netcdf: bool = False,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write each flux, its ensemble spread and the extrapolated share as COGs.
@@ -79,6 +81,9 @@ def export_cogs(
         ``<VAR>_annual.tif``. ``monthly``: one band per valid month, in gC m-2 d-1, file
         ``<VAR>_monthly.tif``. VAR is each flux and its spread (``GPP_std``...). The share
         of months outside the towers' domain is written once, ``extrapolated_fraction.tif``.
+    netcdf
+        Also write the maps as one CF-1.8 NetCDF, ``maps.nc``
+        ([`write_netcdf`][upscale.netcdf.write_netcdf]), as part of the same resumable run.
     overwrite
         Replace existing files.
 
@@ -109,12 +114,13 @@ def export_cogs(
         label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
         share = maps[EXTRAPOLATED.name].expand_dims(band=1)
         layers.append((folder / f"{EXTRAPOLATED.name}.tif", share, [label]))
+    cf_file = folder / NETCDF_NAME
+    paths = [path for path, _, _ in layers] + ([cf_file] if netcdf else [])
     plan = {
         "maps": {key: maps.attrs.get(key) for key in ("created", "inputs", "models")},
         "periods": sorted(periods),
-        "files": [path.name for path, _, _ in layers],
+        "files": [path.name for path in paths],
     }
-    paths = [path for path, _, _ in layers]
     with (
         output_lock(folder),  # one run at a time writes into the folder
         resumable(folder / EXPORT_PLAN, plan, paths, overwrite=overwrite) as finished,
@@ -122,4 +128,7 @@ def export_cogs(
         for path, data, labels in layers:
             if path not in finished:  # a killed export, started again, writes the rest
                 write_cog(data.compute(), labels, path)
+        if netcdf and cf_file not in finished:
+            # An existing file was refused above unless the user replaces it, or finished.
+            write_netcdf(maps, cf_file, overwrite=True)
     return paths

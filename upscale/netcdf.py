@@ -66,6 +66,10 @@ def cf_maps(maps: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+NETCDF_NAME = "maps.nc"
+"""File name of the maps as NetCDF in an export folder."""
+
+
 def write_netcdf(maps: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write the maps as a CF-1.8 NetCDF4 file, atomically.
 

@@ -22,7 +22,6 @@ from upscale.errors import (
 from upscale.gaps import gap_summary
 from upscale.geotiff import Period, export_cogs
 from upscale.locking import output_lock
-from upscale.netcdf import write_netcdf
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 
@@ -140,8 +139,4 @@ def export(
     See [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
     ([`write_netcdf`][upscale.netcdf.write_netcdf]).
     """
-    opened = open_maps(maps)
-    paths = export_cogs(opened, out, periods=periods, overwrite=overwrite)
-    if netcdf:
-        paths.append(write_netcdf(opened, Path(out) / "maps.nc", overwrite=overwrite))
-    return paths
+    return export_cogs(open_maps(maps), out, periods=periods, netcdf=netcdf, overwrite=overwrite)

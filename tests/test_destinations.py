@@ -65,3 +65,15 @@ def test_a_read_only_destination_is_one_clear_error(small_region, tmp_path):
         maps = small_region.cube[["TA"]].rename(TA="GPP")
         with pytest.raises(OutputWriteError, match="cogs: cannot write there"):
             export_cogs(maps, readonly / "cogs")
+
+
+def test_an_unreadable_input_inside_the_lock_is_not_called_an_output_error(tmp_path):
+    from upscale.locking import output_lock
+
+    unreadable = PermissionError(13, "Permission denied", str(tmp_path / "model" / "card.json"))
+    with pytest.raises(PermissionError, match="card.json"):
+        with output_lock(tmp_path / "maps.zarr"):
+            raise unreadable
+    with pytest.raises(OutputWriteError, match="maps.zarr: cannot write there"):
+        with output_lock(tmp_path / "maps.zarr"):
+            raise PermissionError(13, "Permission denied", str(tmp_path / "maps.zarr.partial"))

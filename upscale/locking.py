@@ -59,12 +59,24 @@ def output_lock(output: str | Path) -> Iterator[None]:
         with _held_lock(output):
             yield
     except OSError as err:
-        if err.errno not in _DESTINATION_ERRORS:
+        if err.errno not in _DESTINATION_ERRORS or not _about(err, output):
             raise
         raise OutputWriteError(
             f"{output}: cannot write there ({err.strerror}); free space or choose a "
             "writable destination, then run the command again (it resumes)"
         ) from None
+
+
+def _about(err: OSError, output: str | Path) -> bool:
+    """Whether ``err`` concerns the output (or its ``.partial``, ``.lock``... siblings).
+
+    An error without a file name (a full disk met by a writer) is taken to be the output's;
+    one naming an input (an unreadable model) is not, and keeps its own message.
+    """
+    if not err.filename:
+        return True
+    named = os.path.abspath(err.filename)
+    return named.startswith(os.path.abspath(output)) or named == str(lock_path(output))
 
 
 @contextmanager

@@ -315,3 +315,45 @@ def test_folds_that_leave_too_few_towers_are_refused_before_any_training(demo_in
     result = train(demo_inputs, "--out", str(tmp_path / "models"), "--folds", "2")
     one_clear_error(result, "leaves 1 pixel(s) with towers to train on", "--cv loso")
     assert not (tmp_path / "models").exists()  # no mangrove model first, then the error
+
+
+def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
+    demo_inputs, tmp_path, monkeypatch
+):
+    import upscale
+    from upscale.api.models import EXPLAIN_PLAN
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    models = tmp_path / "models"
+    assert train(demo_inputs, "--out", str(models), "--epochs", "2", "--memory", "3").exit_code == 0
+    out = tmp_path / "explain"
+
+    def explain():
+        return upscale.explain(
+            demo_inputs.sites,
+            demo_inputs.cube,
+            [models / "model-mangrove", models / "model-saltmarsh"],
+            out,
+            windows=10,
+            background=10,
+            samples=4,
+            null=False,
+            mask=demo_inputs.mask,
+            months=1,
+            raster_samples=4,
+            status=lambda line: None,
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr("upscale.api.models.export_shap_cogs", killed)
+        with pytest.raises(Killed):
+            explain()
+    written = (out / "shap.zarr" / "zarr.json").stat().st_mtime_ns
+    explain()  # the same command again: no --overwrite needed
+    assert (out / "shap_cogs" / "mean_lag.tif").exists() and not (out / EXPLAIN_PLAN).exists()
+    assert (out / "shap.zarr" / "zarr.json").stat().st_mtime_ns == written

@@ -402,7 +402,7 @@ def sweep(
     series = tower_series(
         sites, cube, config, partitioning=partitioning, cache=out / "samples.npz", status=status
     )
-    _require_towers(series, sites, sorted(set(series.ecosystems)))
+    _require_towers(series, sites, sorted(set(series.ecosystems)), config)
     result = run_sweep(
         series,
         config,
@@ -425,6 +425,41 @@ class ExplainReport:
 
     outputs: dict[str, Path]
     explanations: list[TowerExplanation]
+
+
+EXPLAIN_PLAN = ".upscale-explain.json"
+"""File in the explain folder recording a run under way (see `upscale.resume`)."""
+
+
+def _write_tower_explanations(
+    explanations: Sequence[TowerExplanation], outputs: dict[str, Path]
+) -> None:
+    """Write the towers' importance, memory and memory-profile tables and their figures."""
+    importance = pd.concat(
+        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in explanations]
+    )
+    importance.to_csv(outputs["importance"], index=False, float_format="%.5g")
+    memory = pd.concat(
+        [e.lag_summary().assign(**e.sampling) for e in explanations], ignore_index=True
+    )
+    memory.to_csv(outputs["memory"], index=False, float_format="%.4g")
+    profile = pd.concat(
+        [
+            xr.DataArray(
+                e.attribution.memory_profile(),
+                dims=("target", "lag", "feature"),
+                coords={"target": e.attribution.targets, "feature": e.attribution.features},
+                name="share",
+            )
+            .to_dataframe()
+            .reset_index()
+            .assign(ecosystem=e.ecosystem)
+            for e in explanations
+        ]
+    )
+    profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
+    save_png(importance_figure(explanations), outputs["importance_png"])
+    save_png(memory_figure(explanations), outputs["profile_png"])
 
 
 def explain(
@@ -470,81 +505,70 @@ def explain(
     }
     if mask is not None:
         outputs |= {"shap": out / "shap.zarr", "shap_cogs": out / "shap_cogs"}
-    refuse_overwrite(outputs.values(), overwrite=overwrite)
-    explanations = []
-    extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
-    for folder in models:
-        model = load_model(folder)
-        key = (tuple(model.card.features), tuple(model.card.targets))
-        if key not in extracted:
-            config = TrainConfig(features=key[0], targets=key[1])
-            extracted[key] = tower_series(
-                sites, cube, config, partitioning=partitioning, status=status
+    plan = {
+        "sites": Path(sites).resolve(),
+        "cube": Path(cube).resolve(),
+        "models": [Path(folder).resolve() for folder in models],
+        "mask": mask and Path(mask).resolve(),
+        "towers": [windows, background, samples, seed, null, partitioning],
+        "rasters": [months, period, raster_samples],
+    }
+    with (
+        output_lock(out),
+        resumable(out / EXPLAIN_PLAN, plan, outputs.values(), overwrite=overwrite) as finished,
+    ):
+        explanations = []
+        extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
+        for folder in models:
+            model = load_model(folder)
+            key = (tuple(model.card.features), tuple(model.card.targets))
+            if key not in extracted:
+                config = TrainConfig(features=key[0], targets=key[1])
+                extracted[key] = tower_series(
+                    sites, cube, config, partitioning=partitioning, status=status
+                )
+            series = extracted[key]
+            towers = [s for s in model.card.sites if s in series.site_ids]
+            if not towers:
+                raise SiteDataError(
+                    f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
+                    "explain a model with the towers it was trained on"
+                )
+            status(
+                f"explaining {folder} at {len(towers)} towers"
+                + (" (and training its memoryless null)" if null else "")
             )
-        series = extracted[key]
-        towers = [s for s in model.card.sites if s in series.site_ids]
-        if not towers:
-            raise SiteDataError(
-                f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
-                "explain a model with the towers it was trained on"
+            explanations.append(
+                explain_towers(
+                    model,
+                    series.subset(towers),
+                    windows=windows,
+                    background=background,
+                    samples=samples,
+                    seed=seed,
+                    null=null,
+                )
             )
-        status(
-            f"explaining {folder} at {len(towers)} towers"
-            + (" (and training its memoryless null)" if null else "")
-        )
-        explanations.append(
-            explain_towers(
-                model,
-                series.subset(towers),
-                windows=windows,
-                background=background,
-                samples=samples,
-                seed=seed,
-                null=null,
-            )
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    importance = pd.concat(
-        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in explanations]
-    )
-    importance.to_csv(outputs["importance"], index=False, float_format="%.5g")
-    memory = pd.concat(
-        [e.lag_summary().assign(**e.sampling) for e in explanations], ignore_index=True
-    )
-    memory.to_csv(outputs["memory"], index=False, float_format="%.4g")
-    profile = pd.concat(
-        [
-            xr.DataArray(
-                e.attribution.memory_profile(),
-                dims=("target", "lag", "feature"),
-                coords={"target": e.attribution.targets, "feature": e.attribution.features},
-                name="share",
-            )
-            .to_dataframe()
-            .reset_index()
-            .assign(ecosystem=e.ecosystem)
-            for e in explanations
-        ]
-    )
-    profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
-    save_png(importance_figure(explanations), outputs["importance_png"])
-    save_png(memory_figure(explanations), outputs["profile_png"])
-    if mask is not None:
-        folders = {
-            e.ecosystem: Path(folder) for e, folder in zip(explanations, models, strict=True)
-        }
-        features = list(dict.fromkeys(f for key in extracted for f in key[0]))
-        drivers = open_cube(cube, features)
-        rasters = shap_maps(
-            drivers,
-            open_mask(mask, drivers),
-            folders,
-            months=months,
-            period=period,
-            samples=raster_samples,
-            seed=seed,
-        )
-        with dask_progress(f"explaining every wetland pixel ({months} months each)"):
-            write_store(rasters, outputs["shap"], overwrite=overwrite)
-        export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=overwrite)
+        # Quick to make again: a resumed run rewrites them, so that they agree with each other.
+        _write_tower_explanations(explanations, outputs)
+        if mask is not None:
+            if outputs["shap"] not in finished:  # the slow part: a killed run resumes its rows
+                folders = {
+                    e.ecosystem: Path(folder)
+                    for e, folder in zip(explanations, models, strict=True)
+                }
+                features = list(dict.fromkeys(f for key in extracted for f in key[0]))
+                drivers = open_cube(cube, features)
+                rasters = shap_maps(
+                    drivers,
+                    open_mask(mask, drivers),
+                    folders,
+                    months=months,
+                    period=period,
+                    samples=raster_samples,
+                    seed=seed,
+                )
+                with dask_progress(f"explaining every wetland pixel ({months} months each)"):
+                    write_store(rasters, outputs["shap"], overwrite=True, resume=True)
+            export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=True)
     return ExplainReport(outputs=outputs, explanations=explanations)

@@ -77,3 +77,12 @@ def test_an_unreadable_input_inside_the_lock_is_not_called_an_output_error(tmp_p
     with pytest.raises(OutputWriteError, match="maps.zarr: cannot write there"):
         with output_lock(tmp_path / "maps.zarr"):
             raise PermissionError(13, "Permission denied", str(tmp_path / "maps.zarr.partial"))
+
+
+def test_a_file_in_the_way_is_one_clear_error_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    with pytest.raises(OutputWriteError, match=r"notes.txt is a file, not a folder; choose"):
+        write_store(_incompressible(0.01), tmp_path / "notes.txt" / "maps.zarr")
+    with pytest.raises(OutputWriteError, match=r"notes.txt is a file, not a Zarr store"):
+        write_store(_incompressible(0.01), tmp_path / "notes.txt", overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "not a folder"

@@ -20,7 +20,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr.codecs
 
-from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError
+from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError, OutputWriteError
 from upscale.locking import output_lock
 from upscale.schema import (
     DEFAULT_FEATURES,
@@ -294,6 +294,10 @@ def write_store(
     """
     path = Path(path).absolute()  # dask workers resolve paths in folders of their own
     with output_lock(path):  # inside it, no other run writes this store
+        if path.exists() and not path.is_dir():
+            raise OutputWriteError(
+                f"{path} is a file, not a Zarr store; choose another destination, or remove it"
+            )
         if path.exists() and not overwrite:
             raise OutputExistsError(
                 f"{path} exists; pass --overwrite (overwrite=True) to replace it"

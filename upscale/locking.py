@@ -55,6 +55,7 @@ def output_lock(output: str | Path) -> Iterator[None]:
     UserWarning
         When the file system cannot lock (some network mounts): the run goes on unlocked.
     """
+    _refuse_file_in_the_way(output)
     try:
         with _held_lock(output):
             yield
@@ -65,6 +66,17 @@ def output_lock(output: str | Path) -> Iterator[None]:
             f"{output}: cannot write there ({err.strerror}); free space or choose a "
             "writable destination, then run the command again (it resumes)"
         ) from None
+
+
+def _refuse_file_in_the_way(output: str | Path) -> None:
+    """Refuse a destination inside a plain file (``notes.txt/maps.zarr``) before any work."""
+    for folder in Path(output).absolute().parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputWriteError(
+                    f"{output}: {folder} is a file, not a folder; choose another destination"
+                )
+            return
 
 
 def _about(err: OSError, output: str | Path) -> bool:

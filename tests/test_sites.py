@@ -544,3 +544,22 @@ def test_tidy_iso_dates_with_or_without_day_and_hour(tmp_path):
     times = ["2011-05", "2011-05-03", "2011-06-01T12:00", "2011-06-02 00:30"]
     path = write_csv(tmp_path, "e.csv", {"site_id": "ZZ-Tdy", "time": times, "GPP": [1.0] * 4})
     assert read_tidy(path)["time"].tolist() == [pd.Timestamp("2011-05"), pd.Timestamp("2011-06")]
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        (lambda m: m.assign(GPP=-m["GPP"]), r"flux GPP ranges -\d"),  # uptake sign on GPP
+        (lambda m: m.assign(RE=m["RE"] * 1000), r"flux RE ranges \d+\.\.\d+"),  # mgC for gC
+    ],
+    ids=["gpp-negative", "re-scaled"],
+)
+def test_error_implausible_tower_fluxes(tmp_path, change, shown):
+    write_fluxnet_monthly("ZZ-Flx", change(demo_monthly()), tmp_path)
+    meta = pd.DataFrame(
+        {"lat": [25.36], "lon": [-81.08], "ecosystem": ["mangrove"]},
+        index=pd.Index(["ZZ-Flx"], name="site_id"),
+    )
+    write_sites_table(meta, tmp_path)
+    with pytest.raises(SiteDataError, match=rf"site ZZ-Flx \(FLX_ZZ-Flx_.*\): {shown}.*signs"):
+        read_sites(tmp_path)

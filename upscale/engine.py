@@ -30,7 +30,7 @@ from upscale.schema import (
     FLUXES,
     IMPLAUSIBLE_FIX,
     WETLAND,
-    implausible_driver,
+    implausible_value,
     spread_attrs,
     spread_name,
 )
@@ -160,7 +160,7 @@ def wetland_series(
         pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
         if not np.isfinite(pixels).all():
             _raise_gap(pixels, model.card.features, rows, cols, origin)
-        problem = implausible_driver(
+        problem = implausible_value(
             model.card.features, pixels.min(axis=(1, 2)), pixels.max(axis=(1, 2))
         )
         if problem:

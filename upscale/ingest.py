@@ -34,7 +34,7 @@ from rasterio.warp import Resampling, transform_bounds
 
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
-from upscale.schema import DRIVERS, implausible_driver, units_match
+from upscale.schema import DRIVERS, implausible_value, units_match
 
 _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
     "degC": {"K": (1.0, -273.15), "kelvin": (1.0, -273.15), "Kelvin": (1.0, -273.15)},
@@ -439,7 +439,7 @@ def _check_plausible(array: xr.DataArray, source: str) -> None:
     found_low, found_high = float(array.min()), float(array.max())
     if np.isnan(found_low):
         raise CubeError(f"{source}: {array.name} has no value on the target grid and period")
-    problem = implausible_driver([str(array.name)], [found_low], [found_high])
+    problem = implausible_value([str(array.name)], [found_low], [found_high])
     if problem:
         raise CubeError(
             f"{source}: {problem}; check its units and scale factor (MODIS NDVI/EVI need "

@@ -17,7 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, IMPLAUSIBLE_FIX, TARGETS, implausible_driver
+from upscale.schema import DRIVERS, IMPLAUSIBLE_FIX, TARGETS, implausible_value
 from upscale.sites import SiteData
 
 
@@ -195,7 +195,7 @@ def extract_site_series(
             f"pixel of site {meta.index[s]}; fill the cube's gaps first"
         )
     for s, site in enumerate(meta.index):
-        problem = implausible_driver(features, drivers[s].min(axis=0), drivers[s].max(axis=0))
+        problem = implausible_value(features, drivers[s].min(axis=0), drivers[s].max(axis=0))
         if problem:
             raise SiteDataError(f"cube {problem} at the pixel of site {site}; {IMPLAUSIBLE_FIX}")
     times = pd.DatetimeIndex(cube["time"].values)

@@ -150,33 +150,40 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "SW_IN": (0.0, 500.0),
     "VPD": (0.0, 120.0),
     "PRECIP": (0.0, 200.0),
+    # Monthly means in gC m-2 d-1: the most productive ecosystems stay below 20 of GPP, and
+    # partitioning leaves GPP and RE at most slightly negative.
+    "GPP": (-3.0, 30.0),
+    "RE": (-3.0, 30.0),
+    "NEE": (-25.0, 15.0),
 }
-"""Monthly-mean ranges a correctly scaled and converted driver stays within."""
+"""Monthly-mean ranges a correctly scaled and converted driver or flux stays within."""
 
 
-def implausible_driver(
-    features: Sequence[str], lows: Sequence[float], highs: Sequence[float]
+def implausible_value(
+    names: Sequence[str], lows: Sequence[float], highs: Sequence[float]
 ) -> str | None:
-    """Describe the first driver whose values leave its plausible range, or return None.
+    """Describe the first driver or flux whose values leave its plausible range, or None.
 
-    A nodata value left unmasked (-9999) or a driver in other units (K for degC) gives
-    maps and models without any other sign of it; drivers without a range pass.
+    A nodata value left unmasked (-9999), a driver in other units (K for degC) or a flux
+    of the other sign gives maps and models without any other sign of it; variables
+    without a range pass.
 
     Parameters
     ----------
-    features
-        Driver names.
+    names
+        Driver or flux names.
     lows, highs
-        The smallest and largest value of each driver.
+        The smallest and largest value of each.
     """
-    for name, low, high in zip(features, lows, highs, strict=True):
+    for name, low, high in zip(names, lows, highs, strict=True):
         if name in PLAUSIBLE_RANGES:
             least, most = PLAUSIBLE_RANGES[name]
             if low < least or high > most:
-                units = "" if DRIVERS[name].units == "1" else f" {DRIVERS[name].units}"
+                variable = FLUXES.get(name) or DRIVERS[name]
+                units = "" if variable.units == "1" else f" {variable.units}"
                 return (
-                    f"driver {name} ranges {low:.4g}..{high:.4g}, outside the plausible "
-                    f"{least:g}..{most:g}{units}"
+                    f"{'flux' if name in FLUXES else 'driver'} {name} ranges "
+                    f"{low:.4g}..{high:.4g}, outside the plausible {least:g}..{most:g}{units}"
                 )
     return None
 

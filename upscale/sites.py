@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, ECOSYSTEM_CODES, FLUXES, TARGETS, implausible_driver
+from upscale.schema import DRIVERS, ECOSYSTEM_CODES, FLUXES, TARGETS, implausible_value
 
 Partitioning = Literal["NT", "DT"]
 """Flux partitioning of FLUXNET: night-time (Reichstein et al.) or daytime (Lasslop et al.)."""
@@ -337,7 +337,7 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     monthly = _tidy_monthly(path)
     monthly = monthly.drop(columns=[t for t in TARGETS if t not in header])
     drivers = [c for c in monthly.columns if c in DRIVERS]
-    problem = implausible_driver(drivers, monthly[drivers].min(), monthly[drivers].max())
+    problem = implausible_value(drivers, monthly[drivers].min(), monthly[drivers].max())
     if problem:
         raise SiteDataError(f"{path.name}: {problem}; check its units")
     return monthly
@@ -482,6 +482,13 @@ def read_sites(
     fluxes[SITE_ID] = fluxes[SITE_ID].astype(str)
     fluxes[TIME] = fluxes[TIME].astype(_TIME_DTYPE)
     fluxes = fluxes.sort_values([SITE_ID, TIME], ignore_index=True)
+    for site, measured in fluxes.groupby(SITE_ID)[list(TARGETS)]:
+        problem = implausible_value(TARGETS, measured.min(), measured.max())
+        if problem:
+            raise SiteDataError(
+                f"site {site} ({source[site].name}): {problem}; check the units (monthly "
+                "means in gC m-2 d-1) and the signs (GPP and RE positive, uptake negative NEE)"
+            )
     valid = fluxes[list(TARGETS)].notna().any(axis=1).groupby(fluxes[SITE_ID]).any()
     empty = sorted(valid.index[~valid])
     if empty:

@@ -149,6 +149,7 @@ def test_monthly_budget_sums_to_the_annual_one():
     assert monthly.attrs["units"]["total"] == "Gg C month-1"
 
 
+@pytest.mark.filterwarnings("ignore:region .* lies on the maps")
 def test_many_overlapping_regions_in_one_lazy_pass():
     crs, x, y, step, _, _ = geographic_case()
     maps = synthetic_maps(crs, x, y).chunk({"time": -1, "y": 8, "x": 8})
@@ -215,6 +216,7 @@ def test_region_areas_are_geodesic():
     assert region_area_km2(box.to_crs("EPSG:5070")).loc["b"] == pytest.approx(area, rel=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:region .* lies on the maps")
 def test_a_gap_in_the_maps_spoils_only_the_rows_that_count_it():
     crs, x, y, step, _, _ = geographic_case()
     maps = synthetic_maps(crs, x, y)
@@ -285,3 +287,14 @@ def test_bad_region_tables_and_periods(tmp_path):
     unnamed.to_file(tmp_path / "unnamed.geojson")
     with pytest.raises(RegionError, match="1 region\\(s\\) without a name"):
         read_regions(tmp_path / "unnamed.geojson")
+
+
+def test_a_region_partly_off_the_maps_is_budgeted_with_a_warning(recwarn):
+    crs, x, y, *_ = geographic_case()
+    maps = synthetic_maps(crs, x, y)
+    west = -81.9  # the maps' west edge: the first box lies half off the maps
+    boxes = [shapely.box(west - 0.2, 25.4, west + 0.2, 25.6), shapely.box(-81.6, 25.4, -81.2, 25.6)]
+    regions = gpd.GeoDataFrame({"name": ["half", "inside"]}, geometry=boxes, crs=crs)
+    with pytest.warns(UserWarning, match=r"region half: only 50% of its area lies on the maps"):
+        budget(maps, regions)
+    assert not [w for w in recwarn if "region inside" in str(w.message)]

@@ -91,6 +91,10 @@ def valid_regions(regions: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
     return regions
 
 
+PARTLY_INSIDE = 0.99
+"""Below this share of its area on the maps, a region's budget comes with a warning."""
+
+
 def region_weights(
     regions: gpd.GeoDataFrame, grid: xr.Dataset, *, require_overlap: bool = True
 ) -> xr.DataArray:
@@ -116,6 +120,16 @@ def region_weights(
             f"region(s) {', '.join(map(str, outside))} do not overlap the maps; "
             "check their extent and CRS"
         )
+    pixel = abs(float(grid["x"][1] - grid["x"][0]) * float(grid["y"][1] - grid["y"][0]))
+    for name, layer, shape in zip(regions["name"], layers, shapes.geometry.values, strict=True):
+        inside = float(layer.sum()) * pixel / shape.area if shape.area else 1.0
+        if 0 < inside < PARTLY_INSIDE:
+            warnings.warn(
+                f"region {name}: only {inside:.0%} of its area lies on the maps; its budget "
+                "counts that part alone (maps of a larger extent would count the rest)",
+                UserWarning,
+                stacklevel=2,
+            )
     return xr.DataArray(
         layers.astype("float32"),
         dims=("region", "y", "x"),

@@ -99,8 +99,9 @@ def test_open_maps_refuses_other_stores(small_region, tmp_path):
     [
         lambda ds: ds.isel(y=slice(None, None, -1)),  # latitude ascending
         lambda ds: ds.assign_coords(x=ds["x"] + 360),  # 0-360 longitudes
+        lambda ds: ds.isel(x=slice(None, None, -1)),  # east to west
     ],
-    ids=["lat-ascending", "lon-0-360"],
+    ids=["lat-ascending", "lon-0-360", "x-descending"],
 )
 def test_other_orientations_open_on_the_canonical_grid(change, small_region, tmp_path):
     def as_a_file_states_it(ds):  # with the transform of its own orientation
@@ -188,3 +189,11 @@ def test_cube_with_a_column_left_out_is_refused(small_region, tmp_path):
     path = write_store(gappy, tmp_path / "gappy.zarr")
     with pytest.raises(CubeError, match=r"gappy.zarr: the x coordinates are not evenly spaced"):
         open_cube(path)
+
+
+def test_mask_with_nan_for_no_wetland_says_to_store_0(small_region, tmp_path):
+    mask = small_region.mask.copy()
+    mask[WETLAND] = mask[WETLAND].astype("float32").where(mask[WETLAND] > 0)
+    write_store(mask, tmp_path / "nan.zarr")
+    with pytest.raises(MaskError, match="codes \\[nan\\].*store no wetland as 0, not NaN"):
+        open_mask(tmp_path / "nan.zarr")

@@ -563,3 +563,9 @@ def test_error_implausible_tower_fluxes(tmp_path, change, shown):
     write_sites_table(meta, tmp_path)
     with pytest.raises(SiteDataError, match=rf"site ZZ-Flx \(FLX_ZZ-Flx_.*\): {shown}.*signs"):
         read_sites(tmp_path)
+
+
+def test_error_sites_table_names_the_columns_it_has(tmp_path):
+    (tmp_path / "sites.csv").write_text("Site_ID,Lat,Lon,Ecosystem\nZZ-Flx,25.3,-81.0,mangrove\n")
+    with pytest.raises(SiteDataError, match="missing column.*lower case.*has Site_ID, Lat, Lon"):
+        read_sites(tmp_path)

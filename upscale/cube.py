@@ -62,7 +62,7 @@ def _open_any(path: Path) -> xr.Dataset:
 
 
 def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
-    """Rename lat/lon dims to y/x, sort y descending (north up), default lat/lon to EPSG:4326.
+    """Rename lat/lon dims to y/x, north up and west to east, default lat/lon to EPSG:4326.
 
     Longitudes all east of 180 (a 0-360 grid) are moved to -180..180, where regions, towers
     and masks are; a grid across 180 E keeps its 0-360 longitudes, the only regular ones.
@@ -74,6 +74,8 @@ def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
     moved = False
     if "y" in ds.dims and ds.sizes["y"] > 1 and ds["y"][0] < ds["y"][-1]:
         ds, moved = ds.isel(y=slice(None, None, -1)), True
+    if "x" in ds.dims and ds.sizes["x"] > 1 and ds["x"][0] > ds["x"][-1]:
+        ds, moved = ds.isel(x=slice(None, None, -1)), True
     crs = ds.rio.crs
     if "x" in ds.dims and crs is not None and crs.is_geographic and float(ds["x"].min()) > 180:
         ds, moved = ds.assign_coords(x=ds["x"] - 360), True
@@ -167,9 +169,11 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     codes = set(np.unique(wetland.values).tolist()) - {0}
     unknown = {c for c in codes if c not in ECOSYSTEMS}
     if unknown:
+        nodata = "; store no wetland as 0, not NaN" if any(c != c for c in unknown) else ""
         raise MaskError(
             f"{path}: '{WETLAND}' has codes {sorted(unknown)}; allowed are 0 (none) and "
             + ", ".join(f"{c} ({n})" for c, n in ECOSYSTEMS.items())
+            + nodata
         )
     if WETLAND_FRACTION in ds:
         fraction = ds[WETLAND_FRACTION].load().drop_attrs().where(wetland > 0, 0.0)

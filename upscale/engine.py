@@ -179,12 +179,13 @@ def wetland_series(
 
 
 def _raise_gap(pixels, features, rows, cols, origin: tuple[int, int]) -> None:
-    feature, _, pixel = np.argwhere(~np.isfinite(pixels))[0]
+    feature, month, pixel = np.argwhere(~np.isfinite(pixels))[0]
     y0, x0 = origin
     raise CubeError(
         f"driver {features[feature]} is missing at {int(np.sum(~np.isfinite(pixels[feature])))} "
         f"wetland pixel-months of the tile starting at y={y0}, x={x0} (first at pixel "
-        f"y={y0 + rows[pixel]}, x={x0 + cols[pixel]}); fill the cube's gaps before predicting"
+        f"y={y0 + rows[pixel]}, x={x0 + cols[pixel]}, month {month + 1} of the cube); fill "
+        "the cube's gaps before predicting (upscale ingest fills optical drivers' gaps)"
     )
 
 

@@ -325,8 +325,8 @@ def _validate_time(cube: xr.Dataset, source: str) -> None:
         raise CubeError(f"{source}: no 'time' coordinate")
     if not np.issubdtype(cube["time"].dtype, np.datetime64):
         raise CubeError(
-            f"{source}: time is of type {cube['time'].dtype}, expected datetimes "
-            "(a standard calendar)"
+            f"{source}: time is of type {cube['time'].dtype}, expected datetimes of a "
+            "standard calendar; convert it (xarray's ds.convert_calendar('standard'))"
         )
     times = pd.DatetimeIndex(cube["time"].values)
     if len(times) == 0:

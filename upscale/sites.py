@@ -731,7 +731,7 @@ def _read_meta(path: Path) -> pd.DataFrame:
     if missing:
         raise SiteDataError(
             f"{path}: missing column(s) {', '.join(missing)}; {SITES_TABLE} needs "
-            f"{SITE_ID}, {', '.join(META_COLUMNS)}"
+            f"{SITE_ID}, {', '.join(META_COLUMNS)} (lower case), and has {', '.join(header)}"
         )
     table = pd.read_csv(path, dtype={SITE_ID: str, "ecosystem": str}, skipinitialspace=True)
     table.columns = [str(c).strip() for c in table.columns]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 import numpy as np
 import rasterio
 import xarray as xr
+from rasterio.shutil import copy
 from rio_cogeo.cogeo import cog_validate
 
 from upscale.annual import annual_totals, valid_period
@@ -26,38 +28,56 @@ EXPORT_PLAN = ".upscale-export.json"
 def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
     """Write ``(band, y, x)`` as a COG with band descriptions and units, and NaN nodata.
 
-    The file is validated under a temporary name and renamed into place.
+    A lazy array is computed chunk by chunk into a tiled GeoTIFF (rioxarray, with a lock),
+    which GDAL then copies into a COG, since the COG driver can only copy: memory holds
+    the chunks in flight, not the whole raster. The file is validated under a temporary
+    name and renamed into place.
     """
     units = bands.attrs.get("units", "")
-    profile = {
-        "driver": "COG",
-        "count": bands.shape[0],
-        "height": bands.sizes["y"],
-        "width": bands.sizes["x"],
-        "dtype": "float32",
-        "crs": bands.rio.crs,
-        "transform": bands.rio.transform(),
-        "nodata": np.nan,
-        "compress": "DEFLATE",
-        "predictor": 3,
-    }
+    staged = path.with_name(path.stem + ".staged.tif")
     partial = path.with_name(path.stem + ".partial.tif")
-    with rasterio.open(partial, "w", **profile) as dst:
-        dst.write(np.asarray(bands.values, dtype="float32"))
-        dst.descriptions = tuple(labels)
-        dst.units = (units,) * len(labels)
-        tags = {"units": units} | {
-            key: bands.attrs[key]
-            for key in ("long_name", "comment", "flag_meanings")
-            if key in bands.attrs
-        }
-        dst.update_tags(**tags)
+    try:
+        bands.astype("float32", copy=False).drop_attrs(deep=False).rio.write_nodata(
+            np.nan
+        ).rio.to_raster(
+            staged,
+            driver="GTiff",
+            tiled=True,
+            blockxsize=COG_BLOCK,
+            blockysize=COG_BLOCK,
+            BIGTIFF="IF_SAFER",
+            lock=threading.Lock(),  # one writer at a time; dask computes the chunks in parallel
+        )
+        with rasterio.open(staged, "r+") as dst:
+            dst.descriptions = tuple(labels)
+            dst.units = (units,) * len(labels)
+            tags = {"units": units} | {
+                key: bands.attrs[key]
+                for key in ("long_name", "comment", "flag_meanings")
+                if key in bands.attrs
+            }
+            dst.update_tags(**tags)
+        copy(
+            staged,
+            partial,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            PREDICTOR="3",
+            BLOCKSIZE=str(COG_BLOCK),
+            BIGTIFF="IF_SAFER",
+        )
+    finally:
+        staged.unlink(missing_ok=True)
     valid, errors, _ = cog_validate(str(partial))
     if not valid:
         partial.unlink()
         raise RuntimeError(f"{path}: GDAL wrote an invalid COG: {errors}")
     partial.replace(path)
     return path
+
+
+COG_BLOCK = 256
+"""Tile size of the COGs (GDAL's default), in pixels."""
 
 
 def export_cogs(
@@ -127,7 +147,7 @@ def export_cogs(
     ):
         for path, data, labels in layers:
             if path not in finished:  # a killed export, started again, writes the rest
-                write_cog(data.compute(), labels, path)
+                write_cog(data, labels, path)
         if netcdf and cf_file not in finished:
             # An existing file was refused above unless the user replaces it, or finished.
             write_netcdf(maps, cf_file, overwrite=True)

@@ -224,4 +224,4 @@ def export_shap_cogs(
     ]
     refuse_overwrite((path for path, _, _ in layers), overwrite=overwrite)
     folder.mkdir(parents=True, exist_ok=True)
-    return [write_cog(data.compute(), labels, path) for path, data, labels in layers]
+    return [write_cog(data, labels, path) for path, data, labels in layers]

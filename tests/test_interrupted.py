@@ -90,13 +90,13 @@ def _train_in_process(inputs, out) -> subprocess.CompletedProcess:
     return subprocess.run(arguments, capture_output=True, text=True, timeout=300)
 
 
-def test_export_killed_after_one_file_resumes_with_the_others(
-    small_region, model_folders, tmp_path
-):
+@pytest.fixture
+def maps_path(small_region, model_folders, tmp_path):
     cube = small_region.cube.chunk({"y": 8, "x": 8})
-    maps_path = write_store(
-        flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr"
-    )
+    return write_store(flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr")
+
+
+def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_path):
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"
@@ -126,11 +126,7 @@ def test_export_killed_after_one_file_resumes_with_the_others(
         export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))
 
 
-def test_export_killed_before_its_netcdf_finishes_it_alone(small_region, model_folders, tmp_path):
-    cube = small_region.cube.chunk({"y": 8, "x": 8})
-    maps_path = write_store(
-        flux_maps(cube, small_region.mask, model_folders), tmp_path / "maps.zarr"
-    )
+def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"

@@ -79,8 +79,9 @@ def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
     crs = ds.rio.crs
     if "x" in ds.dims and crs is not None and crs.is_geographic and float(ds["x"].min()) > 180:
         ds, moved = ds.assign_coords(x=ds["x"] - 360), True
-    if moved and crs is not None:
+    if moved and crs is not None and min(ds.sizes.get(d, 1) for d in ("y", "x")) > 1:
         # The stored transform describes the grid as it was; GeoTIFFs and GIS would read it.
+        # (A grid one pixel wide has no step to recompute it from: its transform stays.)
         ds = ds.rio.write_transform(ds.rio.transform(recalc=True))
     return ds
 

@@ -2,9 +2,10 @@
 
 `upscale export` and the SHAP COGs write each layer with `upscale.geotiff.write_cog`, which
 computes a lazy layer chunk by chunk into a tiled GeoTIFF and lets GDAL copy that into a
-COG. The baseline, measured in the same run, is the same function given the layer already
-computed, as the export did before: the whole ``(band, y, x)`` raster in memory. Each runs
-in a process of its own, so that its peak resident memory is its own.
+COG. The baseline, measured in the same run, computes the layer into memory first, as the
+export did before, and gives it to the same function: the whole ``(band, y, x)`` raster,
+and the copies made of it on the way, are in memory at once. Each runs in a process of its
+own, so that its peak resident memory is its own.
 
 Run: ``.venv/bin/python benchmarks/export_memory.py [--size 2048 --bands 48]``.
 """

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -317,23 +318,23 @@ def test_folds_that_leave_too_few_towers_are_refused_before_any_training(demo_in
     assert not (tmp_path / "models").exists()  # no mangrove model first, then the error
 
 
-def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
-    demo_inputs, tmp_path, monkeypatch
-):
+class Killed(Exception):
+    """Stands for a kill of the process at the step that raises it."""
+
+
+def killed(*args, **kwargs):
+    raise Killed
+
+
+@pytest.fixture
+def quick_explain(demo_inputs, tmp_path):
+    """Run ``upscale.explain`` of small trained models with the SHAP rasters, quickly."""
     import upscale
-    from upscale.api.models import EXPLAIN_PLAN
-
-    class Killed(BaseException):
-        pass
-
-    def killed(*args, **kwargs):
-        raise Killed
 
     models = tmp_path / "models"
     assert train(demo_inputs, "--out", str(models), "--epochs", "2", "--memory", "3").exit_code == 0
-    out = tmp_path / "explain"
 
-    def explain():
+    def explain(out, mask=demo_inputs.mask, **options):
         return upscale.explain(
             demo_inputs.sites,
             demo_inputs.cube,
@@ -343,17 +344,59 @@ def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
             background=10,
             samples=4,
             null=False,
-            mask=demo_inputs.mask,
+            mask=mask,
             months=1,
             raster_samples=4,
             status=lambda line: None,
+            **options,
         )
 
+    return explain
+
+
+def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
+    quick_explain, tmp_path, monkeypatch
+):
+    from upscale.api.models import EXPLAIN_PLAN
+
+    out = tmp_path / "explain"
     with monkeypatch.context() as patch:
         patch.setattr("upscale.api.models.export_shap_cogs", killed)
         with pytest.raises(Killed):
-            explain()
+            quick_explain(out)
     written = (out / "shap.zarr" / "zarr.json").stat().st_mtime_ns
-    explain()  # the same command again: no --overwrite needed
+    quick_explain(out)  # the same command again: no --overwrite needed
     assert (out / "shap_cogs" / "mean_lag.tif").exists() and not (out / EXPLAIN_PLAN).exists()
     assert (out / "shap.zarr" / "zarr.json").stat().st_mtime_ns == written
+
+
+def test_explain_rows_left_by_a_run_on_another_mask_are_not_taken(
+    quick_explain, demo_inputs, small_region, tmp_path, monkeypatch
+):
+    from upscale.cube import open_store
+    from upscale.schema import ECOSYSTEM_CODES, WETLAND
+
+    codes = small_region.mask[WETLAND]
+    no_mangrove = small_region.mask.assign(
+        {WETLAND: codes.where(codes != ECOSYSTEM_CODES["mangrove"], 0)}
+    )
+    other_mask = write_store(no_mangrove, tmp_path / "saltmarsh-only.zarr")
+    from upscale import cube
+
+    record = cube._record_row
+
+    def record_one_then_die(stored, marker):
+        record(stored, marker)
+        raise Killed
+
+    out = tmp_path / "explain"
+    with monkeypatch.context() as patch:  # killed after a row on the demo mask is recorded
+        patch.setattr(cube, "_record_row", record_one_then_die)
+        with pytest.raises(Killed):
+            quick_explain(out)
+    assert list((out / "shap.zarr.partial.tiles").glob("y*"))
+    quick_explain(out, mask=other_mask, overwrite=True)
+    quick_explain(tmp_path / "whole", mask=other_mask)
+    resumed, whole = open_store(out / "shap.zarr"), open_store(tmp_path / "whole" / "shap.zarr")
+    for name in resumed.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values)

@@ -173,7 +173,7 @@ def test_cube_with_chunks_of_its_own_per_variable_opens_on_one_grid_of_tiles(
     cube["LAI"] = cube["LAI"].chunk({"y": 7, "x": 5})
     cube.drop_encoding().to_zarr(tmp_path / "mixed.zarr", zarr_format=3, consolidated=False)
     opened = open_cube(tmp_path / "mixed.zarr")
-    assert opened["LAI"].chunks == opened["TA"].chunks
+    assert opened["LAI"].chunks == opened["TA"].chunks == ((48,), (20,), (24,))  # one tile
 
 
 def test_mask_without_crs_opened_on_its_own_is_one_clear_error(tmp_path):
@@ -197,3 +197,11 @@ def test_mask_with_nan_for_no_wetland_says_to_store_0(small_region, tmp_path):
     write_store(mask, tmp_path / "nan.zarr")
     with pytest.raises(MaskError, match="codes \\[nan\\].*store no wetland as 0, not NaN"):
         open_mask(tmp_path / "nan.zarr")
+
+
+def test_float32_coordinates_of_a_fine_grid_are_regular(small_region, tmp_path):
+    step = 1 / 240  # MODIS 500 m, far from the origin: float32 rounds every coordinate
+    x = (120 + step * (np.arange(24) + 0.5)).astype("float32")
+    fine = small_region.cube.assign_coords(x=x).rio.write_crs("EPSG:4326")
+    path = write_store(fine, tmp_path / "fine.zarr")
+    assert open_cube(path).sizes["x"] == 24

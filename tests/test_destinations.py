@@ -86,3 +86,21 @@ def test_a_file_in_the_way_is_one_clear_error_before_any_work(tmp_path):
     with pytest.raises(OutputWriteError, match=r"notes.txt is a file, not a Zarr store"):
         write_store(_incompressible(0.01), tmp_path / "notes.txt", overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("named", "ours"),
+    [
+        ("new/maps.zarr/GPP/c/0", True),
+        ("new/maps.zarr.partial.tiles/y0_x0", True),
+        ("new/.maps.zarr.lock", True),
+        ("new", True),  # the folder the output is to be made in
+        ("new/maps.zarr2", False),
+        ("model/card.json", False),
+    ],
+)
+def test_which_errors_are_about_the_output(tmp_path, named, ours):
+    from upscale.locking import _about
+
+    error = PermissionError(13, "Permission denied", str(tmp_path / named))
+    assert _about(error, tmp_path / "new" / "maps.zarr") is ours

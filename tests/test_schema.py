@@ -98,3 +98,11 @@ def test_cf_attributes():
     )
     assert "standard_name" not in FLUXES["NEE"].attrs()
     assert "sink is -NEE" in FLUXES["NEE"].attrs()["comment"]
+
+
+def test_plausible_ranges_allow_rounding_past_a_bound_but_not_nodata():
+    from upscale.schema import implausible_value
+
+    assert implausible_value(["PRECIP", "SW_IN"], [-0.01, -0.4], [12.0, 300.0]) is None
+    assert "PRECIP ranges -9999" in implausible_value(["PRECIP"], [-9999.0], [12.0])
+    assert "flux GPP ranges -8..12" in implausible_value(["GPP"], [-8.0], [12.0])

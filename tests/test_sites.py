@@ -536,7 +536,10 @@ def test_error_tidy_without_fluxes_or_with_text(tmp_path):
 @pytest.mark.parametrize("written", ["01/02/2011", "2/1/2011", "Feb 1 2011"])
 def test_error_tidy_dates_that_are_not_iso(tmp_path, written):
     path = write_csv(tmp_path, "d.csv", {"site_id": ["ZZ-Tdy"], "time": [written], "GPP": [1.0]})
-    with pytest.raises(SiteDataError, match=r"d\.csv: column time has values that are not ISO"):
+    with pytest.raises(
+        SiteDataError,
+        match=rf"d\.csv: column time has values that are not ISO dates \(e\.g\. '{written}'\)",
+    ):
         read_tidy(path)
 
 

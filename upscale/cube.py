@@ -124,9 +124,11 @@ def open_cube(
         raise CubeError(str(err)) from None
     ds = _to_canonical_grid(ds)
     validate_cube(ds, features, source=str(path))
-    ds = ds.unify_chunks()  # variables stored with chunks of their own share one grid of tiles
     if tile is None:
-        largest = max(max(ds.chunksizes.get(d, (ds.sizes[d],))) for d in SPATIAL_DIMS)
+        try:
+            largest = max(max(ds.chunksizes.get(d, (ds.sizes[d],))) for d in SPATIAL_DIMS)
+        except ValueError:  # variables stored with chunks of their own: one grid of tiles
+            largest = DEFAULT_TILE + 1
         tile = DEFAULT_TILE if largest > DEFAULT_TILE else None
     chunks = {"time": -1} if tile is None else {"time": -1, "y": tile, "x": tile}
     return ds.chunk(chunks)

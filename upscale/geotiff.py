@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -10,6 +9,7 @@ from typing import Literal
 import numpy as np
 import rasterio
 import xarray as xr
+from dask.utils import SerializableLock
 from rasterio.shutil import copy
 from rio_cogeo.cogeo import cog_validate
 
@@ -46,7 +46,7 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
             blockxsize=COG_BLOCK,
             blockysize=COG_BLOCK,
             BIGTIFF="IF_SAFER",
-            lock=threading.Lock(),  # one writer at a time; dask computes the chunks in parallel
+            lock=SerializableLock(),  # one writer at a time; dask computes chunks in parallel
         )
         with rasterio.open(staged, "r+") as dst:
             dst.descriptions = tuple(labels)
@@ -76,8 +76,8 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
     return path
 
 
-COG_BLOCK = 256
-"""Tile size of the COGs (GDAL's default), in pixels."""
+COG_BLOCK = 512
+"""Tile size of the COGs (the GDAL COG driver's default), in pixels."""
 
 
 def export_cogs(

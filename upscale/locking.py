@@ -80,15 +80,21 @@ def _refuse_file_in_the_way(output: str | Path) -> None:
 
 
 def _about(err: OSError, output: str | Path) -> bool:
-    """Whether ``err`` concerns the output (or its ``.partial``, ``.lock``... siblings).
+    """Whether ``err`` concerns the output, rather than an input met while writing it.
 
-    An error without a file name (a full disk met by a writer) is taken to be the output's;
-    one naming an input (an unreadable model) is not, and keeps its own message.
+    The output's own are: itself and what it holds, its siblings named after it
+    (``.partial``, ``.replaced``, the lock) and the folders it is to be made in. An error
+    without a file name (a full disk met by a writer) is taken to be the output's; one
+    naming an input (an unreadable model) is not, and keeps its own message.
     """
     if not err.filename:
         return True
-    named = os.path.abspath(err.filename)
-    return named.startswith(os.path.abspath(output)) or named == str(lock_path(output))
+    named, output = Path(os.path.abspath(err.filename)), Path(os.path.abspath(output))
+    for part in (named, *named.parents):  # the output, or inside it or a sibling of it
+        ours = part.parent == output.parent and part.name.startswith(f"{output.name}.")
+        if part == output or ours or part == lock_path(output):
+            return True
+    return named in output.parents
 
 
 @contextmanager

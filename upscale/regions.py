@@ -20,7 +20,7 @@ from pyproj import Geod
 
 from upscale.annual import annual_totals, monthly_amounts
 from upscale.errors import RegionError
-from upscale.grid import cover_fraction, grid_crs, pixel_areas
+from upscale.grid import cover_fraction, grid_crs, grid_outline, pixel_areas
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
     ECOSYSTEMS,
@@ -120,9 +120,9 @@ def region_weights(
             f"region(s) {', '.join(map(str, outside))} do not overlap the maps; "
             "check their extent and CRS"
         )
-    pixel = abs(float(grid["x"][1] - grid["x"][0]) * float(grid["y"][1] - grid["y"][0]))
-    for name, layer, shape in zip(regions["name"], layers, shapes.geometry.values, strict=True):
-        inside = float(layer.sum()) * pixel / shape.area if shape.area else 1.0
+    outline = grid_outline(grid)
+    for name, shape in zip(regions["name"], shapes.geometry.values, strict=True):
+        inside = shape.intersection(outline).area / shape.area if shape.area else 1.0
         if 0 < inside < PARTLY_INSIDE:
             warnings.warn(
                 f"region {name}: only {inside:.0%} of its area lies on the maps; its budget "

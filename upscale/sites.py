@@ -349,10 +349,12 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
     try:
         # Only ISO dates: a guessed format reads 01/02/2010 as 2 January or 1 February.
         time = pd.to_datetime(table[TIME], format="ISO8601")
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(table[TIME], format="ISO8601", errors="coerce")
+        first = table[TIME][parsed.isna()].iloc[0]
         raise SiteDataError(
-            f"{path.name}: column {TIME} has values that are not ISO dates ({err}); write "
-            "dates such as 2015-07-01 (year-month-day)"
+            f"{path.name}: column {TIME} has values that are not ISO dates (e.g. {first!r}); "
+            "write dates such as 2015-07-01 (year-month-day)"
         ) from None
     other = [c for c in table.columns if c not in (SITE_ID, TIME)]
     values = _parse_numbers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ def _require_towers(
             if left < 2:  # one pixel to train on, one to stop early on
                 raise SiteDataError(
                     f"{sites}: holding out the {eco} tower(s) {', '.join(held_out)} leaves "
-                    f"{left} pixel(s) with towers to train on, and 2 are needed; use more "
-                    f"folds (--folds {len(groups)}) or --cv loso"
+                    f"{left} pixel(s) with towers to train on, and 2 are needed; use "
+                    f"{len(groups)} folds or leave-one-site-out (train --folds {len(groups)} "
+                    f"or --cv loso; folds: {len(groups)} or cv: loso in a --config file)"
                 )
         for k, target in enumerate(towers.targets):
             if not np.isfinite(towers.fluxes[..., k]).any():
@@ -568,6 +570,8 @@ def explain(
                     samples=raster_samples,
                     seed=seed,
                 )
+                # In the rows' plan: rows left by a run on other inputs are not taken.
+                rasters.attrs["inputs"] = json.dumps(plan, sort_keys=True, default=str)
                 with dask_progress(f"explaining every wetland pixel ({months} months each)"):
                     write_store(rasters, outputs["shap"], overwrite=True, resume=True)
             export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=True)

@@ -30,8 +30,8 @@ from upscale.bench import peak_memory_mb
 from upscale.geotiff import write_cog
 
 size, bands, mode, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-rows = da.arange(size, chunks=256, dtype="float32")[:, None]
-cols = da.arange(size, chunks=256, dtype="float32")[None, :]
+rows = da.arange(size, chunks=64, dtype="float32")[:, None]  # tiles of 64, as predict
+cols = da.arange(size, chunks=64, dtype="float32")[None, :]
 smooth = da.sin(rows / 97) * da.cos(cols / 89)  # compresses as maps do, unlike noise
 layer = da.stack([smooth + band for band in range(bands)])
 step = 1 / size

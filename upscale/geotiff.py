@@ -36,15 +36,16 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
     units = bands.attrs.get("units", "")
     staged = path.with_name(path.stem + ".staged.tif")
     partial = path.with_name(path.stem + ".partial.tif")
+    layer = bands.astype("float32", copy=False).drop_attrs(deep=False).rio.write_nodata(np.nan)
+    if layer.chunks:  # one chunk per block: a chunk smaller than its block is rewritten 4-64x
+        layer = layer.chunk({layer.dims[0]: -1, "y": STAGED_BLOCK, "x": STAGED_BLOCK})
     try:
-        bands.astype("float32", copy=False).drop_attrs(deep=False).rio.write_nodata(
-            np.nan
-        ).rio.to_raster(
+        layer.rio.to_raster(
             staged,
             driver="GTiff",
             tiled=True,
-            blockxsize=COG_BLOCK,
-            blockysize=COG_BLOCK,
+            blockxsize=STAGED_BLOCK,
+            blockysize=STAGED_BLOCK,
             BIGTIFF="IF_SAFER",
             lock=SerializableLock(),  # one writer at a time; dask computes chunks in parallel
         )
@@ -78,6 +79,9 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
 
 COG_BLOCK = 512
 """Tile size of the COGs (the GDAL COG driver's default), in pixels."""
+
+STAGED_BLOCK = 256
+"""Tile size of the staged GeoTIFF, and the chunks computed for it, in pixels."""
 
 
 def export_cogs(

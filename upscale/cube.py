@@ -297,9 +297,10 @@ def write_store(
     Returns
     -------
     pathlib.Path
-        The written store.
+        The written store, as ``path`` was given.
     """
-    path = Path(path).absolute()  # dask workers resolve paths in folders of their own
+    given = Path(path)
+    path = given.absolute()  # dask workers resolve paths in folders of their own
     with output_lock(path):  # inside it, no other run writes this store
         if path.exists() and not path.is_dir():
             raise OutputWriteError(
@@ -334,7 +335,7 @@ def write_store(
         partial.rename(path)
         shutil.rmtree(replaced, ignore_errors=True)
         shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
-    return path
+    return given
 
 
 def _write_tiles(

@@ -25,6 +25,13 @@ EXPORT_PLAN = ".upscale-export.json"
 """File in the export folder recording an export under way (see `upscale.resume`)."""
 
 
+COG_BLOCK = 512
+"""Tile size of the COGs (the GDAL COG driver's default), in pixels."""
+
+STAGED_BLOCK = 256
+"""Tile size of the staged GeoTIFF, and the chunks computed for it, in pixels."""
+
+
 def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
     """Write ``(band, y, x)`` as a COG with band descriptions and units, and NaN nodata.
 
@@ -75,13 +82,6 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
         raise RuntimeError(f"{path}: GDAL wrote an invalid COG: {errors}")
     partial.replace(path)
     return path
-
-
-COG_BLOCK = 512
-"""Tile size of the COGs (the GDAL COG driver's default), in pixels."""
-
-STAGED_BLOCK = 256
-"""Tile size of the staged GeoTIFF, and the chunks computed for it, in pixels."""
 
 
 def export_cogs(

@@ -266,7 +266,8 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path
-        CSV with columns ``site_id``, ``time`` (any format pandas parses) and at least one of
+        CSV with columns ``site_id``, ``time`` (ISO dates: ``2015-07-01``, ``2015-07``, with
+        or without a time of day) and at least one of
         ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1); other numeric columns (drivers measured at the site,
         in the units of [`upscale.schema`][upscale.schema]) are kept. ``-9999`` is missing.
 

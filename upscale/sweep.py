@@ -3,9 +3,9 @@
 Every run of the grid is a full cross-validated ensemble
 ([`train_ensemble`][upscale.training.train_ensemble]). All memory lengths are scored on the
 same months (those after the longest window), so a longer memory is never judged on fewer,
-later months. The memory chosen per
-flux is the shortest whose mean fold skill is within one standard error of the best (the
-one-standard-error rule): a longer memory must earn its place by more than fold noise.
+later months. The memory chosen per flux is the shortest whose mean fold skill is within one
+standard error of the best (the one-standard-error rule): a longer memory must earn its place
+by more than fold noise.
 """
 
 from __future__ import annotations

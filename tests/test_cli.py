@@ -220,12 +220,17 @@ def test_budget_table_format(demo_inputs, tmp_path):
 def test_too_few_towers(demo_inputs, tmp_path):
     table = demo_inputs.sites / "sites.csv"
     lines = table.read_text().splitlines()
-    dropped = ("ZZ-Sm3",)
+    dropped = ("ZZ-Sm2", "ZZ-Sm3")
     table.write_text("\n".join(line for line in lines if not line.startswith(dropped)) + "\n")
-    for path in demo_inputs.sites.glob("FLX_ZZ-Sm3_*.csv"):
-        path.unlink()
+    for site in dropped:
+        for path in demo_inputs.sites.glob(f"FLX_{site}_*.csv"):
+            path.unlink()
     result = train(demo_inputs, "--out", str(tmp_path / "models"))
-    one_clear_error(result, "saltmarsh has 2 tower(s) in 2 cube pixel(s); at least 3")
+    one_clear_error(
+        result,
+        "saltmarsh has 1 tower(s) in 1 cube pixel(s); cross-validating by tower needs at least 2",
+        "--cv temporal",
+    )
 
 
 def test_sweep_command_and_sample_cache(demo_inputs, tmp_path):
@@ -311,10 +316,13 @@ def test_explain_command(demo_inputs, tmp_path):
     assert ((sums - 1).abs() < 1e-3).all()
 
 
-def test_folds_that_leave_too_few_towers_are_refused_before_any_training(demo_inputs, tmp_path):
-    # 3 saltmarsh tower pixels in 2 folds: holding out 2 of them leaves 1 to train on.
-    result = train(demo_inputs, "--out", str(tmp_path / "models"), "--folds", "2")
-    one_clear_error(result, "leaves 1 pixel(s) with towers to train on", "--cv loso")
+def test_a_temporal_split_too_short_for_the_memory_is_refused_before_any_training(
+    demo_inputs, tmp_path
+):
+    # 4 years of towers, half held out: 24 months before the cut, fewer than L = 30.
+    options = ("--cv", "temporal", "--test-fraction", "0.5", "--memory", "30")
+    result = train(demo_inputs, "--out", str(tmp_path / "models"), *options)
+    one_clear_error(result, "holding out its last 50% of", "use a shorter memory")
     assert not (tmp_path / "models").exists()  # no mangrove model first, then the error
 
 

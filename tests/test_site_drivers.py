@@ -73,8 +73,11 @@ def test_point_extractions_are_read_monthly(tmp_path):
     monthly = read_site_drivers(tmp_path / "modis.csv")
     assert list(monthly.columns) == ["site_id", "time", "NDVI"]
     np.testing.assert_allclose(monthly["NDVI"], [0.4, 0.6])
-    table.rename(columns={"NDVI": "ndvi_250m"}).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(SiteDataError, match=r"bad.csv: .* unknown columns: \['ndvi_250m'\]"):
+    # A column the schema does not know is a driver of its own, in the units given.
+    table.rename(columns={"NDVI": "ndvi_250m"}).to_csv(tmp_path / "own.csv", index=False)
+    np.testing.assert_allclose(read_site_drivers(tmp_path / "own.csv")["ndvi_250m"], [0.4, 0.6])
+    table.rename(columns={"NDVI": "GPP"}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SiteDataError, match=r"bad.csv: a site-driver table has .* no fluxes"):
         read_site_drivers(tmp_path / "bad.csv")
 
 

@@ -9,7 +9,6 @@ from upscale.schema import DEFAULT_FEATURES, TARGETS
 from upscale.sites import SiteData
 from upscale.training import (
     TrainConfig,
-    _windows,
     fit_member,
     site_folds,
     split_sites,
@@ -98,7 +97,7 @@ def test_a_member_learns(series):
     mangroves = series.of_ecosystem("mangrove")
     config = TrainConfig(epochs=60, patience=60, hyperparameters={"hidden": 16, "layers": 1})
     member = fit_member(mangroves, config)
-    windows, fluxes = _windows(mangroves, config.memory)
+    windows, fluxes, _ = mangroves.trainable_windows(config.memory)
     with torch.no_grad():
         predicted = member.denormalise(member.net(member.normalise(windows)))[:, 0].numpy()
     valid = np.isfinite(fluxes[:, 0].numpy())

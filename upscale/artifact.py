@@ -49,6 +49,10 @@ class MemberCard(BaseModel):
     training_sites: list[str]
     validation_sites: list[str] = Field(description="towers of its early stopping")
     held_out_sites: list[str] = Field(description="towers of its cross-validation fold")
+    held_out_months: dict[str, str] = Field(
+        default_factory=dict,
+        description="with a temporal split: each tower's first held-out month (YYYY-MM)",
+    )
     feature_mean: list[float]
     feature_std: list[float]
     target_mean: list[float]
@@ -81,6 +85,16 @@ class ModelCard(BaseModel):
     hyperparameters: dict[str, Any]
     memory: int
     features: list[str]
+    feature_sources: dict[str, str] = Field(
+        default_factory=dict, description="feature -> 'cube' or 'tower' (the towers' own data)"
+    )
+    feature_units: dict[str, str] = Field(
+        default_factory=dict, description="feature -> units; 'as given' where no file says"
+    )
+    towers: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="tower -> its file, format and the method behind each flux",
+    )
     targets: list[str]
     nee_mode: NeeMode
     ecosystem: str
@@ -90,6 +104,12 @@ class ModelCard(BaseModel):
     domain: DomainCard
     cv_scheme: str
     cv_metrics: dict[str, dict[str, dict[str, float]]]
+    cv_folds: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="flux -> fold number -> held-out scores"
+    )
+    cv_towers: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="flux -> tower -> held-out scores"
+    )
     train_config: dict[str, Any]
     data: dict[str, str]
     versions: dict[str, str]

@@ -20,14 +20,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
 from upscale.artifact import Model
-from upscale.samples import SiteSeries
+from upscale.samples import SiteSeries, window_views
 from upscale.training import TrainConfig, memoryless_series, train_ensemble
 
 Function = Callable[[torch.Tensor], torch.Tensor]
@@ -149,6 +149,11 @@ class Attribution:
     features: list[str]
     outputs: np.ndarray
     expected: np.ndarray
+
+    def select(self, features: Sequence[str]) -> Attribution:
+        """Return the attributions of some features only (shares are then among themselves)."""
+        picks = [self.features.index(f) for f in features]
+        return replace(self, values=self.values[..., picks], features=list(features))
 
     @property
     def by_lag(self) -> np.ndarray:
@@ -325,10 +330,8 @@ def explain_towers(
         ([`memoryless_series`][upscale.training.memoryless_series]), to state the memory statistics
         against it.
     """
-    drivers = torch.from_numpy(series.drivers)
-    views = drivers.unfold(1, model.memory, 1).transpose(2, 3)
-    measured = torch.from_numpy(np.isfinite(series.fluxes[:, model.memory - 1 :]).any(axis=-1))
-    pool = views[measured]
+    views = window_views(torch.from_numpy(series.drivers), model.memory)
+    pool = views[torch.from_numpy(series.trainable(model.memory))]
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     explained, rest = order[:windows], order[windows:]
     # Disjoint draws where the towers have windows enough; otherwise the background reuses

@@ -25,6 +25,7 @@ from upscale.progress import console
 from upscale.schema import FLUXES
 from upscale.sites import Partitioning as PartitioningName
 from upscale.sweep import DEFAULT_MEMORIES
+from upscale.training import CrossValidation as CrossValidationName
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -79,9 +80,13 @@ def _table(frame: pd.DataFrame, title: str, digits: int = 2) -> Table:
 def _skill_table(skill: pd.DataFrame) -> Table:
     """Cross-validated scores, compact enough for an 80-column terminal."""
     columns = ["ecosystem", "flux", "r2", "nse", "rmse", "bias", "seasonal_r2", "anomalies_r2"]
+    if "noise_share" in skill:  # towers that give their measurement uncertainty
+        columns.append("noise_share")
+    short = {"seasonal_r2": "season r2", "anomalies_r2": "anom. r2", "noise_share": "noise"}
     return _table(
-        skill[columns].rename(columns={"seasonal_r2": "season r2", "anomalies_r2": "anom. r2"}),
-        "cross-validated skill on held-out towers (rmse, bias in gC m-2 d-1)",
+        skill[columns].rename(columns=short),
+        "cross-validated skill on held-out data (rmse, bias in gC m-2 d-1; noise: share of "
+        "the squared error the towers' measurement noise explains)",
     )
 
 
@@ -114,9 +119,36 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
         out_console.print(f"  {what:<13} {path}", highlight=False, overflow="ignore", crop=False)
 
 
-Sites = Annotated[Path, typer.Option(help="Folder with sites.csv and FLUXNET CSVs.")]
+Sites = Annotated[
+    Path, typer.Option(help="Folder with sites.csv and tower files (FLUXNET, AmeriFlux, tidy).")
+]
 Cube = Annotated[Path, typer.Option(help="Driver cube (Zarr v3 or NetCDF).")]
-CrossValidation = Literal["kfold", "loso"]
+TowerCube = Annotated[
+    Path | None,
+    typer.Option(
+        help="Driver cube (Zarr v3 or NetCDF); leave out for a site-level study whose features "
+        "are columns of the tower tables or of --site-drivers-table."
+    ),
+]
+Features = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated features: canonical drivers or any tower column (PAR, WTD...) "
+        "[default: the config's; with no cube, the canonical drivers every tower measured]."
+    ),
+]
+CrossValidation = Annotated[
+    CrossValidationName | None,
+    typer.Option(help="Folds of towers (k-fold, leave-one-out), or each tower's last months."),
+]
+TestFraction = Annotated[
+    float | None,
+    typer.Option(min=0.01, max=0.99, help="Share of each tower's months --cv temporal holds out."),
+]
+SiteDriversTable = Annotated[
+    Path | None,
+    typer.Option(help="CSV of drivers at the towers: site_id, time, <DRIVER>..."),
+]
 Partitioning = Annotated[
     PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
 ]
@@ -149,7 +181,7 @@ def demo(
 @_friendly
 def train(
     sites: Sites,
-    cube: Cube,
+    cube: TowerCube = None,
     out: Annotated[Path, typer.Option(help="Folder for the model folders.")] = Path("models"),
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
     config: Annotated[
@@ -163,10 +195,12 @@ def train(
         int | None,
         typer.Option(min=1, max=36, help="Memory length L: months of drivers each window sees."),
     ] = None,
-    cv: Annotated[
-        CrossValidation | None, typer.Option(help="Folds of towers: k-fold or leave-one-out.")
+    features: Features = None,
+    cv: CrossValidation = None,
+    folds: Annotated[
+        int | None, typer.Option(min=2, help="Folds (and members) of kfold; members of temporal.")
     ] = None,
-    folds: Annotated[int | None, typer.Option(min=2, help="Folds (and members) of kfold.")] = None,
+    test_fraction: TestFraction = None,
     nee_mode: Annotated[
         NeeModeName | None, typer.Option(help="NEE direct, RE - GPP, or penalised.")
     ] = None,
@@ -176,10 +210,7 @@ def train(
         str | None,
         typer.Option(help="Drivers taken from the towers, not the cube: e.g. TA,VPD,SW_IN."),
     ] = None,
-    site_drivers_table: Annotated[
-        Path | None,
-        typer.Option(help="CSV of drivers at the towers: site_id, time, <DRIVER>..."),
-    ] = None,
+    site_drivers_table: SiteDriversTable = None,
     mask: Annotated[
         Path | None,
         typer.Option(help="Wetland mask the models will map: towers off its wetland are refused."),
@@ -191,18 +222,19 @@ def train(
 
     Options replace the config file's values; the resolved config is saved as NAME.yaml.
     """
-    options = {
-        "architecture": architecture,
-        "memory": memory,
-        "cv": cv,
-        "folds": folds,
-        "nee_mode": nee_mode,
-        "epochs": epochs,
-        "seed": seed,
-        "site_drivers": tuple(site_drivers.split(",")) if site_drivers else None,
-    }
-    chosen = {k: v for k, v in options.items() if v is not None}
-    settings = load_train_config(config, **chosen) if config else make_train_config(chosen)
+    settings = _settings(
+        config,
+        architecture=architecture,
+        memory=memory,
+        features=_names(features),
+        cv=cv,
+        folds=folds,
+        test_fraction=test_fraction,
+        nee_mode=nee_mode,
+        epochs=epochs,
+        seed=seed,
+        site_drivers=_names(site_drivers),
+    )
     result = api.train(
         sites,
         cube,
@@ -220,7 +252,20 @@ def train(
         out_console.print(_agreement_summary(result.drivers))
         written["drivers"] = Path(out) / f"{name}-drivers.csv"
     out_console.print(_skill_table(result.skill_table()))
-    _written(written)
+    _written(written | result.tables)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    """Split a comma-separated option into names; None when not given."""
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _settings(config: Path | None, **options: Any) -> Any:
+    """Resolve the training config: a file or preset, with the command line's options."""
+    chosen = {k: v for k, v in options.items() if v is not None}
+    return load_train_config(config, **chosen) if config else make_train_config(chosen)
 
 
 def _agreement_summary(agreement: pd.DataFrame) -> Table:
@@ -561,7 +606,7 @@ def _numbers(text: str) -> list[int]:
 @_friendly
 def sweep(
     sites: Sites,
-    cube: Cube,
+    cube: TowerCube = None,
     out: Annotated[Path, typer.Option(help="Folder for the tables and figure.")] = Path("sweep"),
     config: Annotated[
         Path | None, typer.Option(help="Base training config: a YAML file, or a preset.")
@@ -575,23 +620,29 @@ def sweep(
     nee_modes: Annotated[
         str, typer.Option(help="NEE modes compared at the config's memory.")
     ] = ",".join(NEE_MODES),
+    features: Features = None,
+    cv: CrossValidation = None,
+    test_fraction: TestFraction = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum training epochs.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel training processes.")] = None,
+    site_drivers_table: SiteDriversTable = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
 ) -> None:
     """Cross-validate architectures x memory lengths x ecosystems; choose the memory per flux."""
-    chosen = {"epochs": epochs} if epochs else {}
-    settings = load_train_config(config, **chosen) if config else make_train_config(chosen)
+    settings = _settings(
+        config, features=_names(features), cv=cv, test_fraction=test_fraction, epochs=epochs
+    )
     report = api.sweep(
         sites,
         cube,
         out,
         config=settings,
-        architectures=[a.strip() for a in architectures.split(",") if a.strip()],
+        architectures=list(_names(architectures) or ()),
         memories=_numbers(memories),
-        nee_modes=[m.strip() for m in nee_modes.split(",") if m.strip()],
+        nee_modes=list(_names(nee_modes) or ()),
         partitioning=partitioning,
+        site_drivers_table=site_drivers_table,
         workers=workers,
         overwrite=overwrite,
     )
@@ -614,10 +665,18 @@ def sweep(
 @app.command()
 @_friendly
 def explain(
-    sites: Sites,
-    cube: Cube,
     model: Annotated[list[Path], typer.Option(help="Model folder; repeat once per ecosystem.")],
+    sites: Sites,
+    cube: TowerCube = None,
     out: Annotated[Path, typer.Option(help="Folder for the tables and figures.")] = Path("explain"),
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated drivers shown in the importance table and figure "
+            "[default: all the models' features]."
+        ),
+    ] = None,
+    site_drivers_table: SiteDriversTable = None,
     windows: Annotated[int, typer.Option(min=1, help="Tower windows explained.")] = 300,
     background: Annotated[int, typer.Option(min=1, help="Background tower windows.")] = 200,
     samples: Annotated[int, typer.Option(min=1, help="Expected-gradients samples.")] = 64,
@@ -641,6 +700,8 @@ def explain(
         cube,
         model,
         out,
+        features=_names(features),
+        site_drivers_table=site_drivers_table,
         windows=windows,
         background=background,
         samples=samples,

@@ -14,26 +14,35 @@ import numpy as np
 import pandas as pd
 
 SCORES = ("r2", "nse", "rmse", "bias", "n")
-"""Keys of every score dictionary."""
+"""Keys of every score dictionary; ``noise_share`` joins them where towers give uncertainty."""
 
 COMPONENTS = ("all", "across_sites", "seasonal", "anomalies")
 """The parts of the signal that [`decomposed_skill`][upscale.metrics.decomposed_skill] scores."""
 
 
-def skill(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def skill(
+    observed: np.ndarray, predicted: np.ndarray, uncertainty: np.ndarray | None = None
+) -> dict[str, float]:
     """Score predictions over the entries where both values are finite.
 
     Parameters
     ----------
     observed, predicted
         Arrays of the same shape, in the same units.
+    uncertainty
+        The same shape: the measurement uncertainty (one standard deviation) of
+        ``observed``, NaN where unknown; None when there is none.
 
     Returns
     -------
     dict
         ``r2``: squared Pearson correlation; ``nse``: Nash-Sutcliffe efficiency
         (1 - SSE/SST, the modelling efficiency); ``rmse``; ``bias``: mean of predicted -
-        observed; ``n``: number of pairs. Scores are NaN below two pairs or without variance.
+        observed; ``n``: number of pairs. Scores are NaN below two pairs or without
+        variance. Where at least two pairs have an uncertainty, also ``noise_share``: the
+        noise ceiling, the share of the squared error that measurement noise alone explains
+        (sum of uncertainty^2 over the sum of squared errors of those pairs; near 1, the
+        model is as good as the towers can tell).
     """
     observed = np.asarray(observed, dtype="float64").ravel()
     predicted = np.asarray(predicted, dtype="float64").ravel()
@@ -43,6 +52,13 @@ def skill(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     if len(obs) < 2:
         return {"r2": nan, "nse": nan, "rmse": nan, "bias": nan, "n": len(obs)}
     error = pred - obs
+    noise = {}
+    if uncertainty is not None:
+        sigma = np.asarray(uncertainty, dtype="float64").ravel()[valid]
+        known = np.isfinite(sigma)
+        squared = np.sum(error[known] ** 2)
+        if known.sum() >= 2 and squared > 0:
+            noise["noise_share"] = float(np.sum(sigma[known] ** 2) / squared)
     total = np.sum((obs - obs.mean()) ** 2)
     spread = np.sqrt(total * np.sum((pred - pred.mean()) ** 2))
     return {
@@ -53,11 +69,14 @@ def skill(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         "rmse": float(np.sqrt(np.mean(error**2))),
         "bias": float(error.mean()),
         "n": int(len(obs)),
-    }
+    } | noise
 
 
 def decomposed_skill(
-    observed: np.ndarray, predicted: np.ndarray, times: pd.DatetimeIndex
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    times: pd.DatetimeIndex,
+    uncertainty: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score all tower months, and the across-site, seasonal and anomaly parts.
 
@@ -67,6 +86,9 @@ def decomposed_skill(
         ``(S, T)`` monthly fluxes of S towers; NaN where not measured or not predicted.
     times
         The T months.
+    uncertainty
+        ``(S, T)`` measurement uncertainty of ``observed``, for the noise ceiling of all
+        tower months (the components' is NaN: their noise is not independent monthly noise).
 
     Returns
     -------
@@ -94,7 +116,7 @@ def decomposed_skill(
         obs_cycle = np.stack([np.nanmean(obs[:, month == m], axis=1) for m in range(12)], 1)
         pred_cycle = np.stack([np.nanmean(pred[:, month == m], axis=1) for m in range(12)], 1)
     return {
-        "all": skill(obs, pred),
+        "all": skill(obs, pred, uncertainty),
         "across_sites": skill(obs_mean, pred_mean),
         "seasonal": skill(obs_cycle - obs_mean[:, None], pred_cycle - pred_mean[:, None]),
         "anomalies": skill(obs - obs_cycle[:, month], pred - pred_cycle[:, month]),

@@ -1,8 +1,11 @@
-"""Site samples: the drivers at each tower's pixel and its monthly fluxes on one time axis.
+"""Site samples: each tower's monthly drivers and fluxes on one time axis.
 
-Models are trained on windows of the last L months of drivers at the tower's cube pixel,
-ending in a month where the tower measured a flux. The series are kept whole here; windows
-are strided views made where they are used (training and prediction).
+The drivers come from the cube at the tower's pixel ([`extract_site_series`][upscale.samples.
+extract_site_series]) or, for a site-level study with no cube, from the towers' own tables
+([`tower_site_series`][upscale.samples.tower_site_series]). Models are trained on windows of the
+last L months of drivers ending in a month where the tower measured a flux. The series are kept
+whole here; [`window_views`][upscale.samples.window_views] makes the strided views where they
+are used.
 """
 
 from __future__ import annotations
@@ -13,12 +16,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
 from upscale.schema import DRIVERS, IMPLAUSIBLE_FIX, TARGETS, implausible_value
-from upscale.sites import SiteData
+from upscale.sites import QC, SITE_ID, TIME, SiteData, uncertainty_name
+
+CUBE = "cube"
+TOWER = "tower"
+"""Where a feature's values come from, as model cards record it."""
+
+
+def window_views(drivers: torch.Tensor, memory: int) -> torch.Tensor:
+    """Every window of ``memory`` months of series ``(..., T, F)``, as a view ``(..., W, L, F)``.
+
+    Window ``w`` ends at month ``w + memory - 1``; nothing is copied (``Tensor.unfold``), so
+    only what a caller takes from the view is made contiguous.
+    """
+    return drivers.unfold(-2, memory, 1).transpose(-1, -2)
 
 
 @dataclass(frozen=True)
@@ -36,9 +53,18 @@ class SiteSeries:
     features, targets
         Names of the driver and flux axes.
     drivers
-        ``(S, T, F)`` float32 drivers at each tower's pixel.
+        ``(S, T, F)`` float32 drivers at each tower (its cube pixel, or its own); NaN where a
+        tower did not measure a driver it takes from its own data.
     fluxes
         ``(S, T, K)`` float32 tower fluxes, NaN where not measured or filtered.
+    uncertainty
+        ``(S, T, K)`` float32 measurement uncertainty of the fluxes (one standard deviation,
+        gC m-2 d-1), NaN where the tower files give none.
+    feature_sources
+        ``cube`` or ``tower`` for each feature.
+    feature_units
+        Units of each feature; those of a non-canonical tower column as its file gives them,
+        or ``as given`` when no file says.
     """
 
     site_ids: list[str]
@@ -48,18 +74,29 @@ class SiteSeries:
     targets: list[str]
     drivers: np.ndarray
     fluxes: np.ndarray
+    uncertainty: np.ndarray | None = None
+    feature_sources: tuple[str, ...] = ()
+    feature_units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.uncertainty is None:
+            object.__setattr__(self, "uncertainty", np.full_like(self.fluxes, np.nan))
+        if not self.feature_sources:
+            object.__setattr__(self, "feature_sources", (CUBE,) * len(self.features))
+        if not self.feature_units:
+            units = tuple(_canonical_units(f) for f in self.features)
+            object.__setattr__(self, "feature_units", units)
 
     def subset(self, sites: Sequence[str]) -> SiteSeries:
         """Rows of the given sites, in the given order."""
         rows = [self.site_ids.index(s) for s in sites]
-        return SiteSeries(
+        return replace(
+            self,
             site_ids=list(sites),
             ecosystems=[self.ecosystems[r] for r in rows],
-            times=self.times,
-            features=self.features,
-            targets=self.targets,
             drivers=self.drivers[rows],
             fluxes=self.fluxes[rows],
+            uncertainty=self.uncertainty[rows],
         )
 
     def of_ecosystem(self, ecosystem: str) -> SiteSeries:
@@ -90,6 +127,9 @@ class SiteSeries:
             targets=np.array(self.targets),
             drivers=self.drivers,
             fluxes=self.fluxes,
+            uncertainty=self.uncertainty,
+            feature_sources=np.array(self.feature_sources),
+            feature_units=np.array(self.feature_units),
         )
         return Path(path)
 
@@ -105,12 +145,33 @@ class SiteSeries:
                 targets=data["targets"].tolist(),
                 drivers=data["drivers"],
                 fluxes=data["fluxes"],
+                uncertainty=data["uncertainty"],
+                feature_sources=tuple(data["feature_sources"].tolist()),
+                feature_units=tuple(data["feature_units"].tolist()),
             )
 
-    def n_windows(self, memory: int) -> int:
-        """Count trainable windows: full windows ending on a measured month."""
+    def trainable(self, memory: int) -> np.ndarray:
+        """Which windows ``(S, W)`` can be learned from or scored.
+
+        A window ends on a month with a measured flux and has every driver of its months: a
+        tower that did not measure a driver some month leaves the windows through that month
+        out, rather than guessing it.
+        """
+        complete = np.isfinite(self.drivers).all(axis=-1)  # (S, T)
+        complete = window_views(torch.from_numpy(complete[..., None]), memory).all(dim=(-1, -2))
         measured = np.isfinite(self.fluxes[:, memory - 1 :]).any(axis=-1)
-        return int(measured.sum())
+        return measured & complete.numpy()
+
+    def n_windows(self, memory: int) -> int:
+        """Count trainable windows (see [`trainable`][upscale.samples.SiteSeries.trainable])."""
+        return int(self.trainable(memory).sum())
+
+    def trainable_windows(self, memory: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Trainable windows ``(N, L, F)``, their fluxes ``(N, K)`` and ``(N, K)`` uncertainty."""
+        keep = self.trainable(memory)
+        views = window_views(torch.from_numpy(self.drivers), memory)
+        fluxes = torch.from_numpy(self.fluxes[:, memory - 1 :][keep])
+        return views[torch.from_numpy(keep)], fluxes, self.uncertainty[:, memory - 1 :][keep]
 
 
 def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +217,7 @@ def extract_site_series(
     features: Sequence[str],
     *,
     targets: Sequence[str] = TARGETS,
+    uncertainty: str = "random",
 ) -> SiteSeries:
     """Put tower fluxes and the drivers at their pixels on the cube's monthly axis.
 
@@ -169,6 +231,8 @@ def extract_site_series(
         Drivers in model order.
     targets
         Fluxes to learn.
+    uncertainty
+        Which tower uncertainty the series carries: ``random`` or ``joint``.
 
     Returns
     -------
@@ -199,9 +263,7 @@ def extract_site_series(
         if problem:
             raise SiteDataError(f"cube {problem} at the pixel of site {site}; {IMPLAUSIBLE_FIX}")
     times = pd.DatetimeIndex(cube["time"].values)
-    table = sites.fluxes.set_index(["site_id", "time"])[list(targets)]
-    full = pd.MultiIndex.from_product([meta.index, times], names=["site_id", "time"])
-    fluxes = table.reindex(full).to_numpy(dtype="float32").reshape(len(meta), len(times), -1)
+    fluxes, sigma = _tower_fluxes(sites, meta.index, times, targets, uncertainty)
     if not np.isfinite(fluxes).any():
         raise SiteDataError(
             f"no tower month falls inside the cube's period {times[0]:%Y-%m}..{times[-1]:%Y-%m}"
@@ -214,7 +276,131 @@ def extract_site_series(
         targets=list(targets),
         drivers=drivers.astype("float32"),
         fluxes=fluxes,
+        uncertainty=sigma,
+        feature_sources=(CUBE,) * len(features),
+        feature_units=tuple(str(cube[f].attrs.get("units", _canonical_units(f))) for f in features),
     )
+
+
+def tower_site_series(
+    sites: SiteData,
+    features: Sequence[str],
+    *,
+    targets: Sequence[str] = TARGETS,
+    extra: pd.DataFrame | None = None,
+    uncertainty: str = "random",
+) -> SiteSeries:
+    """Put tower fluxes and the towers' own drivers on one monthly axis: a study with no cube.
+
+    Parameters
+    ----------
+    sites
+        Tower metadata and monthly tables ([`read_sites`][upscale.sites.read_sites]): their
+        driver columns (the meteorology of FLUXNET and AmeriFlux files, any numeric column of
+        a tidy table) are the features on offer.
+    features
+        Columns in model order: canonical drivers or any other (``PAR``, ``WTD``,
+        ``SALINITY``...), whose units are taken as given.
+    targets
+        Fluxes to learn.
+    extra
+        More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]),
+        e.g. extracted from a cube or MODIS subsets; where both give a value, ``extra`` wins.
+    uncertainty
+        Which tower uncertainty the series carries: ``random`` or ``joint``.
+
+    Returns
+    -------
+    SiteSeries
+        One row per tower on the months from the first to the last of any tower; a month a
+        tower did not measure a driver is NaN, and the windows through it are not used.
+
+    Raises
+    ------
+    SiteDataError
+        When a feature is no column of the tower tables, or a tower has no value of one.
+    """
+    meta = sites.meta.sort_index()
+    measured = tower_drivers(sites, extra)
+    absent = [f for f in features if f not in measured]
+    if absent:
+        raise SiteDataError(
+            f"feature(s) {', '.join(absent)} are not columns of the tower tables (they have "
+            f"{', '.join(measured.columns) or 'no driver columns'}); add them to the tower "
+            "files or a --site-drivers-table, choose others with --features, or pass a --cube"
+        )
+    stamps = measured.index.get_level_values(TIME).union(pd.DatetimeIndex(sites.fluxes[TIME]))
+    times = pd.date_range(stamps.min(), stamps.max(), freq="MS")
+    full = pd.MultiIndex.from_product([meta.index, times], names=[SITE_ID, TIME])
+    table = measured.reindex(full)[list(features)]
+    drivers = table.to_numpy(dtype="float32").reshape(len(meta), len(times), len(features))
+    for s, site in enumerate(meta.index):
+        empty = [f for k, f in enumerate(features) if not np.isfinite(drivers[s, :, k]).any()]
+        if empty:
+            raise SiteDataError(
+                f"site {site}{_from_file(sites, site)} has no {', '.join(empty)}; give it in "
+                "its file or a --site-drivers-table, or leave the feature out (--features)"
+            )
+        present = np.isfinite(drivers[s]).any(axis=0)
+        names = [f for f, ok in zip(features, present, strict=True) if ok]
+        problem = implausible_value(
+            names, np.nanmin(drivers[s][:, present], 0), np.nanmax(drivers[s][:, present], 0)
+        )
+        if problem:
+            raise SiteDataError(
+                f"site {site}{_from_file(sites, site)}: {problem}; {IMPLAUSIBLE_FIX}"
+            )
+    fluxes, sigma = _tower_fluxes(sites, meta.index, times, targets, uncertainty)
+    return SiteSeries(
+        site_ids=list(meta.index),
+        ecosystems=list(meta["ecosystem"]),
+        times=times,
+        features=list(features),
+        targets=list(targets),
+        drivers=drivers,
+        fluxes=fluxes,
+        uncertainty=sigma,
+        feature_sources=(TOWER,) * len(features),
+        feature_units=tuple(sites.units.get(f, _canonical_units(f)) for f in features),
+    )
+
+
+def _from_file(sites: SiteData, site: str) -> str:
+    """`` (FILE)`` naming a tower's file for messages, when known."""
+    if site in sites.sources.index:
+        return f" ({sites.sources.loc[site, 'file']})"
+    return ""
+
+
+def _canonical_units(feature: str) -> str:
+    """Units of a canonical driver; a column the schema does not know is taken as given."""
+    return DRIVERS[feature].units if feature in DRIVERS else "as given"
+
+
+def _tower_fluxes(
+    sites: SiteData,
+    site_ids: pd.Index,
+    times: pd.DatetimeIndex,
+    targets: Sequence[str],
+    uncertainty: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes and their uncertainty ``(S, T, K)`` of the towers on ``times``."""
+    table = sites.fluxes.set_index([SITE_ID, TIME])
+    full = pd.MultiIndex.from_product([site_ids, times], names=[SITE_ID, TIME])
+    shape = (len(site_ids), len(times), len(targets))
+    fluxes = table[list(targets)].reindex(full).to_numpy(dtype="float32").reshape(shape)
+    columns = [uncertainty_name(t, uncertainty) for t in targets]
+    sigma = table.reindex(full, columns=columns).to_numpy(dtype="float32").reshape(shape)
+    return fluxes, sigma
+
+
+def driver_columns(table: pd.DataFrame) -> list[str]:
+    """Name the columns of a tower table that are drivers: numbers other than fluxes and QC."""
+    reserved = {SITE_ID, TIME, QC, *TARGETS}
+    reserved |= {uncertainty_name(t, kind) for t in TARGETS for kind in ("random", "joint")}
+    return [
+        c for c in table.columns if c not in reserved and pd.api.types.is_numeric_dtype(table[c])
+    ]
 
 
 def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -223,7 +409,8 @@ def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.Data
     Parameters
     ----------
     sites
-        Tower data; FLUXNET files give ``TA``, ``SW_IN``, ``VPD``, ``PRECIP``.
+        Tower data; FLUXNET and AmeriFlux files give ``TA``, ``SW_IN``, ``VPD``, ``PRECIP``
+        (and more), tidy tables any numeric column besides the fluxes.
     extra
         More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]), e.g.
         MODIS subsets; where both give a driver for a month, ``extra`` wins.
@@ -231,11 +418,11 @@ def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.Data
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``(site_id, time)``, one column per canonical driver found.
+        Indexed by ``(site_id, time)``, one column per driver found.
     """
-    index = ["site_id", "time"]
+    index = [SITE_ID, TIME]
     own = sites.fluxes.set_index(index)
-    table = own[[c for c in own.columns if c in DRIVERS]]
+    table = own[driver_columns(sites.fluxes)]
     if extra is not None:
         table = extra.set_index(index).combine_first(table)
     return table.dropna(how="all", axis=1)
@@ -284,7 +471,7 @@ def driver_agreement(series: SiteSeries, measured: pd.DataFrame) -> pd.DataFrame
                 {
                     "site_id": site,
                     "driver": name,
-                    "units": DRIVERS[name].units,
+                    "units": series.feature_units[f],
                     "n": int(both.sum()),
                     "tower_mean": t.mean(),
                     "cube_mean": c.mean(),
@@ -309,6 +496,7 @@ def with_site_drivers(
         When a driver is not a feature of the series, or a tower never measured it.
     """
     drivers = series.drivers.copy()
+    sources = list(series.feature_sources)
     for name in names:
         if name not in series.features:
             raise SiteDataError(
@@ -331,4 +519,5 @@ def with_site_drivers(
                     "the site files (or a --site-drivers table), or take it from the cube"
                 )
             drivers[s, :, f] = np.where(np.isfinite(values), values, drivers[s, :, f])
-    return replace(series, drivers=drivers)
+        sources[f] = TOWER
+    return replace(series, drivers=drivers, feature_sources=tuple(sources))

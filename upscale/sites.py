@@ -10,7 +10,7 @@ month, fluxes in gC m-2 d-1, drivers in the units of [`upscale.schema`][upscale.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -107,6 +107,18 @@ class SiteData:
 
     meta: pd.DataFrame
     fluxes: pd.DataFrame
+    sources: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["file"]).rename_axis(SITE_ID)
+    )
+    units: dict[str, str] = field(default_factory=dict)
+
+
+UNCERTAINTY_KINDS = {"random": "RANDUNC", "joint": "JOINTUNC"}
+
+
+def uncertainty_name(flux: str, kind: str) -> str:
+    """Column of a flux's monthly uncertainty in the long table (``NEE_RANDUNC``)."""
+    return f"{flux}_{UNCERTAINTY_KINDS[kind]}"
 
 
 def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
@@ -312,8 +324,10 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path
-        CSV with ``site_id``, ``time`` and canonical driver columns (``NDVI``, ``LAI``,
-        ``TA``...) in the units of [`upscale.schema`][upscale.schema]; ``-9999`` is missing.
+        CSV with ``site_id``, ``time`` and driver columns: canonical drivers (``NDVI``,
+        ``LAI``, ``TA``...) in the units of [`upscale.schema`][upscale.schema], or any other
+        numeric column (``PAR``, ``WTD``, ``SALINITY``...), whose units are taken as given;
+        ``-9999`` is missing.
 
     Returns
     -------
@@ -323,20 +337,21 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     Raises
     ------
     SiteDataError
-        When a column is not a canonical driver, or a value or time does not parse.
+        When ``site_id`` or ``time`` is missing, a column holds a flux, a value or time does
+        not parse, or a canonical driver leaves its plausible range.
     """
     path = Path(path)
     if not path.exists():
         raise SiteDataError(f"{path}: no such file of site drivers")
     header = _read_header(path)
-    unknown = [c for c in header if c not in (SITE_ID, TIME) and c not in DRIVERS]
-    if SITE_ID not in header or TIME not in header or unknown:
+    fluxes = [c for c in header if c in TARGETS]
+    if SITE_ID not in header or TIME not in header or fluxes:
         raise SiteDataError(
-            f"{path.name}: a site-driver table has {SITE_ID}, {TIME} and canonical drivers "
-            f"({', '.join(DRIVERS)}); unknown columns: {unknown or 'none'}"
+            f"{path.name}: a site-driver table has {SITE_ID}, {TIME} and driver columns, no "
+            f"fluxes; found {', '.join(header)}"
         )
     monthly = _tidy_monthly(path)
-    monthly = monthly.drop(columns=[t for t in TARGETS if t not in header])
+    monthly = monthly.drop(columns=list(TARGETS))
     drivers = [c for c in monthly.columns if c in DRIVERS]
     problem = implausible_value(drivers, monthly[drivers].min(), monthly[drivers].max())
     if problem:

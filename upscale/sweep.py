@@ -2,8 +2,8 @@
 
 Every run of the grid is a full cross-validated ensemble
 ([`train_ensemble`][upscale.training.train_ensemble]). All memory lengths are scored on the
-same months (those after the longest window), so a longer memory is never judged on fewer,
-later months. The memory chosen per flux is the shortest whose mean fold skill is within one
+same months (those the longest window can predict), so a longer memory is never judged on
+fewer, later months. The memory chosen per flux is the shortest whose mean fold skill is within one
 standard error of the best (the one-standard-error rule): a longer memory must earn its place
 by more than fold noise.
 """
@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 
 from upscale.config import make_train_config
-from upscale.metrics import decomposed_skill, skill
+from upscale.metrics import COMPONENTS, decomposed_skill
 from upscale.samples import SiteSeries
-from upscale.training import TrainConfig, train_ensemble
+from upscale.training import TrainConfig, held_out_skill, train_ensemble
 
 Progress = Callable[[str], None]
 DEFAULT_MEMORIES = (1, 2, 3, 6, 9, 12, 18, 24)
@@ -39,8 +39,15 @@ class SweepResult:
     ----------
     skill
         One row per ecosystem, architecture, NEE mode, memory, flux and fold (``all`` for
-        the pooled held-out months): ``r2``, ``nse``, ``rmse``, ``bias``, ``n``, and for
-        ``all`` the seasonal and anomaly R² and the training time per ensemble member.
+        the pooled held-out months): ``r2``, ``nse``, ``rmse``, ``bias``, ``n``,
+        ``noise_share`` (the noise ceiling, [`skill`][upscale.metrics.skill]), and for ``all``
+        the across-site, seasonal and anomaly R² and the training time per ensemble member.
+    towers
+        The same scores per run, flux and tower (``site_id``), over its held-out months.
+    study
+        The study's table: one row per ecosystem, architecture, memory and flux of the memory
+        grid, with R², NSE, the decomposed skill, the noise ceiling, and ``chosen`` marking
+        the memory chosen for the flux.
     optimum
         One row per ecosystem, architecture and flux: the memory chosen by the
         one-standard-error rule, the memory of the best mean fold NSE, their scores and the
@@ -50,6 +57,8 @@ class SweepResult:
     """
 
     skill: pd.DataFrame
+    towers: pd.DataFrame
+    study: pd.DataFrame
     optimum: pd.DataFrame
     nee_modes: pd.DataFrame
 
@@ -61,12 +70,15 @@ class _Job:
     run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
-def _run(job: _Job, series: SiteSeries, evaluate_from: int) -> list[dict]:
-    """Train one cross-validated ensemble and score it fold by fold and pooled."""
+def _run(job: _Job, series: SiteSeries, scored: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """Train one cross-validated ensemble; score it pooled, fold by fold and tower by tower.
+
+    ``scored`` ``(S, T)`` marks the months every memory of the grid is scored on.
+    """
     torch.set_num_threads(1)
     start = time.perf_counter()
     fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
-    seconds_per_member = (time.perf_counter() - start) / len(fitted.folds)
+    seconds_per_member = (time.perf_counter() - start) / len(fitted.model.members)
     keys = {
         "run": job.run,
         "ecosystem": job.ecosystem,
@@ -74,23 +86,26 @@ def _run(job: _Job, series: SiteSeries, evaluate_from: int) -> list[dict]:
         "nee_mode": job.config.nee_mode,
         "memory": job.config.memory,
     }
-    observed = series.fluxes[:, evaluate_from:]
-    predicted = fitted.predictions[:, evaluate_from:]
-    rows = []
+    observed = np.where(scored[..., None], fitted.observed, np.nan)
+    predicted = fitted.predictions
+    rows, towers = [], []
     for k, flux in enumerate(series.targets):
-        pooled = decomposed_skill(observed[..., k], predicted[..., k], series.times[evaluate_from:])
+        obs, pred, unc = observed[..., k], predicted[..., k], series.uncertainty[..., k]
+        pooled = decomposed_skill(obs, pred, series.times, unc)
         rows.append(
             keys
             | {"flux": flux, "fold": "all"}
             | pooled["all"]
-            | {f"{part}_r2": pooled[part]["r2"] for part in ("seasonal", "anomalies")}
+            | {f"{part}_r2": pooled[part]["r2"] for part in COMPONENTS[1:]}
             | {"seconds_per_member": seconds_per_member}
         )
-        for number, held_out in enumerate(fitted.folds, start=1):
-            picks = [series.site_ids.index(s) for s in held_out]
-            score = skill(observed[picks, :, k], predicted[picks, :, k])
-            rows.append(keys | {"flux": flux, "fold": str(number)} | score)
-    return rows
+    by_fold, by_tower = held_out_skill(series, observed, predicted, fitted.folds)
+    for flux in series.targets:
+        rows += [keys | {"flux": flux, "fold": n} | score for n, score in by_fold[flux].items()]
+        towers += [
+            keys | {"flux": flux, "site_id": site} | score for site, score in by_tower[flux].items()
+        ]
+    return rows, towers
 
 
 def choose_memory(skill_table: pd.DataFrame) -> pd.DataFrame:
@@ -196,17 +211,25 @@ def run_sweep(
         _Job(eco, make_train_config(base_fields | update, source="sweep"), run)
         for run, eco, update in grid
     ]
-    evaluate_from = max(memories + [base.memory]) - 1
+    # Scored months: those the longest memory can predict (a full window of drivers).
+    longest = max(memories + [base.memory])
+    scored = np.zeros(series.fluxes.shape[:2], dtype=bool)
+    scored[:, longest - 1 :] = series.trainable(longest)
     workers = workers or os.cpu_count() or 1
     rows: list[dict] = []
+    tower_rows: list[dict] = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_run, job, series.of_ecosystem(job.ecosystem), evaluate_from)
-            for job in jobs
-        ]
+        futures = []
+        for job in jobs:
+            rows_of = [r for r, eco in enumerate(series.ecosystems) if eco == job.ecosystem]
+            futures.append(
+                pool.submit(_run, job, series.of_ecosystem(job.ecosystem), scored[rows_of])
+            )
         try:
             for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
-                rows += future.result()
+                fold_part, tower_part = future.result()
+                rows += fold_part
+                tower_rows += tower_part
                 if progress:
                     progress(
                         f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
@@ -217,11 +240,41 @@ def run_sweep(
             raise
     table = pd.DataFrame(rows)
     grid_rows = table[table["run"] == "grid"]
+    optimum = choose_memory(grid_rows)
     nee = table[
         (table["flux"] == "NEE") & (table["fold"] == "all") & (table["memory"] == base.memory)
     ][["ecosystem", "architecture", "nee_mode", "r2", "nse", "rmse", "bias"]]
     return SweepResult(
         skill=table,
-        optimum=choose_memory(grid_rows),
+        towers=pd.DataFrame(tower_rows),
+        study=study_table(grid_rows, optimum),
+        optimum=optimum,
         nee_modes=nee.sort_values(["ecosystem", "architecture", "nse"], ascending=[1, 1, 0]),
     )
+
+
+def study_table(grid: pd.DataFrame, optimum: pd.DataFrame) -> pd.DataFrame:
+    """Tabulate the study: pooled skill per ecosystem, architecture, memory and flux.
+
+    Parameters
+    ----------
+    grid
+        The memory grid's rows of a sweep's ``skill`` table.
+    optimum
+        The memory chosen per ecosystem, architecture and flux
+        ([`choose_memory`][upscale.sweep.choose_memory]).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ecosystem, architecture, flux, memory, r2, nse, rmse, bias, n, noise_share,
+        across_sites_r2, seasonal_r2, anomalies_r2, chosen``, sorted by the first four.
+    """
+    keys = ["ecosystem", "architecture", "flux"]
+    pooled = grid[grid["fold"] == "all"].reindex(columns=[*grid.columns, "noise_share"])
+    pooled = pooled.loc[:, ~pooled.columns.duplicated()]
+    columns = [*keys, "memory", "r2", "nse", "rmse", "bias", "n", "noise_share"]
+    columns += [f"{part}_r2" for part in COMPONENTS[1:]]
+    table = pooled[columns].merge(optimum[[*keys, "chosen_memory"]], on=keys, how="left")
+    table["chosen"] = table["memory"] == table.pop("chosen_memory")
+    return table.sort_values([*keys, "memory"], ignore_index=True)

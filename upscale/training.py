@@ -1,10 +1,14 @@
 """Training: an ensemble of sequence models, one per cross-validation fold of towers.
 
-Folds are always by tower, never by month: neighbouring months of one tower are nearly the
-same sample, so a random split of months leaks and inflates skill. Each fold's member is
-trained on the other towers (stopping early on a share of them) and predicts its fold's
-towers; those held-out predictions give the cross-validated skill, and the members together
-are the ensemble whose mean is mapped and whose spread is the uncertainty.
+Folds are by tower (``kfold``, ``loso``) or by time (``temporal``), never by random months:
+neighbouring months of one tower are nearly the same sample, so a random split of months leaks
+and inflates skill. With folds of towers, each fold's member is trained on the other towers and
+predicts its fold's towers; with ``temporal``, every member is trained on the first months of
+every tower and predicts their last months, which no training window reaches. Those held-out
+predictions give the cross-validated skill, and the members together are the ensemble whose
+mean is mapped and whose spread is the uncertainty. A member stops early on a share of its
+towers, or on the last months of its towers when it has a single tower or the split is
+temporal.
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from upscale.artifact import (
 )
 from upscale.balance import NeeMode, derive_nee, imbalance
 from upscale.errors import SiteDataError
-from upscale.metrics import decomposed_skill
+from upscale.metrics import decomposed_skill, skill
 from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
-from upscale.samples import SiteSeries
+from upscale.samples import SiteSeries, window_views
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
 Progress = Callable[[str], None]
-MIN_TOWERS = 3
-"""Tower pixels an ecosystem needs: every fold keeps one to train on and one to stop on."""
+CrossValidation = Literal["kfold", "loso", "temporal"]
+"""Folds of towers (k of them, or one per tower), or each tower's last months held out."""
+MIN_TOWERS = 2
+"""Tower pixels an ecosystem needs to be cross-validated by tower: one held out, one to learn."""
 DOMAIN_QUANTILE = 0.95
 """Share of tower windows whose nearest other-tower window sets the extrapolation threshold."""
 
@@ -59,14 +65,29 @@ class TrainConfig(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     nee_mode: NeeMode = Field("direct", description="how NEE relates to RE - GPP")
     balance_weight: float = Field(1.0, ge=0, description="weight of the penalty nee_mode")
-    cv: Literal["kfold", "loso"] = Field("kfold", description="k folds of towers, or one each")
-    folds: int = Field(4, ge=2, description="folds of towers with cv='kfold'")
+    cv: CrossValidation = Field(
+        "kfold", description="k folds of towers, one fold per tower, or the last months held out"
+    )
+    folds: int = Field(
+        4, ge=2, description="folds of towers with cv='kfold'; ensemble members with 'temporal'"
+    )
+    test_fraction: float = Field(
+        0.3, gt=0, lt=1, description="share of each tower's months held out with cv='temporal'"
+    )
+    uncertainty: Literal["random", "joint"] = Field(
+        "random", description="tower uncertainty taken as measurement noise (RANDUNC, JOINTUNC)"
+    )
+    weight_by_uncertainty: bool = Field(
+        False, description="weight each month's loss by 1 / uncertainty^2 where towers give it"
+    )
     epochs: int = Field(200, ge=1)
     patience: int = Field(25, ge=1, description="epochs without validation gain before stopping")
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    validation_fraction: float = Field(0.25, gt=0, lt=1, description="share of towers held out")
+    validation_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of towers (or of their last months) to stop early on"
+    )
     reference_windows: int = Field(4000, ge=10, description="tower windows kept for the domain")
     seed: int = 0
 
@@ -110,35 +131,113 @@ class EnsembleFit:
     model
         The ensemble, one member per fold, with cross-validated metrics in its card.
     predictions
-        ``(S, T, K)`` prediction of each tower by the member that never saw it; NaN before
-        the first full window.
+        ``(S, T, K)`` held-out prediction of each tower: by the member that never saw it
+        (folds of towers), or by the ensemble on the held-out months (``temporal``); NaN
+        before the first full window.
     folds
-        The towers held out by each member, in member order.
+        The towers held out by each member, in member order; with ``temporal``, one fold of
+        every tower.
+    observed
+        ``(S, T, K)`` the tower fluxes the predictions are scored against: every month with
+        folds of towers, the held-out months with ``temporal``.
     """
 
     model: Model
     predictions: np.ndarray
     folds: list[list[str]]
+    observed: np.ndarray
 
 
-def _windows(series: SiteSeries, memory: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows ``(N, L, F)`` ending on measured months and their fluxes ``(N, K)``."""
-    drivers = torch.from_numpy(series.drivers)
-    views = drivers.unfold(1, memory, 1).transpose(2, 3)  # (S, W, L, F), no copy
-    fluxes = torch.from_numpy(series.fluxes[:, memory - 1 :])
-    keep = torch.isfinite(fluxes).any(dim=-1)
-    return views[keep], fluxes[keep]
+def split_months(series: SiteSeries, fraction: float) -> tuple[SiteSeries, SiteSeries]:
+    """Split each tower's record in time: its last ``fraction`` of measured months apart.
+
+    Parameters
+    ----------
+    series
+        Towers to split.
+    fraction
+        Share of each tower's measured months (months with a flux) to hold out, at least one.
+
+    Returns
+    -------
+    before, after
+        ``before`` keeps the drivers and fluxes of the months before each tower's cut (both
+        NaN from the cut on), so no window of it reaches a held-out month; ``after`` keeps
+        the fluxes from the cut on and every driver, so its windows may look back into the
+        months before, as a forecast of those months would.
+    """
+    measured = np.isfinite(series.fluxes).any(axis=-1)
+    before_drivers, before_fluxes = series.drivers.copy(), series.fluxes.copy()
+    after_fluxes = series.fluxes.copy()
+    for s in range(len(series.site_ids)):
+        months = np.flatnonzero(measured[s])
+        if len(months) == 0:
+            continue
+        held = max(1, round(fraction * len(months)))
+        cut = months[len(months) - held]
+        before_drivers[s, cut:] = np.nan
+        before_fluxes[s, cut:] = np.nan
+        after_fluxes[s, :cut] = np.nan
+    before = replace(series, drivers=before_drivers, fluxes=before_fluxes)
+    return before, replace(series, fluxes=after_fluxes)
+
+
+def require_temporal_split(series: SiteSeries, config: TrainConfig) -> None:
+    """Check that the temporal split leaves every tower windows to learn from and to score.
+
+    Raises
+    ------
+    SiteDataError
+        Naming the first tower whose months before its held-out share are fewer than the
+        memory needs for one window, or whose held-out months have no full window.
+    """
+    before, after = split_months(series, config.test_fraction)
+    learn, score = before.trainable(config.memory), after.trainable(config.memory)
+    measured = np.isfinite(series.fluxes).any(axis=-1)
+    for s, site in enumerate(series.site_ids):
+        if learn[s].any() and score[s].any():
+            continue
+        n_months = int(measured[s].sum())
+        kept = int(np.isfinite(before.fluxes[s]).any(axis=-1).sum())
+        raise SiteDataError(
+            f"site {site}: holding out its last {config.test_fraction:.0%} of {n_months} "
+            f"measured months leaves {kept} before them, with no full window of "
+            f"L={config.memory} months of drivers to {'learn' if not learn[s].any() else 'score'}"
+            f" on; use a shorter memory, another --test-fraction, or leave the tower out"
+        )
+
+
+def uncertainty_weights(sigma: np.ndarray) -> torch.Tensor:
+    """Loss weights ``1 / sigma^2`` of windows' fluxes ``(N, K)``, per flux.
+
+    A flux's uncertainties are floored at their 5th percentile, so a few near-zero values do
+    not take the whole loss; months without an uncertainty get the flux's median weight.
+    """
+    weights = np.ones(sigma.shape, dtype="float32")
+    for k in range(sigma.shape[1]):
+        known = np.isfinite(sigma[:, k]) & (sigma[:, k] > 0)
+        if not known.any():
+            continue
+        floor = np.percentile(sigma[known, k], 5)
+        weight = 1.0 / np.maximum(sigma[:, k], floor) ** 2
+        weights[:, k] = np.where(known, weight, np.median(weight[known]))
+    return torch.from_numpy(weights)
 
 
 def _loss(
-    outputs: torch.Tensor, targets: torch.Tensor, member: Member, config: TrainConfig
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    member: Member,
+    config: TrainConfig,
 ) -> torch.Tensor:
-    """Masked mean squared error on scaled fluxes, with the carbon-balance option applied."""
+    """Masked, weighted mean squared error on scaled fluxes, with the carbon balance applied."""
     if config.nee_mode == "derived":
         fluxes = derive_nee(member.denormalise(outputs), config.targets)
         outputs = member.normalise_targets(fluxes)
     valid = torch.isfinite(targets)
-    loss = ((outputs - torch.nan_to_num(targets)) ** 2)[valid].mean()
+    squared = (outputs - torch.nan_to_num(targets)) ** 2
+    loss = (squared * weights)[valid].sum() / weights[valid].sum()
     if config.nee_mode == "penalty":
         gap = imbalance(member.denormalise(outputs), config.targets)
         nee_scale = member.card.target_std[list(config.targets).index(TARGETS[2])]
@@ -161,9 +260,12 @@ def site_folds(groups: Sequence[Sequence[str]], config: TrainConfig) -> list[lis
         Towers grouped by cube pixel ([`pixel_groups`][upscale.samples.SiteSeries.pixel_groups]).
     config
         ``cv="loso"``: one fold per pixel (per tower when every tower has its own pixel);
-        ``cv="kfold"``: ``config.folds`` folds of pixels dealt after a seeded shuffle.
+        ``cv="kfold"``: ``config.folds`` folds of pixels dealt after a seeded shuffle;
+        ``cv="temporal"``: one fold of every tower, whose last months are held out.
     """
     by_first = {min(group): sorted(group) for group in groups}
+    if config.cv == "temporal":
+        return [sorted(site for group in groups for site in group)]
     if config.cv == "loso":
         keys = [[key] for key in sorted(by_first)]
     else:
@@ -173,6 +275,11 @@ def site_folds(groups: Sequence[Sequence[str]], config: TrainConfig) -> list[lis
 
 def cv_scheme(config: TrainConfig, n_sites: int) -> str:
     """Describe the cross-validation of a run, for cards and tables."""
+    if config.cv == "temporal":
+        return (
+            f"temporal: each tower's last {config.test_fraction:.0%} of months held out, "
+            f"{config.folds} members, seed {config.seed}"
+        )
     if config.cv == "loso":
         return f"leave-one-site-out ({n_sites} folds)"
     return f"{min(config.folds, n_sites)}-fold by site, seed {config.seed}"
@@ -183,11 +290,31 @@ def feature_scale(flat: np.ndarray) -> np.ndarray:
 
     A feature (nearly) constant at the towers, such as the ``FILLED`` flag where no tower
     pixel was gap-filled, keeps unit scale: dividing by its tiny spread would turn any
-    other value on the map into a huge input and an apparent extrapolation.
+    other value on the map into a huge input and an apparent extrapolation. Months a tower
+    did not measure (NaN) are left out.
     """
-    std = flat.std(axis=0)
-    constant = std <= 1e-6 * np.maximum(1.0, np.abs(flat.mean(axis=0)))
+    std = np.nanstd(flat, axis=0)
+    constant = std <= 1e-6 * np.maximum(1.0, np.abs(np.nanmean(flat, axis=0)))
     return np.where(constant, 1.0, std + 1e-6)
+
+
+def _early_stopping_split(
+    series: SiteSeries, config: TrainConfig, seed: int
+) -> tuple[SiteSeries, SiteSeries]:
+    """Split a member's towers into what it learns from and what it stops early on.
+
+    A share of the tower pixels when there are two or more and the cross-validation is by
+    tower; otherwise (a single tower left, or a temporal split, whose members all see the
+    same towers) the last share of each tower's learning months.
+    """
+    groups = series.pixel_groups()
+    if config.cv == "temporal" or len(groups) < 2:
+        return split_months(series, config.validation_fraction)
+    n_validation = min(max(1, round(config.validation_fraction * len(groups))), len(groups) - 1)
+    shuffled = np.random.default_rng(seed).permutation(len(groups))
+    validation_sites = sorted(s for g in shuffled[:n_validation] for s in groups[g])
+    training_sites = sorted(s for g in shuffled[n_validation:] for s in groups[g])
+    return series.subset(training_sites), series.subset(validation_sites)
 
 
 def fit_member(
@@ -195,6 +322,7 @@ def fit_member(
     config: TrainConfig,
     *,
     held_out: Sequence[str] = (),
+    held_out_months: dict[str, str] | None = None,
     seed: int | None = None,
     progress: Progress | None = None,
 ) -> Member:
@@ -203,11 +331,13 @@ def fit_member(
     Parameters
     ----------
     series
-        Towers to learn from (one ecosystem), without the held-out fold.
+        Towers to learn from (one ecosystem), without the held-out fold or months.
     config
         Architecture, memory, carbon balance and optimisation settings.
     held_out
         Towers of the member's cross-validation fold, recorded in its card.
+    held_out_months
+        With a temporal split, each tower's first held-out month, recorded in its card.
     seed
         Seed of this member (weights, shuffling, validation towers); ``config.seed`` when
         not given.
@@ -222,29 +352,21 @@ def fit_member(
     Raises
     ------
     SiteDataError
-        When fewer than two towers, or towers without a measured full window, are left.
+        When no tower is left, or the towers have no full window to learn or stop on.
     """
     seed = config.seed if seed is None else seed
-    groups = series.pixel_groups()
-    if len(groups) < 2:
-        raise SiteDataError(
-            f"towers {', '.join(series.site_ids)} left to train on share {len(groups)} cube "
-            "pixel(s); at least 2 pixels are needed (one to train on, one to stop early on)"
-        )
+    if not series.site_ids:
+        raise SiteDataError("no tower is left to train on; add towers or use --cv temporal")
     torch.manual_seed(seed)
-    n_validation = min(max(1, round(config.validation_fraction * len(groups))), len(groups) - 1)
-    shuffled = np.random.default_rng(seed).permutation(len(groups))
-    validation_sites = sorted(s for g in shuffled[:n_validation] for s in groups[g])
-    training_sites = sorted(s for g in shuffled[n_validation:] for s in groups[g])
-    train, valid = series.subset(training_sites), series.subset(validation_sites)
-    x_train, y_train = _windows(train, config.memory)
-    x_valid, y_valid = _windows(valid, config.memory)
-    for role, windows, sites in (("training", x_train, train), ("validation", x_valid, valid)):
-        if len(windows) == 0:
+    train, valid = _early_stopping_split(series, config, seed)
+    x_train, y_train, sigma_train = train.trainable_windows(config.memory)
+    x_valid, y_valid, sigma_valid = valid.trainable_windows(config.memory)
+    for role, found, part in (("training", x_train, train), ("validation", x_valid, valid)):
+        if len(found) == 0:
             raise SiteDataError(
-                f"the {role} tower(s) {', '.join(sites.site_ids)} have no measured month after "
-                f"a full {config.memory}-month window of cube drivers; use a cube that starts "
-                "earlier, a shorter memory, or towers with longer records"
+                f"the {role} windows of tower(s) {', '.join(part.site_ids)} are empty: no "
+                f"measured month after a full {config.memory}-month window of drivers; use "
+                "drivers that start earlier, a shorter memory, or towers with longer records"
             )
 
     flat_x = train.drivers.reshape(-1, len(series.features))
@@ -258,10 +380,11 @@ def fit_member(
             **config.hyperparameters,
         ),
         card=MemberCard(
-            training_sites=training_sites,
-            validation_sites=validation_sites,
+            training_sites=sorted(train.site_ids),
+            validation_sites=sorted(valid.site_ids),
             held_out_sites=sorted(held_out),
-            feature_mean=as_float_list(flat_x.mean(axis=0)),
+            held_out_months=held_out_months or {},
+            feature_mean=as_float_list(np.nanmean(flat_x, axis=0)),
             feature_std=as_float_list(feature_scale(flat_x)),
             target_mean=as_float_list(np.nanmean(flat_y, axis=0)),
             target_std=as_float_list(np.nanstd(flat_y, axis=0) + 1e-6),
@@ -270,6 +393,10 @@ def fit_member(
     net = member.net
     x_train, x_valid = member.normalise(x_train), member.normalise(x_valid)
     y_train, y_valid = member.normalise_targets(y_train), member.normalise_targets(y_valid)
+    if config.weight_by_uncertainty:
+        w_train, w_valid = uncertainty_weights(sigma_train), uncertainty_weights(sigma_valid)
+    else:
+        w_train, w_valid = torch.ones_like(y_train), torch.ones_like(y_valid)
 
     optimiser = torch.optim.AdamW(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -282,12 +409,12 @@ def fit_member(
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
             optimiser.zero_grad()
-            loss = _loss(net(x_train[batch]), y_train[batch], member, config)
+            loss = _loss(net(x_train[batch]), y_train[batch], w_train[batch], member, config)
             loss.backward()
             optimiser.step()
         net.eval()
         with torch.no_grad():
-            valid_loss = float(_loss(net(x_valid), y_valid, member, config))
+            valid_loss = float(_loss(net(x_valid), y_valid, w_valid, member, config))
         if valid_loss < best_loss - 1e-5:
             best_loss, stale = valid_loss, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -312,10 +439,10 @@ def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCar
     apart towers are from each other.
     """
     flat = series.drivers.reshape(-1, len(series.features))
-    mean, std = flat.mean(axis=0), feature_scale(flat)
+    mean, std = np.nanmean(flat, axis=0), feature_scale(flat)
     drivers = torch.from_numpy(((series.drivers - mean) / std).astype("float32"))
-    views = drivers.unfold(1, config.memory, 1).transpose(2, 3)
-    keep = torch.from_numpy(np.isfinite(series.fluxes[:, config.memory - 1 :]).any(axis=-1))
+    views = window_views(drivers, config.memory)
+    keep = torch.from_numpy(series.trainable(config.memory))
     pixel_of = {s: number for number, group in enumerate(series.pixel_groups()) for s in group}
     pixel = torch.tensor([pixel_of[s] for s in series.site_ids])
     origin = pixel[:, None].expand_as(keep)[keep]  # windows of one pixel are not "other towers"
@@ -348,12 +475,13 @@ def train_ensemble(
     data: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> EnsembleFit:
-    """Cross-validate by tower and keep the folds' nets as an ensemble, for one ecosystem.
+    """Cross-validate and keep the folds' nets as an ensemble, for one ecosystem.
 
     Parameters
     ----------
     series
-        The ecosystem's towers (at least [`MIN_TOWERS`][upscale.training.MIN_TOWERS]).
+        The ecosystem's towers: at least [`MIN_TOWERS`][upscale.training.MIN_TOWERS] pixels
+        with folds of towers, one with ``temporal``.
     config
         Training settings, including the cross-validation scheme.
     name, ecosystem
@@ -370,12 +498,30 @@ def train_ensemble(
         and the folds.
     """
     folds = site_folds(series.pixel_groups(), config)
-    members = []
-    for number, held_out in enumerate(folds):
-        if progress:
-            progress(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
-        training = series.subset([s for s in series.site_ids if s not in held_out])
-        members.append(fit_member(training, config, held_out=held_out, seed=config.seed + number))
+    if config.cv == "temporal":
+        require_temporal_split(series, config)
+        learn, scored = split_months(series, config.test_fraction)
+        first_held = {
+            site: f"{series.times[np.isfinite(scored.fluxes[s]).any(axis=-1)][0]:%Y-%m}"
+            for s, site in enumerate(series.site_ids)
+        }
+        members = []
+        for number in range(config.folds):
+            if progress:
+                progress(f"member {number + 1}/{config.folds} (last months of each tower held out)")
+            members.append(
+                fit_member(learn, config, held_out_months=first_held, seed=config.seed + number)
+            )
+    else:
+        scored = series
+        members = []
+        for number, held_out in enumerate(folds):
+            if progress:
+                progress(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
+            training = series.subset([s for s in series.site_ids if s not in held_out])
+            members.append(
+                fit_member(training, config, held_out=held_out, seed=config.seed + number)
+            )
     domain, reference = domain_reference(series, config)
     measured = series.times[np.isfinite(series.fluxes).any(axis=(0, 2))]
     card = ModelCard(
@@ -384,6 +530,8 @@ def train_ensemble(
         hyperparameters=resolve_hyperparameters(config.architecture, **config.hyperparameters),
         memory=config.memory,
         features=list(series.features),
+        feature_sources=dict(zip(series.features, series.feature_sources, strict=True)),
+        feature_units=dict(zip(series.features, series.feature_units, strict=True)),
         targets=list(series.targets),
         nee_mode=config.nee_mode,
         ecosystem=ecosystem,
@@ -400,16 +548,60 @@ def train_ensemble(
     )
     model = Model(members=members, card=card, reference=reference)
     predictions = np.full(series.fluxes.shape, np.nan, dtype="float32")
-    for number, held_out in enumerate(folds):
-        rows = [series.site_ids.index(s) for s in held_out]
-        drivers = torch.from_numpy(series.drivers[rows])
-        predictions[rows, config.memory - 1 :] = model.predict_members(drivers, members=[number])[0]
+    drivers = torch.from_numpy(series.drivers)
+    if config.cv == "temporal":  # every member is held out from the same months
+        predictions[:, config.memory - 1 :] = model.predict_series(drivers)
+    else:
+        for number, held_out in enumerate(folds):
+            rows = [series.site_ids.index(s) for s in held_out]
+            predictions[rows, config.memory - 1 :] = model.predict_members(
+                drivers[rows], members=[number]
+            )[0]
+    observed = scored.fluxes
     metrics = {
-        target: decomposed_skill(series.fluxes[..., k], predictions[..., k], series.times)
+        target: decomposed_skill(
+            observed[..., k], predictions[..., k], series.times, series.uncertainty[..., k]
+        )
         for k, target in enumerate(series.targets)
     }
-    model.card = card.model_copy(update={"cv_metrics": metrics})
-    return EnsembleFit(model=model, predictions=predictions, folds=folds)
+    by_fold, by_tower = held_out_skill(series, observed, predictions, folds)
+    model.card = card.model_copy(
+        update={"cv_metrics": metrics, "cv_folds": by_fold, "cv_towers": by_tower}
+    )
+    return EnsembleFit(model=model, predictions=predictions, folds=folds, observed=observed)
+
+
+def held_out_skill(
+    series: SiteSeries, observed: np.ndarray, predicted: np.ndarray, folds: list[list[str]]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, dict[str, float]]]]:
+    """Scores of held-out predictions per fold and per tower, with the noise ceiling.
+
+    Parameters
+    ----------
+    series
+        The towers (their uncertainty gives the noise ceiling).
+    observed, predicted
+        ``(S, T, K)`` the fluxes scored against and the held-out predictions.
+    folds
+        The towers of each fold, numbered from 1 in the result.
+
+    Returns
+    -------
+    by_fold, by_tower
+        Flux -> fold number (or tower) -> [`skill`][upscale.metrics.skill] scores.
+    """
+    by_fold: dict[str, dict[str, dict[str, float]]] = {}
+    by_tower: dict[str, dict[str, dict[str, float]]] = {}
+    for k, flux in enumerate(series.targets):
+        obs, pred, sigma = observed[..., k], predicted[..., k], series.uncertainty[..., k]
+        by_fold[flux] = {}
+        for number, towers in enumerate(folds, start=1):
+            rows = [series.site_ids.index(s) for s in towers]
+            by_fold[flux][str(number)] = skill(obs[rows], pred[rows], sigma[rows])
+        by_tower[flux] = {
+            site: skill(obs[s], pred[s], sigma[s]) for s, site in enumerate(series.site_ids)
+        }
+    return by_fold, by_tower
 
 
 def memoryless_series(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.api._common import Status, input_stamp, print_status
-from upscale.artifact import load_model, read_card, save_model
+from upscale.artifact import ModelCard, load_model, read_card, save_model
 from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
@@ -35,19 +35,21 @@ from upscale.plots import (
 from upscale.progress import dask_progress
 from upscale.resume import resumable
 from upscale.samples import (
+    TOWER,
     SiteSeries,
     driver_agreement,
     extract_site_series,
     located,
     site_pixels,
     tower_drivers,
+    tower_site_series,
     with_site_drivers,
 )
 from upscale.schema import DRIVERS, WETLAND_FRACTION
 from upscale.shap_maps import export_shap_cogs, shap_maps
-from upscale.sites import Partitioning, read_site_drivers, read_sites
+from upscale.sites import SITE_ID, Partitioning, SiteData, read_site_drivers, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
-from upscale.training import MIN_TOWERS, TrainConfig, site_folds, train_ensemble
+from upscale.training import MIN_TOWERS, TrainConfig, require_temporal_split, train_ensemble
 
 
 def _require_towers(
@@ -58,26 +60,21 @@ def _require_towers(
     Raises
     ------
     SiteDataError
-        When an ecosystem has too few tower pixels to cross-validate, a fold would leave
-        fewer than 2 pixels to train on, or no tower has values of one of the targets.
+        When an ecosystem has too few tower pixels to cross-validate by tower, a temporal
+        split leaves a tower no window to learn or score, or no tower has values of one of
+        the targets.
     """
     for eco in ecosystems:
         towers = series.of_ecosystem(eco)
         groups = towers.pixel_groups()
-        if len(groups) < MIN_TOWERS:
+        if config.cv == "temporal":
+            require_temporal_split(towers, config)
+        elif len(groups) < MIN_TOWERS:
             raise SiteDataError(
                 f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {len(groups)} cube "
-                f"pixel(s); at least {MIN_TOWERS} pixels with towers are needed to cross-validate"
+                f"pixel(s); cross-validating by tower needs at least {MIN_TOWERS} pixels with "
+                "towers: add towers, or hold out each tower's last months (--cv temporal)"
             )
-        for held_out in site_folds(groups, config):
-            left = sum(1 for group in groups if not set(group) & set(held_out))
-            if left < 2:  # one pixel to train on, one to stop early on
-                raise SiteDataError(
-                    f"{sites}: holding out the {eco} tower(s) {', '.join(held_out)} leaves "
-                    f"{left} pixel(s) with towers to train on, and 2 are needed; use "
-                    f"{len(groups)} folds or leave-one-site-out (train --folds {len(groups)} "
-                    f"or --cv loso; folds: {len(groups)} or cv: loso in a --config file)"
-                )
         for k, target in enumerate(towers.targets):
             if not np.isfinite(towers.fluxes[..., k]).any():
                 raise SiteDataError(
@@ -101,14 +98,16 @@ class TrainResult:
     metrics
         Ecosystem -> target -> component -> cross-validated scores (as in the cards).
     held_out
-        Ecosystem -> (tower fluxes, held-out predictions), both ``(S, T, K)``; not for
-        ecosystems whose models an interrupted run had finished.
+        Ecosystem -> (tower fluxes scored against, held-out predictions), both ``(S, T, K)``;
+        not for ecosystems whose models an interrupted run had finished.
     config
         The resolved training config written beside the models (``<name>.yaml``).
     drivers
         Agreement of the cube's drivers with the towers' own at their pixels
         ([`driver_agreement`][upscale.samples.driver_agreement]), also written as
-        ``<name>-drivers.csv``.
+        ``<name>-drivers.csv``; empty without a cube.
+    tables
+        The per-fold and per-tower skill tables written (``folds``, ``towers``).
     """
 
     models: dict[str, Path]
@@ -116,6 +115,7 @@ class TrainResult:
     held_out: dict[str, tuple[np.ndarray, np.ndarray]]
     config: Path
     drivers: pd.DataFrame
+    tables: dict[str, Path]
 
     def skill_table(self) -> pd.DataFrame:
         """One row per ecosystem and flux: scores over all months, R² of each component."""
@@ -129,9 +129,39 @@ class TrainResult:
         )
 
 
+def cv_tables(models: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """Held-out skill per fold and per tower of trained models, read from their cards.
+
+    Returns
+    -------
+    dict
+        ``folds``: ``ecosystem, flux, fold, towers`` (the fold's towers) and the scores;
+        ``towers``: ``ecosystem, flux, site_id`` and the scores (see
+        [`skill`][upscale.metrics.skill]).
+    """
+    folds, towers = [], []
+    for eco, folder in models.items():
+        card = read_card(folder)
+        if card.train_config.get("cv") == "temporal":  # one fold: every tower's last months
+            held = {"1": "last months of " + ", ".join(card.sites)}
+        else:
+            held = {str(n): ", ".join(m.held_out_sites) for n, m in enumerate(card.members, 1)}
+        for flux, by_fold in card.cv_folds.items():
+            folds += [
+                {"ecosystem": eco, "flux": flux, "fold": number, "towers": held[number]} | score
+                for number, score in by_fold.items()
+            ]
+        for flux, by_tower in card.cv_towers.items():
+            towers += [
+                {"ecosystem": eco, "flux": flux, SITE_ID: site} | score
+                for site, score in by_tower.items()
+            ]
+    return {"folds": pd.DataFrame(folds), "towers": pd.DataFrame(towers)}
+
+
 def train(
     sites: str | Path,
-    cube: str | Path,
+    cube: str | Path | None,
     out: str | Path,
     *,
     config: TrainConfig | None = None,
@@ -148,13 +178,16 @@ def train(
     Parameters
     ----------
     sites
-        Folder with ``sites.csv`` and FLUXNET-format (or tidy) CSVs.
+        Folder with ``sites.csv`` and the towers' files (FLUXNET, AmeriFlux BASE, tidy).
     cube
-        Driver cube (Zarr v3 or NetCDF).
+        Driver cube (Zarr v3 or NetCDF); None for a site-level study, where every feature
+        is a column of the tower tables or of ``site_drivers_table``.
     out
         Folder that receives one model folder per ecosystem, ``<name>-<ecosystem>``.
     config
-        Architecture, memory and training settings.
+        Architecture, memory, features, cross-validation and training settings. Without a
+        cube and without features chosen, the features are the canonical drivers every
+        tower measured.
     name
         Prefix of the model names.
     partitioning
@@ -163,7 +196,7 @@ def train(
         Ecosystems to train; by default all those of the towers.
     site_drivers_table
         Drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``), for
-        ``config.site_drivers`` and the agreement table.
+        ``config.site_drivers``, the agreement table, or the features of a study with no cube.
     mask
         The wetland mask the models will be applied to; towers on pixels without wetland
         in it are refused (wrong coordinates, or a mask that misses their wetland).
@@ -175,7 +208,9 @@ def train(
     Returns
     -------
     TrainResult
-        Model folders, cross-validated metrics and held-out predictions per ecosystem.
+        Model folders, cross-validated metrics and held-out predictions per ecosystem; the
+        per-fold and per-tower skill is written as ``<name>-folds.csv`` and
+        ``<name>-towers.csv``.
 
     Notes
     -----
@@ -188,37 +223,41 @@ def train(
             f"model name {name!r} is not a plain file name; use letters, digits, '.', '_' "
             f"and '-' (it names the models in {out})"
         )
+    if mask is not None and cube is None:
+        raise ConfigError("--mask checks the towers against a cube's grid: pass --cube too")
     config = config or TrainConfig()
-    if FILLED in open_cube(cube, ()).data_vars and FILLED not in config.features:
-        status(f"the cube is gap-filled: the models also read the {FILLED} flag")
-        config = config.model_copy(update={"features": (*config.features, FILLED)})
-    series, measured = _cube_and_tower_drivers(
-        sites, cube, config, partitioning, site_drivers_table
-    )
+    if cube is not None and FILLED in open_cube(cube, ()).data_vars:
+        if FILLED not in config.features:
+            status(f"the cube is gap-filled: the models also read the {FILLED} flag")
+            config = config.model_copy(update={"features": (*config.features, FILLED)})
+    towers = _site_series(sites, cube, config, partitioning, site_drivers_table, status)
+    series, config = towers.series, towers.config
     if mask is not None:
-        _require_wetland_at_towers(sites, cube, mask, partitioning)
-    agreement = driver_agreement(series, measured)
-    if config.site_drivers:
-        status(f"taking {', '.join(config.site_drivers)} from the towers, not the cube")
-        series = with_site_drivers(series, measured, config.site_drivers)
+        _require_wetland_at_towers(towers.data.meta, cube, mask)
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     folders = {eco: Path(out) / f"{name}-{eco}" for eco in ecosystems}
+    tables = {"folds": Path(out) / f"{name}-folds.csv", "towers": Path(out) / f"{name}-towers.csv"}
     agreement_path = Path(out) / f"{name}-drivers.csv"
     _require_towers(series, sites, ecosystems, config)
     plan = {
         "sites": Path(sites).resolve(),
-        "cube": Path(cube).resolve(),
+        "cube": cube and Path(cube).resolve(),
         "config": config.model_dump(mode="json"),
         "ecosystems": ecosystems,
         "partitioning": partitioning,
         "site_drivers_table": site_drivers_table and Path(site_drivers_table).resolve(),
     }
+    inputs = {"sites": str(Path(sites).resolve())}
+    if cube is not None:
+        inputs["cube"] = str(Path(cube).resolve())
+    if site_drivers_table is not None:
+        inputs["site_drivers_table"] = str(Path(site_drivers_table).resolve())
     with (
         output_lock(Path(out) / name),
         resumable(
             Path(out) / f".{name}.training.json",
             plan,
-            [*folders.values(), agreement_path],
+            [*folders.values(), agreement_path, *tables.values()],
             overwrite=overwrite,
         ) as finished,
     ):
@@ -227,10 +266,11 @@ def train(
             metrics={},
             held_out={},
             config=save_train_config(config, Path(out) / f"{name}.yaml"),
-            drivers=agreement,
+            drivers=towers.agreement,
+            tables=tables,
         )
-        if not agreement.empty:
-            agreement.to_csv(agreement_path, index=False, float_format="%.4g")
+        if not towers.agreement.empty:
+            towers.agreement.to_csv(agreement_path, index=False, float_format="%.4g")
         for eco in ecosystems:
             if folders[eco] in finished:
                 status(f"{eco}: keeping {folders[eco]}, finished by an interrupted run")
@@ -241,25 +281,102 @@ def train(
             status(
                 f"training {config.architecture} L={config.memory} for {eco}: "
                 f"{len(eco_series.site_ids)} towers, {eco_series.n_windows(config.memory)} "
-                "windows"
+                f"windows, cross-validation {config.cv}"
             )
             fitted = train_ensemble(
                 eco_series,
                 config,
                 name=f"{name}-{eco}",
                 ecosystem=eco,
-                data={"sites": str(Path(sites).resolve()), "cube": str(Path(cube).resolve())},
+                data=inputs,
                 progress=lambda line, eco=eco: status(f"  {eco}: {line}"),
+            )
+            fitted.model.card = fitted.model.card.model_copy(
+                update={"towers": towers.files(eco_series.site_ids)}
             )
             result.models[eco] = save_model(fitted.model, folders[eco], overwrite=overwrite)
             result.metrics[eco] = fitted.model.card.cv_metrics
-            result.held_out[eco] = (eco_series.fluxes, fitted.predictions)
+            result.held_out[eco] = (fitted.observed, fitted.predictions)
+        for key, table in cv_tables(result.models).items():
+            table.to_csv(tables[key], index=False, float_format="%.4g")
     return result
+
+
+@dataclass(frozen=True)
+class _Towers:
+    """Towers as read for training.
+
+    The series, the data as read, the config with its features resolved, and the agreement
+    of cube and tower drivers (empty without a cube).
+    """
+
+    series: SiteSeries
+    data: SiteData
+    config: TrainConfig
+    agreement: pd.DataFrame
+
+    def files(self, site_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each tower's file, format and flux methods, for model cards."""
+        sources = self.data.sources
+        return {
+            site: {k: str(v) for k, v in sources.loc[site].items() if pd.notna(v)}
+            for site in site_ids
+            if site in sources.index
+        }
+
+
+def _tower_features(config: TrainConfig, measured: pd.DataFrame, status: Status) -> TrainConfig:
+    """Without a cube, features not chosen are the canonical drivers every tower measured."""
+    config = config.model_copy(update={"site_drivers": ()})  # every feature is the towers'
+    if "features" in config.model_fields_set:
+        return config
+    have = measured.notna().groupby(level=SITE_ID).any()
+    every = [f for f in DRIVERS if f in have and bool(have[f].all())]
+    if not every:
+        raise SiteDataError(
+            "no canonical driver is measured at every tower; choose the features with "
+            f"--features (the tower tables have {', '.join(measured.columns) or 'none'})"
+        )
+    status(f"no cube: the features are the drivers every tower measured: {', '.join(every)}")
+    return config.model_copy(update={"features": tuple(every)})
+
+
+def _site_series(
+    sites: str | Path,
+    cube: str | Path | None,
+    config: TrainConfig,
+    partitioning: Partitioning,
+    site_drivers_table: str | Path | None,
+    status: Status,
+) -> _Towers:
+    """Read the towers and put them with their drivers, from the cube or their own data."""
+    site_data = read_sites(sites, partitioning=partitioning)
+    extra = read_site_drivers(site_drivers_table) if site_drivers_table else None
+    measured = tower_drivers(site_data, extra)
+    if cube is None:
+        config = _tower_features(config, measured, status)
+        series = tower_site_series(
+            site_data,
+            config.features,
+            targets=config.targets,
+            extra=extra,
+            uncertainty=config.uncertainty,
+        )
+        return _Towers(series, site_data, config, pd.DataFrame())
+    drivers = open_cube(cube, config.features)
+    series = extract_site_series(
+        drivers, site_data, config.features, targets=config.targets, uncertainty=config.uncertainty
+    )
+    agreement = driver_agreement(series, measured)
+    if config.site_drivers:
+        status(f"taking {', '.join(config.site_drivers)} from the towers, not the cube")
+        series = with_site_drivers(series, measured, config.site_drivers)
+    return _Towers(series, site_data, config, agreement)
 
 
 def tower_series(
     sites: str | Path,
-    cube: str | Path,
+    cube: str | Path | None,
     config: TrainConfig,
     *,
     partitioning: Partitioning = "NT",
@@ -267,12 +384,13 @@ def tower_series(
     cache: str | Path | None = None,
     status: Status = print_status,
 ) -> SiteSeries:
-    """Read the towers and the drivers at their pixels, reusing a cache when inputs match.
+    """Read the towers and their drivers, reusing a cache when inputs match.
 
     Parameters
     ----------
     sites, cube
-        Tower folder and driver cube.
+        Tower folder and driver cube; without a cube the drivers are the towers' own (see
+        [`tower_site_series`][upscale.samples.tower_site_series]).
     config
         Its features and targets select what is extracted; its ``site_drivers`` are taken
         from the towers' own data instead of the cube.
@@ -282,23 +400,19 @@ def tower_series(
         More drivers measured or extracted at the towers (``site_id, time, <DRIVER>...``).
     cache
         ``.npz`` file of the extracted series; reused when the inputs' files, features,
-        site drivers, targets and partitioning are unchanged, rewritten otherwise.
+        site drivers, targets, uncertainty and partitioning are unchanged, rewritten
+        otherwise.
     status
         Receives progress lines.
     """
-    inputs = [Path(sites), Path(cube)] + ([Path(site_drivers_table)] if site_drivers_table else [])
-    key = input_stamp(*inputs) + repr(
-        (config.features, config.site_drivers, config.targets, partitioning)
-    )
+    inputs = [Path(sites)] + [Path(p) for p in (cube, site_drivers_table) if p is not None]
+    settings = (config.features, config.site_drivers, config.targets, config.uncertainty)
+    key = input_stamp(*inputs) + repr((cube is None, settings, partitioning))
     stamp = Path(f"{cache}.key") if cache else None
     if cache and Path(cache).exists() and stamp.exists() and stamp.read_text() == key:
         status(f"reusing the tower samples cached in {cache}")
         return SiteSeries.load(cache)
-    series, measured = _cube_and_tower_drivers(
-        sites, cube, config, partitioning, site_drivers_table
-    )
-    if config.site_drivers:
-        series = with_site_drivers(series, measured, config.site_drivers)
+    series = _site_series(sites, cube, config, partitioning, site_drivers_table, status).series
     if cache:
         # The key goes last: a crash while writing leaves no key, so no stale reuse.
         stamp.unlink(missing_ok=True)
@@ -309,13 +423,10 @@ def tower_series(
     return series
 
 
-def _require_wetland_at_towers(
-    sites: str | Path, cube: str | Path, mask: str | Path, partitioning: Partitioning
-) -> None:
+def _require_wetland_at_towers(meta: pd.DataFrame, cube: str | Path, mask: str | Path) -> None:
     """Refuse towers whose pixel has no wetland in the mask the models will map."""
     drivers = open_cube(cube, ())
     cover = open_mask(mask, drivers)[WETLAND_FRACTION].values
-    meta = read_sites(sites, partitioning=partitioning).meta
     rows, cols = site_pixels(drivers, meta)
     dry = cover[rows, cols] <= 0
     if dry.any():
@@ -323,21 +434,6 @@ def _require_wetland_at_towers(
             f"site(s) on pixels without wetland in {Path(mask).name}: {located(meta[dry])}; "
             "check their coordinates in sites.csv, or the mask"
         )
-
-
-def _cube_and_tower_drivers(
-    sites: str | Path,
-    cube: str | Path,
-    config: TrainConfig,
-    partitioning: Partitioning,
-    site_drivers_table: str | Path | None,
-) -> tuple[SiteSeries, pd.DataFrame]:
-    """Tower series with the cube's drivers, and the drivers the towers measured."""
-    site_data = read_sites(sites, partitioning=partitioning)
-    drivers = open_cube(cube, config.features)
-    series = extract_site_series(drivers, site_data, config.features, targets=config.targets)
-    extra = read_site_drivers(site_drivers_table) if site_drivers_table else None
-    return series, tower_drivers(site_data, extra)
 
 
 def compare_drivers(
@@ -356,10 +452,10 @@ def compare_drivers(
     if features is None:
         features = [f for f in DRIVERS if f in open_cube(cube, ()).data_vars]
     config = TrainConfig(features=tuple(features))
-    series, measured = _cube_and_tower_drivers(
-        sites, cube, config, partitioning, site_drivers_table
+    towers = _site_series(
+        sites, cube, config, partitioning, site_drivers_table, status=lambda line: None
     )
-    return driver_agreement(series, measured)
+    return towers.agreement
 
 
 @dataclass(frozen=True)
@@ -372,7 +468,7 @@ class SweepReport:
 
 def sweep(
     sites: str | Path,
-    cube: str | Path,
+    cube: str | Path | None,
     out: str | Path,
     *,
     config: TrainConfig | None = None,
@@ -380,20 +476,27 @@ def sweep(
     memories: Sequence[int] = DEFAULT_MEMORIES,
     nee_modes: Sequence[str] = NEE_MODES,
     partitioning: Partitioning = "NT",
+    site_drivers_table: str | Path | None = None,
     workers: int | None = None,
     overwrite: bool = False,
     status: Status = print_status,
 ) -> SweepReport:
     """Cross-validate architectures x memory lengths x ecosystems and choose the memory.
 
-    Writes ``skill.csv`` (every run, fold by fold), ``optimum.csv`` (the memory chosen per
-    ecosystem, architecture and flux), ``nee_modes.csv`` (NEE skill of each NEE mode) and
-    ``skill_vs_memory.png`` into ``out``; the tower samples are cached in ``samples.npz``
-    and reused by later sweeps on the same inputs. See [`run_sweep`][upscale.sweep.run_sweep].
+    Writes into ``out``: ``study.csv`` (the study's table: R², NSE, decomposed skill and
+    noise ceiling per ecosystem, architecture, memory and flux, with the chosen memory
+    marked), ``skill.csv`` (every run, fold by fold), ``towers.csv`` (every run, tower by
+    tower), ``optimum.csv`` (the memory chosen per ecosystem, architecture and flux),
+    ``nee_modes.csv`` (NEE skill of each NEE mode) and ``skill_vs_memory.png``; the tower
+    samples are cached in ``samples.npz`` and reused by later sweeps on the same inputs.
+    Without a ``cube`` the features are columns of the tower tables (a site-level study).
+    See [`run_sweep`][upscale.sweep.run_sweep].
     """
     out = Path(out)
     outputs = {
+        "study": out / "study.csv",
         "skill": out / "skill.csv",
+        "towers": out / "towers.csv",
         "optimum": out / "optimum.csv",
         "nee_modes": out / "nee_modes.csv",
         "figure": out / "skill_vs_memory.png",
@@ -402,9 +505,19 @@ def sweep(
     config = config or TrainConfig()
     out.mkdir(parents=True, exist_ok=True)
     series = tower_series(
-        sites, cube, config, partitioning=partitioning, cache=out / "samples.npz", status=status
+        sites,
+        cube,
+        config,
+        partitioning=partitioning,
+        site_drivers_table=site_drivers_table,
+        cache=out / "samples.npz",
+        status=status,
     )
-    _require_towers(series, sites, sorted(set(series.ecosystems)), config)
+    if tuple(series.features) != config.features:  # resolved from the towers' columns
+        config = config.model_copy(update={"features": tuple(series.features), "site_drivers": ()})
+    ecosystems = sorted(set(series.ecosystems))
+    for memory in sorted(set(memories) | {1, config.memory}):  # a temporal split at every L
+        _require_towers(series, sites, ecosystems, config.model_copy(update={"memory": memory}))
     result = run_sweep(
         series,
         config,
@@ -414,7 +527,9 @@ def sweep(
         workers=workers,
         progress=status,
     )
+    result.study.to_csv(outputs["study"], index=False, float_format="%.4f")
     result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")
+    result.towers.to_csv(outputs["towers"], index=False, float_format="%.4f")
     result.optimum.to_csv(outputs["optimum"], index=False, float_format="%.4f")
     result.nee_modes.to_csv(outputs["nee_modes"], index=False, float_format="%.4f")
     save_png(sweep_figure(result.skill, result.optimum), outputs["figure"])
@@ -434,11 +549,21 @@ EXPLAIN_PLAN = ".upscale-explain.json"
 
 
 def _write_tower_explanations(
-    explanations: Sequence[TowerExplanation], outputs: dict[str, Path]
+    explanations: Sequence[TowerExplanation],
+    outputs: dict[str, Path],
+    features: Sequence[str] | None = None,
 ) -> None:
-    """Write the towers' importance, memory and memory-profile tables and their figures."""
+    """Write the towers' importance, memory and memory-profile tables and their figures.
+
+    With ``features``, the importance table and figure and the memory-profile table show
+    those drivers only; the memory statistics stay over every feature.
+    """
+    shown = [
+        replace(e, attribution=e.attribution.select(features)) if features else e
+        for e in explanations
+    ]
     importance = pd.concat(
-        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in explanations]
+        [e.attribution.importance().assign(ecosystem=e.ecosystem) for e in shown]
     )
     importance.to_csv(outputs["importance"], index=False, float_format="%.5g")
     memory = pd.concat(
@@ -456,20 +581,22 @@ def _write_tower_explanations(
             .to_dataframe()
             .reset_index()
             .assign(ecosystem=e.ecosystem)
-            for e in explanations
+            for e in shown
         ]
     )
     profile.to_csv(outputs["profile"], index=False, float_format="%.4g")
-    save_png(importance_figure(explanations), outputs["importance_png"])
+    save_png(importance_figure(shown), outputs["importance_png"])
     save_png(memory_figure(explanations), outputs["profile_png"])
 
 
 def explain(
     sites: str | Path,
-    cube: str | Path,
+    cube: str | Path | None,
     models: Sequence[str | Path],
     out: str | Path,
     *,
+    features: Sequence[str] | None = None,
+    site_drivers_table: str | Path | None = None,
     windows: int = 300,
     background: int = 200,
     samples: int = 64,
@@ -492,6 +619,12 @@ def explain(
     |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
     See [`explain_towers`][upscale.attribution.explain_towers].
 
+    Each feature is read where the model's card says it came from: the cube, or the
+    towers' own data (their files or ``site_drivers_table``); a model of tower features
+    alone needs no ``cube``. ``features`` restricts the importance table and figure and
+    ``memory_profile.csv`` to some of the models' drivers; the memory statistics stay over
+    all of them.
+
     With a wetland ``mask``, also maps the explanation over the region: ``shap.zarr``
     (mean |SHAP| per target and driver, dominant driver, weighted mean lag per pixel, from
     ``months`` sampled months with ``raster_samples`` samples each; see
@@ -506,10 +639,21 @@ def explain(
         "profile_png": out / "memory_profile.png",
     }
     if mask is not None:
+        if cube is None:
+            raise ConfigError("explain --mask maps the explanation over a cube: pass --cube")
         outputs |= {"shap": out / "shap.zarr", "shap_cogs": out / "shap_cogs"}
+    cards = [read_card(folder) for folder in models]
+    if features:
+        unknown = sorted({f for f in features if not all(f in c.features for c in cards)})
+        if unknown:
+            raise ConfigError(
+                f"--features {', '.join(unknown)}: not features of every model explained "
+                f"(they have {', '.join(cards[0].features)})"
+            )
     plan = {
         "sites": Path(sites).resolve(),
-        "cube": Path(cube).resolve(),
+        "cube": cube and Path(cube).resolve(),
+        "site_drivers_table": site_drivers_table and Path(site_drivers_table).resolve(),
         "models": [Path(folder).resolve() for folder in models],
         "mask": mask and Path(mask).resolve(),
         "towers": [windows, background, samples, seed, null, partitioning],
@@ -523,11 +667,16 @@ def explain(
         extracted: dict[tuple, SiteSeries] = {}  # the models of one run share their features
         for folder in models:
             model = load_model(folder)
-            key = (tuple(model.card.features), tuple(model.card.targets))
+            config = _explained_config(model.card, folder, cube)
+            key = (config.features, config.site_drivers, config.targets, config.uncertainty)
             if key not in extracted:
-                config = TrainConfig(features=key[0], targets=key[1])
                 extracted[key] = tower_series(
-                    sites, cube, config, partitioning=partitioning, status=status
+                    sites,
+                    cube if config.site_drivers != config.features else None,
+                    config,
+                    partitioning=partitioning,
+                    site_drivers_table=site_drivers_table,
+                    status=status,
                 )
             series = extracted[key]
             towers = [s for s in model.card.sites if s in series.site_ids]
@@ -552,15 +701,15 @@ def explain(
                 )
             )
         # Quick to make again: a resumed run rewrites them, so that they agree with each other.
-        _write_tower_explanations(explanations, outputs)
+        _write_tower_explanations(explanations, outputs, features)
         if mask is not None:
             if outputs["shap"] not in finished:  # the slow part: a killed run resumes its rows
                 folders = {
                     e.ecosystem: Path(folder)
                     for e, folder in zip(explanations, models, strict=True)
                 }
-                features = list(dict.fromkeys(f for key in extracted for f in key[0]))
-                drivers = open_cube(cube, features)
+                mapped = list(dict.fromkeys(f for key in extracted for f in key[0]))
+                drivers = open_cube(cube, mapped)
                 rasters = shap_maps(
                     drivers,
                     open_mask(mask, drivers),
@@ -576,3 +725,25 @@ def explain(
                     write_store(rasters, outputs["shap"], overwrite=True, resume=True)
             export_shap_cogs(open_store(outputs["shap"]), outputs["shap_cogs"], overwrite=True)
     return ExplainReport(outputs=outputs, explanations=explanations)
+
+
+def _explained_config(card: ModelCard, folder: str | Path, cube: str | Path | None) -> TrainConfig:
+    """Rebuild the features, their sources and the targets a model was trained with.
+
+    Raises
+    ------
+    ConfigError
+        When the model reads features from a cube and none is given.
+    """
+    from_towers = tuple(f for f in card.features if card.feature_sources.get(f) == TOWER)
+    from_cube = [f for f in card.features if f not in from_towers]
+    if from_cube and cube is None:
+        raise ConfigError(
+            f"{folder}: the model reads {', '.join(from_cube)} from a driver cube; pass --cube"
+        )
+    return TrainConfig(
+        features=tuple(card.features),
+        site_drivers=from_towers,
+        targets=tuple(card.targets),
+        uncertainty=card.train_config.get("uncertainty", "random"),
+    )

@@ -306,7 +306,8 @@ def read_ameriflux(
     measured = values[MEASURED].notna().astype(float) if MEASURED in values else np.nan
     out[QC] = measured
     for role in (*_DRIVER_ROLES, *_EXTRA_ROLES):
-        if role in values:
+        # A sensor column of -9999 only (P at many towers) is no driver: leave it out.
+        if role in values and values[role].notna().any():
             out[role] = values[role]
     if DRIVERS["PRECIP"].name in out:
         out[DRIVERS["PRECIP"].name] *= STEPS_PER_DAY[steps.res]

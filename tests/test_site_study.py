@@ -13,7 +13,8 @@ from upscale.demo_region import write_demo_region
 from upscale.errors import SiteDataError
 from upscale.metrics import skill
 from upscale.samples import SiteSeries, tower_site_series
-from upscale.sites import read_sites, uncertainty_name
+from upscale.schema import uncertainty_name
+from upscale.sites import read_sites
 from upscale.training import TrainConfig, split_months, train_ensemble, uncertainty_weights
 
 runner = CliRunner()
@@ -296,5 +297,5 @@ def test_old_series_files_load(series, tmp_path):
 
 
 def test_uncertainty_column_names():
-    assert uncertainty_name("NEE", "random") == "NEE_RANDUNC"
-    assert uncertainty_name("GPP", "joint") == "GPP_JOINTUNC"
+    assert uncertainty_name("NEE", "RANDUNC") == "NEE_RANDUNC"
+    assert uncertainty_name("GPP", "JOINTUNC") == "GPP_JOINTUNC"

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from upscale.errors import SiteDataError
+from upscale.schema import uncertainty_name
 from upscale.sites import (
     UMOL_CO2_TO_GC_PER_DAY,
     SiteData,
+    fluxnet_methods,
     read_fluxnet,
     read_sites,
     read_tidy,
@@ -572,3 +574,128 @@ def test_error_sites_table_names_the_columns_it_has(tmp_path):
     (tmp_path / "sites.csv").write_text("Site_ID,Lat,Lon,Ecosystem\nZZ-Flx,25.3,-81.0,mangrove\n")
     with pytest.raises(SiteDataError, match="missing column.*lower case.*has Site_ID, Lat, Lon"):
         read_sites(tmp_path)
+
+
+# ------------------------------------------------------- other products, uncertainty, units
+
+
+def test_fluxnet_ch4_hh_file_reads_its_own_columns(tmp_path):
+    times = steps("2018-01-01", "2018-03-01", "30min")
+    n = len(times)
+    path = write_csv(
+        tmp_path,
+        "FLX_US-Xyz_FLUXNET-CH4_HH_2018-2018_1-1.csv",
+        {
+            "TIMESTAMP_START": times.strftime("%Y%m%d%H%M"),
+            "TIMESTAMP_END": (times + pd.Timedelta("30min")).strftime("%Y%m%d%H%M"),
+            "NEE": np.where(np.arange(n) % 3 == 0, np.nan, -1.0),  # raw: not read
+            "NEE_F": np.full(n, -1.0),
+            "GPP_NT": np.full(n, 4.0),
+            "RECO_NT": np.full(n, 3.0),
+            "GPP_DT": np.full(n, 4.5),
+            "RECO_DT": np.full(n, 3.5),
+            "TA_F": np.full(n, 20.0),
+            "FCH4_F_RANDUNC": np.full(n, 9.0),  # the methane flux's: not a CO2 uncertainty
+        },
+    )
+    monthly = read_fluxnet(path, partitioning="DT")
+    assert len(monthly) == 2
+    np.testing.assert_allclose(monthly["GPP"], 4.5 * UMOL_CO2_TO_GC_PER_DAY)
+    np.testing.assert_allclose(monthly["RE"], 3.5 * UMOL_CO2_TO_GC_PER_DAY)
+    np.testing.assert_allclose(monthly["NEE"], -1.0 * UMOL_CO2_TO_GC_PER_DAY)
+    assert monthly["NEE_QC"].isna().all()
+    assert not any(c.endswith("UNC") for c in monthly.columns)
+    assert fluxnet_methods(path)["format"] == "FLUXNET-CH4"
+    assert fluxnet_methods(path)["GPP_method"] == "GPP_NT"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AMF_US-Xyz_FLUXNET_FULLSET_DD_2015-2015_3-5.csv",
+        "ICOSETC_BE-Xyz_FLUXNET_DD_L2.csv",
+    ],
+)
+def test_network_prefixed_oneflux_file_with_uncertainty(tmp_path, name):
+    days = steps("2015-01-01", "2015-03-01", "D")
+    n = len(days)
+    randunc = np.where(np.arange(n) % 2 == 0, 0.3, 0.4)
+    path = write_csv(
+        tmp_path,
+        name,
+        {
+            "TIMESTAMP": days.strftime("%Y%m%d"),
+            "NEE_VUT_REF": np.full(n, -1.5),
+            "NEE_VUT_REF_QC": np.full(n, 0.9),
+            "NEE_VUT_REF_RANDUNC": randunc,
+            "NEE_VUT_REF_JOINTUNC": np.full(n, 0.5),
+            "GPP_NT_VUT_REF": np.full(n, 6.0),
+            "RECO_NT_VUT_REF": np.full(n, 4.5),
+        },
+    )
+    monthly = read_fluxnet(path)
+    np.testing.assert_allclose(monthly["NEE"], -1.5)
+    january = randunc[:31]
+    assert monthly.loc["2015-01", uncertainty_name("NEE", "RANDUNC")].item() == pytest.approx(
+        np.sqrt((january**2).sum()) / 31
+    )
+    assert monthly.loc["2015-02", "NEE_JOINTUNC"].item() == pytest.approx(0.5 / np.sqrt(28))
+    assert fluxnet_methods(path)["format"] == "ONEFlux"
+
+
+@pytest.mark.shared_data
+def test_real_dd_file_random_uncertainty_aggregates_as_independent_days(us_ar1):
+    monthly = read_fluxnet(us_ar1, qc_min=0)
+    with us_ar1.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["TIMESTAMP"].startswith("201107")]
+    sigma = [float(r["NEE_VUT_REF_RANDUNC"]) for r in rows]
+    sigma = [s for s in sigma if s != -9999]
+    expected = sum(s * s for s in sigma) ** 0.5 / len(sigma)
+    assert monthly.loc["2011-07", "NEE_RANDUNC"].item() == pytest.approx(expected, rel=1e-9)
+    assert "NEE_JOINTUNC" not in monthly  # the SUBSET DD file has RANDUNC only
+    assert (monthly["NEE_RANDUNC"].dropna() > 0).all()
+
+
+def test_read_sites_reports_sources_of_fluxnet_and_tidy_towers(site_folder):
+    sources = read_sites(site_folder).sources
+    assert set(sources.columns) == {"file", "format", "GPP_method", "RE_method", "NEE_method"}
+    fluxnet = sources[sources["format"] == "FLUXNET2015"]
+    assert (fluxnet["GPP_method"] == "GPP_NT_VUT_REF").all()
+    assert (sources.loc[sources["format"] == "tidy", "NEE_method"] == "NEE (tidy table)").all()
+
+
+@pytest.mark.parametrize("res", ["DD", "MM"])
+def test_error_half_hourly_rows_in_a_daily_or_monthly_file(tmp_path, res):
+    times = steps("2015-01-01", "2015-01-03", "30min")
+    path = write_csv(
+        tmp_path,
+        f"FLX_US-Xyz_FLUXNET2015_SUBSET_{res}_2015-2015_1-4.csv",
+        {
+            "TIMESTAMP": times.strftime("%Y%m%d%H%M"),
+            "NEE_VUT_REF": np.full(len(times), -3.0),
+            "GPP_NT_VUT_REF": np.full(len(times), 6.0),
+            "RECO_NT_VUT_REF": np.full(len(times), 3.0),
+        },
+    )
+    with pytest.raises(
+        SiteDataError,
+        match=rf"{res}_2015-2015_1-4\.csv: the rows look half-hourly in µmol m-2 s-1 "
+        r"\(timestamps with a time of day.*name the file HH",
+    ):
+        read_fluxnet(path)
+
+
+def test_error_several_rows_per_day_in_a_dd_file(tmp_path):
+    days = np.repeat(steps("2015-01-01", "2015-01-03", "D").strftime("%Y%m%d"), 48)
+    path = write_csv(
+        tmp_path,
+        "FLX_US-Xyz_FLUXNET2015_SUBSET_DD_2015-2015_1-4.csv",
+        {
+            "TIMESTAMP": days,
+            "NEE_VUT_REF": np.full(len(days), -3.0),
+            "GPP_NT_VUT_REF": np.full(len(days), 6.0),
+            "RECO_NT_VUT_REF": np.full(len(days), 3.0),
+        },
+    )
+    with pytest.raises(SiteDataError, match=r"look half-hourly.*48 rows on 20150101"):
+        read_fluxnet(path)

@@ -21,8 +21,15 @@ import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, IMPLAUSIBLE_FIX, TARGETS, implausible_value
-from upscale.sites import QC, SITE_ID, TIME, SiteData, uncertainty_name
+from upscale.schema import (
+    DRIVERS,
+    IMPLAUSIBLE_FIX,
+    TARGETS,
+    UNCERTAINTY_KINDS,
+    implausible_value,
+    uncertainty_name,
+)
+from upscale.sites import QC, SITE_ID, TIME, SiteData
 
 CUBE = "cube"
 TOWER = "tower"
@@ -217,7 +224,7 @@ def extract_site_series(
     features: Sequence[str],
     *,
     targets: Sequence[str] = TARGETS,
-    uncertainty: str = "random",
+    uncertainty: str = "RANDUNC",
 ) -> SiteSeries:
     """Put tower fluxes and the drivers at their pixels on the cube's monthly axis.
 
@@ -232,7 +239,7 @@ def extract_site_series(
     targets
         Fluxes to learn.
     uncertainty
-        Which tower uncertainty the series carries: ``random`` or ``joint``.
+        Which tower uncertainty the series carries: ``RANDUNC`` (random) or ``JOINTUNC``.
 
     Returns
     -------
@@ -288,7 +295,7 @@ def tower_site_series(
     *,
     targets: Sequence[str] = TARGETS,
     extra: pd.DataFrame | None = None,
-    uncertainty: str = "random",
+    uncertainty: str = "RANDUNC",
 ) -> SiteSeries:
     """Put tower fluxes and the towers' own drivers on one monthly axis: a study with no cube.
 
@@ -307,7 +314,7 @@ def tower_site_series(
         More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]),
         e.g. extracted from a cube or MODIS subsets; where both give a value, ``extra`` wins.
     uncertainty
-        Which tower uncertainty the series carries: ``random`` or ``joint``.
+        Which tower uncertainty the series carries: ``RANDUNC`` (random) or ``JOINTUNC``.
 
     Returns
     -------
@@ -397,7 +404,7 @@ def _tower_fluxes(
 def driver_columns(table: pd.DataFrame) -> list[str]:
     """Name the columns of a tower table that are drivers: numbers other than fluxes and QC."""
     reserved = {SITE_ID, TIME, QC, *TARGETS}
-    reserved |= {uncertainty_name(t, kind) for t in TARGETS for kind in ("random", "joint")}
+    reserved |= {uncertainty_name(t, kind) for t in TARGETS for kind in UNCERTAINTY_KINDS}
     return [
         c for c in table.columns if c not in reserved and pd.api.types.is_numeric_dtype(table[c])
     ]

@@ -106,6 +106,37 @@ FLUXES: dict[str, Variable] = {
 
 TARGETS: tuple[str, ...] = tuple(FLUXES)
 
+UNCERTAINTY_KINDS: tuple[str, ...] = ("RANDUNC", "JOINTUNC")
+"""Tower uncertainty of a flux: random (measurement) and joint (random and u* threshold)."""
+
+
+def uncertainty_name(flux: str, kind: str) -> str:
+    """Name a tower uncertainty column of the site tables (``NEE``, ``RANDUNC``: ``NEE_RANDUNC``).
+
+    Parameters
+    ----------
+    flux
+        A flux of [`FLUXES`][upscale.schema.FLUXES]: ``GPP``, ``RE`` or ``NEE``.
+    kind
+        ``RANDUNC`` (random uncertainty) or ``JOINTUNC`` (random and u*-threshold uncertainty).
+
+    Returns
+    -------
+    str
+        The column name; its values are one standard deviation of the monthly mean, in
+        gC m-2 d-1 like the flux.
+    """
+    if flux not in FLUXES or kind not in UNCERTAINTY_KINDS:
+        raise ValueError(
+            f"no tower uncertainty {kind!r} of {flux!r}: fluxes are {', '.join(FLUXES)}, "
+            f"kinds {', '.join(UNCERTAINTY_KINDS)}"
+        )
+    return f"{flux}_{kind}"
+
+
+TOWER_UNITS: dict[str, str] = {"PPFD_IN": "umol m-2 s-1"}
+"""Units of the non-canonical numeric columns that tower files define (not model drivers)."""
+
 SPREAD_SUFFIX = "_std"
 
 

@@ -1,10 +1,13 @@
-"""Tower data: FLUXNET2015/ONEFlux files and tidy tables, aggregated to monthly means.
+"""Tower data: FLUXNET-family files, AmeriFlux BASE files and tidy tables, as monthly means.
 
 A site folder holds ``sites.csv`` (``site_id, lat, lon, ecosystem``) and the towers' flux files:
 FLUXNET2015/ONEFlux CSVs named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` at any resolution
-from half-hourly to monthly, and/or tidy CSVs (``site_id, time, GPP, RE, NEE`` and optional driver
-columns). Everything is converted to the model step: monthly means stamped on the first of the
-month, fluxes in gC m-2 d-1, drivers in the units of [`upscale.schema`][upscale.schema].
+from half-hourly to monthly (FLUXNET-CH4 files and the network-prefixed ONEFlux files of the
+FLUXNET download system too), AmeriFlux BASE files (read by
+[`upscale.ameriflux`][upscale.ameriflux]), and/or tidy CSVs (``site_id, time, GPP, RE, NEE`` and
+optional driver columns). Everything is converted to the model step: monthly means stamped on
+the first of the month, fluxes in gC m-2 d-1, drivers in the units of
+[`upscale.schema`][upscale.schema].
 """
 
 from __future__ import annotations
@@ -17,8 +20,28 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from upscale import ameriflux
 from upscale.errors import SiteDataError
-from upscale.schema import DRIVERS, ECOSYSTEM_CODES, FLUXES, TARGETS, implausible_value
+from upscale.monthly import (
+    MISSING,
+    STEPS_PER_DAY,
+    TIME_DTYPE,
+    UMOL_CO2_TO_GC_PER_DAY,
+    monthly_means,
+    monthly_uncertainty,
+    parse_numbers,
+    parse_time,
+    read_header,
+)
+from upscale.schema import (
+    DRIVERS,
+    ECOSYSTEM_CODES,
+    FLUXES,
+    TARGETS,
+    TOWER_UNITS,
+    implausible_value,
+    uncertainty_name,
+)
 
 Partitioning = Literal["NT", "DT"]
 """Flux partitioning of FLUXNET: night-time (Reichstein et al.) or daytime (Lasslop et al.)."""
@@ -34,23 +57,25 @@ NEE = FLUXES["NEE"].name
 QC = f"{NEE}_QC"
 """Monthly fraction of measured or good-quality gap-filled NEE (0..1)."""
 
-UMOL_CO2_TO_GC_PER_DAY = 12.011e-6 * 86400.0
-"""µmol CO2 m-2 s-1 to gC m-2 d-1: 12.011 µg C per µmol, 86400 s per day."""
-
-MISSING = -9999.0
-_TIME_DTYPE = "datetime64[ns]"  # one resolution for every reader, as xarray decodes times
 RESOLUTIONS = ("HH", "HR", "DD", "WW", "MM")
-FILE_PATTERN = "FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv with RES in HH, HR, DD, WW, MM"
+FILE_PATTERN = (
+    "FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv (or a network prefix such as AMF_ or "
+    "ICOSETC_ for the ONEFlux products of the FLUXNET download system) with RES in HH, HR, DD, "
+    "WW, MM"
+)
+# FLX_ is FLUXNET's own prefix; the download system names files after their publishing network
+# (AMF_US-Ha1_FLUXNET_FULLSET_HH_1992-2020_3-5.csv, ICOSETC_BE-Bra_FLUXNET_HH_L2.csv), and the
+# ICOS ETC L2 files carry no years. Products may hold hyphens (FLUXNET-CH4).
 _FILE_RE = re.compile(
-    r"^FLX_(?P<site>[A-Za-z0-9]+-[A-Za-z0-9]+)_(?P<product>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)"
-    r"_(?P<res>HH|HR|DD|WW|MM|YY)_(?P<y1>\d{4})-(?P<y2>\d{4})_(?P<version>[A-Za-z0-9.-]+)\.csv$"
+    r"^(?P<network>[A-Z]+)_(?P<site>[A-Za-z0-9]+-[A-Za-z0-9]+)"
+    r"_(?P<product>[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*?)_(?P<res>HH|HR|DD|WW|MM|YY)"
+    r"(?:_(?P<y1>\d{4})-(?P<y2>\d{4}))?_(?P<version>[A-Za-z0-9.-]+)\.csv$"
 )
 # Products of a FLUXNET download that hold no tower fluxes; read_sites passes over them.
-_AUXILIARY_PRODUCTS = ("ERAI", "AUXMETEO", "AUXNEE")
+_AUXILIARY_PRODUCTS = ("ERAI", "ERA5", "AUXMETEO", "AUXNEE")
 # When a site has files at several resolutions, read_sites uses the first one found here:
 # the coarsest is the network's own monthly aggregate and the cheapest to read.
 _PREFERENCE = ("MM", "WW", "DD", "HR", "HH")
-_STEPS_PER_DAY = {"HH": 48, "HR": 24, "DD": 1, "WW": 1}
 _TIMESTAMPS = {
     "HH": ("TIMESTAMP_START",),
     "HR": ("TIMESTAMP_START",),
@@ -65,9 +90,9 @@ _TIME_FORMATS = {
     "WW": "%Y%m%d",
     "MM": "%Y%m",
 }
+# Digits of a timestamp at each resolution; a longer one has a time of day.
+_TIME_DIGITS = {"DD": 8, "WW": 8, "MM": 6}
 
-_NEE_COLUMN = "NEE_VUT_REF"
-_QC_COLUMN = "NEE_VUT_REF_QC"
 _DRIVER_COLUMNS = {
     "TA_F": DRIVERS["TA"].name,
     "SW_IN_F": DRIVERS["SW_IN"].name,
@@ -79,14 +104,56 @@ _PARTITIONINGS: tuple[str, ...] = ("NT", "DT")
 # write_fluxnet_monthly takes daytime-partitioned GPP and RE as GPP_DT and RE_DT.
 _DT_SUFFIX = "_DT"
 
+Format = Literal["FLUXNET2015", "FLUXNET-CH4", "ONEFlux", "AmeriFlux BASE", "tidy"]
+"""The kinds of tower file `read_sites` reads, as named in ``SiteData.sources``."""
 
-def _flux_columns(partitioning: str) -> dict[str, str]:
-    """FLUXNET column -> canonical flux name for one partitioning."""
-    return {
-        f"GPP_{partitioning}_VUT_REF": GPP,
-        f"RECO_{partitioning}_VUT_REF": RE,
-        _NEE_COLUMN: NEE,
-    }
+SOURCE_COLUMNS = ("file", "format", "GPP_method", "RE_method", "NEE_method")
+"""Columns of ``SiteData.sources``."""
+
+
+@dataclass(frozen=True)
+class _Product:
+    """The columns of one FLUXNET-family product; ``{p}`` stands for the partitioning.
+
+    ``uncertainty`` maps a file column to the flux it describes and its kind (``RANDUNC`` or
+    ``JOINTUNC``).
+    """
+
+    fluxes: dict[str, str]
+    qc: str | None
+    uncertainty: dict[str, tuple[str, str]]
+
+
+_ONEFLUX = _Product(
+    fluxes={"GPP_{p}_VUT_REF": GPP, "RECO_{p}_VUT_REF": RE, "NEE_VUT_REF": NEE},
+    qc="NEE_VUT_REF_QC",
+    uncertainty={
+        "NEE_VUT_REF_RANDUNC": (NEE, "RANDUNC"),
+        "NEE_VUT_REF_JOINTUNC": (NEE, "JOINTUNC"),
+    },
+)
+# FLUXNET-CH4 (Delwiche et al. 2021) gap-fills NEE by MDS as NEE_F and partitions it as
+# GPP_NT/RECO_NT and GPP_DT/RECO_DT; its QC and uncertainty columns (FCH4_F_ANNOPTLM_QC,
+# FCH4_F_RANDUNC, FCH4_F_ANNOPTLM_UNC) are the methane flux's, so CO2 months get no QC fraction.
+_PRODUCTS: dict[str, _Product] = {
+    "FLUXNET2015": _ONEFLUX,
+    "ONEFlux": _ONEFLUX,
+    "FLUXNET-CH4": _Product(
+        fluxes={"GPP_{p}": GPP, "RECO_{p}": RE, "NEE_F": NEE}, qc=None, uncertainty={}
+    ),
+}
+
+
+def _flux_columns(partitioning: str, fmt: str = "FLUXNET2015") -> dict[str, str]:
+    """File column -> canonical flux name for one product and partitioning."""
+    return {c.format(p=partitioning): name for c, name in _PRODUCTS[fmt].fluxes.items()}
+
+
+_NEE_COLUMN, _QC_COLUMN = "NEE_VUT_REF", "NEE_VUT_REF_QC"  # what write_fluxnet_monthly writes
+
+
+def _empty_sources() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(SOURCE_COLUMNS), index=pd.Index([], name=SITE_ID))
 
 
 @dataclass(frozen=True)
@@ -102,23 +169,25 @@ class SiteData:
         Long table, one row per tower and month: ``site_id``, ``time`` (datetime64, first of
         the month), ``GPP``, ``RE``, ``NEE`` (float, gC m-2 d-1; NaN where missing or
         filtered), plus the driver columns found (``TA`` degC, ``SW_IN`` W m-2, ``VPD`` hPa,
-        ``PRECIP`` mm d-1, or others of a tidy table) and ``NEE_QC`` (fraction) where known.
+        ``PRECIP`` mm d-1, or others of a tidy table), ``NEE_QC`` (fraction) where known,
+        the tower uncertainties where the file has them (``NEE_RANDUNC``, ``NEE_JOINTUNC``...,
+        see [`uncertainty_name`][upscale.schema.uncertainty_name]; gC m-2 d-1) and other
+        numeric columns the tower files define (units in ``units``).
+    sources
+        Indexed by ``site_id``: ``file`` (the file name read), ``format`` (``FLUXNET2015``,
+        ``FLUXNET-CH4``, ``ONEFlux``, ``AmeriFlux BASE`` or ``tidy``) and ``GPP_method``,
+        ``RE_method``, ``NEE_method`` (short text: the column or the method that made the
+        values, e.g. ``GPP_NT_VUT_REF`` or ``FC measured``). Empty when not known.
+    units
+        Units of the non-canonical numeric columns of ``fluxes`` that tower files define
+        (e.g. ``{"PPFD_IN": "umol m-2 s-1"}``); canonical drivers and fluxes are not listed,
+        their units are in [`upscale.schema`][upscale.schema].
     """
 
     meta: pd.DataFrame
     fluxes: pd.DataFrame
-    sources: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["file"]).rename_axis(SITE_ID)
-    )
+    sources: pd.DataFrame = field(default_factory=_empty_sources)
     units: dict[str, str] = field(default_factory=dict)
-
-
-UNCERTAINTY_KINDS = {"random": "RANDUNC", "joint": "JOINTUNC"}
-
-
-def uncertainty_name(flux: str, kind: str) -> str:
-    """Column of a flux's monthly uncertainty in the long table (``NEE_RANDUNC``)."""
-    return f"{flux}_{UNCERTAINTY_KINDS[kind]}"
 
 
 def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
@@ -132,12 +201,16 @@ def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
     Returns
     -------
     dict
-        ``site``, ``product``, ``res``, ``y1``, ``y2`` and ``version``.
+        ``network`` (``FLX``, ``AMF``, ``ICOSETC``...), ``site``, ``product``, ``res``,
+        ``y1``, ``y2`` (None when the name has no years) and ``version``, and ``format``:
+        ``FLUXNET-CH4`` for that product, ``FLUXNET2015`` for other ``FLX_`` files,
+        ``ONEFlux`` for the network-prefixed files of the FLUXNET download system.
 
     Raises
     ------
     SiteDataError
-        When the name does not follow ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv``.
+        When the name does not follow ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` or
+        its network-prefixed variants.
     """
     name = Path(path).name
     match = _FILE_RE.match(name)
@@ -146,7 +219,39 @@ def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
             f"{name}: not a FLUXNET file name; expected {FILE_PATTERN} "
             "(e.g. FLX_US-Skr_FLUXNET2015_FULLSET_DD_2004-2011_1-4.csv); rename it"
         )
-    return match.groupdict()
+    parts = match.groupdict()
+    if parts["product"].upper().startswith("FLUXNET-CH4"):
+        parts["format"] = "FLUXNET-CH4"
+    elif parts["network"] == "FLX":
+        parts["format"] = "FLUXNET2015"
+    else:
+        parts["format"] = "ONEFlux"
+    return parts
+
+
+def fluxnet_methods(path: str | Path, *, partitioning: Partitioning = "NT") -> dict[str, str]:
+    """Name the product and the columns a FLUXNET-family file's fluxes are read from.
+
+    Parameters
+    ----------
+    path
+        A file [`read_fluxnet`][upscale.sites.read_fluxnet] reads.
+    partitioning
+        As in [`read_fluxnet`][upscale.sites.read_fluxnet].
+
+    Returns
+    -------
+    dict
+        ``file``, ``format``, ``GPP_method``, ``RE_method``, ``NEE_method`` (a row of
+        ``SiteData.sources``).
+    """
+    parts = parse_fluxnet_name(path)
+    columns = {name: c for c, name in _flux_columns(partitioning, parts["format"]).items()}
+    return {
+        "file": Path(path).name,
+        "format": parts["format"],
+        **{f"{flux}_method": columns[flux] for flux in TARGETS},
+    }
 
 
 def read_fluxnet(
@@ -156,16 +261,20 @@ def read_fluxnet(
     qc_min: float = 0.5,
     min_coverage: float = 0.5,
 ) -> pd.DataFrame:
-    """Read one FLUXNET2015/ONEFlux CSV and aggregate it to monthly means.
+    """Read one FLUXNET2015, ONEFlux or FLUXNET-CH4 CSV and aggregate it to monthly means.
 
     Parameters
     ----------
     path
         A file named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv``, RES in HH, HR, DD, WW,
-        MM; the resolution is taken from the name.
+        MM, or a network-prefixed ONEFlux file of the FLUXNET download system
+        (``AMF_<SITE>_FLUXNET_FULLSET_<RES>_<Y1>-<Y2>_<v>.csv``,
+        ``ICOSETC_<SITE>_FLUXNET_<RES>_L2.csv``); the resolution is taken from the name, the
+        product (and so the columns) too: ``FLUXNET-CH4`` files have their own.
     partitioning
-        ``"NT"`` reads ``GPP_NT_VUT_REF`` and ``RECO_NT_VUT_REF``, ``"DT"`` the daytime
-        variants. NEE is ``NEE_VUT_REF`` either way.
+        ``"NT"`` reads ``GPP_NT_VUT_REF`` and ``RECO_NT_VUT_REF`` (FLUXNET-CH4: ``GPP_NT``,
+        ``RECO_NT``), ``"DT"`` the daytime variants. NEE is ``NEE_VUT_REF`` (FLUXNET-CH4:
+        ``NEE_F``) either way.
     qc_min
         Months whose fraction of measured or good-quality gap-filled NEE (``NEE_QC``) is
         below this get NaN GPP, RE and NEE: the partitioned fluxes derive from NEE, so NEE's
@@ -179,20 +288,23 @@ def read_fluxnet(
     pandas.DataFrame
         Indexed by ``time`` (gapless month starts from the file's first to last month);
         columns ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1), ``NEE_QC`` (fraction, NaN when the
-        file has no ``NEE_VUT_REF_QC``), and the drivers present: ``TA`` (degC, from
+        file has no ``NEE_VUT_REF_QC``), the drivers present: ``TA`` (degC, from
         ``TA_F``), ``SW_IN`` (W m-2, ``SW_IN_F``), ``VPD`` (hPa, ``VPD_F``), ``PRECIP``
-        (mm d-1, ``P_F``).
+        (mm d-1, ``P_F``), and the uncertainties present: ``NEE_RANDUNC`` (from
+        ``NEE_VUT_REF_RANDUNC``), ``NEE_JOINTUNC`` (``NEE_VUT_REF_JOINTUNC``), gC m-2 d-1.
 
     Raises
     ------
     SiteDataError
         When the name does not parse, the resolution is annual, columns are missing or
-        unreadable, or no month keeps a valid flux.
+        unreadable, a file named DD, WW or MM holds sub-daily rows, or no month keeps a
+        valid flux.
 
     See Also
     --------
     read_sites : a whole folder with its ``sites.csv``.
     write_fluxnet_monthly : the writer this reader round-trips with.
+    upscale.ameriflux.read_ameriflux : AmeriFlux BASE files.
 
     Notes
     -----
@@ -201,10 +313,13 @@ def read_fluxnet(
     ``TIMESTAMP`` (YYYYMM).
 
     Units follow FLUXNET2015: HH/HR fluxes are µmol CO2 m-2 s-1 and are multiplied by
-    12.011e-6 * 86400; DD/WW/MM fluxes are already gC m-2 d-1. ``P_F`` is the precipitation
-    of the step: mm per half-hour (HH) or hour (HR), scaled by 48 or 24 to mm d-1; the daily
-    sum at DD (mm d-1); at WW and MM ONEFlux averages the daily sums, so it is already
-    mm d-1 (only YY is a sum over the period, and YY files are refused).
+    12.011e-6 * 86400; DD/WW/MM fluxes are already gC m-2 d-1. The two differ by a factor
+    of 1.0378 only, so magnitudes cannot tell them apart; what can be told is half-hourly
+    rows in a file named DD, WW or MM (a time of day, or several rows per day), and such a
+    file is refused. ``P_F`` is the precipitation of the step: mm per half-hour (HH) or
+    hour (HR), scaled by 48 or 24 to mm d-1; the daily sum at DD (mm d-1); at WW and MM
+    ONEFlux averages the daily sums, so it is already mm d-1 (only YY is a sum over the
+    period, and YY files are refused).
 
     A weekly value is a daily mean over the days of its week, and ONEFlux weeks straddle
     months (the last of each year has 8 or 9 days). Each week is spread over its days, from
@@ -215,20 +330,27 @@ def read_fluxnet(
     (48 per day at HH, 24 at HR, days at DD and WW, one at MM); it applies to drivers too.
     ``NEE_QC``: at HH/HR ``NEE_VUT_REF_QC`` is a flag (0 measured, 1 good, 2 medium, 3 poor
     gap-fill) and the month's fraction is the share of flags 0 or 1; at DD/WW/MM it is
-    already a fraction and the month's is their (day-weighted) mean.
+    already a fraction and the month's is their (day-weighted) mean. FLUXNET-CH4 has no
+    quality flag for NEE, so its ``NEE_QC`` is NaN (unknown, kept).
+
+    The random and joint uncertainties of a step are one standard deviation; a month's is
+    that of the mean of its valid steps taken as independent, ``sqrt(sum of squares) /
+    count`` (see [`monthly_uncertainty`][upscale.monthly.monthly_uncertainty]), NaN where
+    the month's flux is.
     """
     path = Path(path)
     _check_options(partitioning, qc_min, min_coverage)
     parts = parse_fluxnet_name(path)
-    res = parts["res"]
+    res, product = parts["res"], _PRODUCTS[parts["format"]]
     if res not in RESOLUTIONS:
         raise SiteDataError(
             f"{path.name}: annual ({res}) files cannot give monthly values; use the site's "
             "MM, WW, DD, HR or HH file"
         )
-    header = _read_header(path)
-    flux_columns = _flux_columns(partitioning)
-    _check_flux_columns(path, header, partitioning)
+    header = read_header(path)
+    flux_columns = _flux_columns(partitioning, parts["format"])
+    _refuse_subdaily_header(path, header, res)
+    _check_flux_columns(path, header, partitioning, parts["format"])
     time_columns = list(_TIMESTAMPS[res])
     missing_time = [c for c in time_columns if c not in header]
     if missing_time:
@@ -236,28 +358,37 @@ def read_fluxnet(
             f"{path.name}: missing timestamp column(s) {', '.join(missing_time)} required at "
             f"resolution {res}; is the resolution in the file name right?"
         )
-    value_columns = [*flux_columns, *(c for c in (_QC_COLUMN, *_DRIVER_COLUMNS) if c in header)]
+    qc_column = product.qc if product.qc in header else None
+    described = {c: flux for c, (flux, _) in product.uncertainty.items() if c in header}
+    uncertainty = {c: uncertainty_name(*product.uncertainty[c]) for c in described}
+    drivers = [c for c in _DRIVER_COLUMNS if c in header]
+    value_columns = [*flux_columns, *([qc_column] if qc_column else []), *uncertainty, *drivers]
     table = _read_table(path, time_columns, value_columns)
+    _refuse_subdaily_rows(path, table[time_columns[0]], res)
 
-    values = table[value_columns].rename(columns={**flux_columns, **_DRIVER_COLUMNS})
-    qc = values.pop(_QC_COLUMN) if _QC_COLUMN in values else pd.Series(np.nan, values.index)
+    renames = {**flux_columns, **_DRIVER_COLUMNS, **uncertainty}
+    values = table[value_columns].rename(columns=renames)
+    qc = values.pop(qc_column) if qc_column else pd.Series(np.nan, values.index)
+    fluxes = [GPP, RE, NEE, *uncertainty.values()]
     if res in ("HH", "HR"):
-        values[[GPP, RE, NEE]] *= UMOL_CO2_TO_GC_PER_DAY
+        values[fluxes] *= UMOL_CO2_TO_GC_PER_DAY
         if _PRECIP in values:
-            values[_PRECIP] *= _STEPS_PER_DAY[res]
+            values[_PRECIP] *= STEPS_PER_DAY[res]
         # Flags 0 and 1 are measured or good gap-fill; a missing flag stays unknown.
         qc = (qc <= 1).astype(float).where(qc.notna())
     values[QC] = qc
 
-    values.index = _parse_time(path, table[time_columns[0]], _TIME_FORMATS[res])
+    values.index = parse_time(path, table[time_columns[0]], _TIME_FORMATS[res])
     if res == "WW":
-        end = _parse_time(path, table[time_columns[1]], _TIME_FORMATS[res])
+        end = parse_time(path, table[time_columns[1]], _TIME_FORMATS[res])
         values = _spread_weeks(path, values, end)
     if values.index.has_duplicates:
         first = values.index[values.index.duplicated()][0]
         raise SiteDataError(f"{path.name}: duplicated timestamp {first}; remove the repeated rows")
 
-    monthly = _monthly_means(values.sort_index(), res, min_coverage)
+    values = values.sort_index()
+    sigma = list(uncertainty.values())
+    monthly = monthly_means(values.drop(columns=sigma), res, min_coverage, no_coverage=[QC])
     # NaN QC (no flags) is unknown quality, not poor quality: those months are kept.
     poor = monthly[QC] < qc_min
     monthly.loc[poor, [GPP, RE, NEE]] = np.nan
@@ -268,8 +399,47 @@ def read_fluxnet(
             f"min_coverage={min_coverage:g} of their steps valid); lower qc_min or "
             "min_coverage, or leave this tower out"
         )
-    drivers = [c for c in _DRIVER_COLUMNS.values() if c in monthly]
-    return monthly[[GPP, RE, NEE, QC, *drivers]]
+    spread = monthly_uncertainty(values[sigma], res, min_coverage)
+    for column, flux in described.items():
+        # An uncertainty without its flux describes nothing the models see.
+        name = uncertainty[column]
+        monthly[name] = spread[name].where(monthly[flux].notna())
+    present = [c for c in _DRIVER_COLUMNS.values() if c in monthly]
+    return monthly[[GPP, RE, NEE, QC, *present, *sigma]]
+
+
+def _refuse_subdaily_header(path: Path, header: list[str], res: str) -> None:
+    """Refuse a file named DD or MM whose timestamp column is the half-hourly one."""
+    if res in ("DD", "MM") and _TIMESTAMPS[res][0] not in header and "TIMESTAMP_START" in header:
+        raise _subdaily_error(path, res, "it has TIMESTAMP_START instead of TIMESTAMP")
+
+
+def _refuse_subdaily_rows(path: Path, stamps: pd.Series, res: str) -> None:
+    """Refuse a file named DD, WW or MM whose rows are finer than a day.
+
+    µmol CO2 m-2 s-1 and gC m-2 d-1 differ by 1.0378, too little for magnitudes to tell
+    which a file holds; sub-daily rows are what gives half-hourly µmol values away.
+    """
+    if res not in _TIME_DIGITS:
+        return
+    text = stamps.astype(str).str.strip()
+    timed = text.str.len() > _TIME_DIGITS[res]
+    if timed.any():
+        raise _subdaily_error(path, res, f"timestamps with a time of day ({text[timed].iloc[0]})")
+    if res == "DD":
+        per_day = text.value_counts()
+        if len(per_day) and per_day.iloc[0] > 1:
+            raise _subdaily_error(
+                path, res, f"{per_day.iloc[0]} rows on {per_day.index[0]}, several per day"
+            )
+
+
+def _subdaily_error(path: Path, res: str, evidence: str) -> SiteDataError:
+    return SiteDataError(
+        f"{path.name}: the rows look half-hourly in µmol m-2 s-1 ({evidence}), not {res} "
+        "values in gC m-2 d-1; name the file HH (or HR for hourly rows) so that its units "
+        "are converted"
+    )
 
 
 def read_tidy(path: str | Path) -> pd.DataFrame:
@@ -303,7 +473,7 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
     a tidy table does not say its time step.
     """
     path = Path(path)
-    header = _read_header(path)
+    header = read_header(path)
     missing = [c for c in (SITE_ID, TIME) if c not in header]
     if missing:
         raise SiteDataError(
@@ -343,7 +513,7 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise SiteDataError(f"{path}: no such file of site drivers")
-    header = _read_header(path)
+    header = read_header(path)
     fluxes = [c for c in header if c in TARGETS]
     if SITE_ID not in header or TIME not in header or fluxes:
         raise SiteDataError(
@@ -373,14 +543,14 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
             "write dates such as 2015-07-01 (year-month-day)"
         ) from None
     other = [c for c in table.columns if c not in (SITE_ID, TIME)]
-    values = _parse_numbers(
+    values = parse_numbers(
         table, other, path, "use numbers, and -9999 or an empty field for missing"
     )
     if table[SITE_ID].isna().any():
         raise SiteDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
     values = values.mask(values == MISSING)
     values[SITE_ID] = table[SITE_ID].str.strip()
-    values[TIME] = time.dt.to_period("M").dt.to_timestamp().astype(_TIME_DTYPE)
+    values[TIME] = time.dt.to_period("M").dt.to_timestamp().astype(TIME_DTYPE)
     monthly = values.groupby([SITE_ID, TIME], sort=True).mean().reset_index()
     for target in TARGETS:
         if target not in monthly:
@@ -396,21 +566,27 @@ def read_sites(
     qc_min: float = 0.5,
     min_coverage: float = 0.5,
 ) -> SiteData:
-    """Read a site folder: ``sites.csv`` plus FLUXNET and/or tidy CSVs.
+    """Read a site folder: ``sites.csv`` plus the towers' FLUXNET, AmeriFlux or tidy CSVs.
 
     Parameters
     ----------
     folder
         Holds ``sites.csv`` (``site_id, lat, lon, ecosystem``; ecosystem ``mangrove`` or
-        ``saltmarsh``), FLUXNET files ``FLX_<SITE>_*.csv`` and/or tidy CSVs.
+        ``saltmarsh``) and the towers' files: FLUXNET2015 and FLUXNET-CH4 files
+        ``FLX_<SITE>_*.csv``, network-prefixed ONEFlux files (``AMF_<SITE>_FLUXNET_*.csv``,
+        ``ICOSETC_<SITE>_FLUXNET_*.csv``), AmeriFlux BASE files
+        (``AMF_<SITE>_BASE_<HH|HR>_<ver>.csv``) and/or tidy CSVs.
     partitioning, qc_min, min_coverage
-        Passed to [`read_fluxnet`][upscale.sites.read_fluxnet]; tidy tables are taken as they are.
+        Passed to [`read_fluxnet`][upscale.sites.read_fluxnet] (``qc_min`` and
+        ``min_coverage`` to [`read_ameriflux`][upscale.ameriflux.read_ameriflux] too); tidy
+        tables are taken as they are.
 
     Returns
     -------
     SiteData
-        Metadata indexed by ``site_id`` and the long monthly flux table, sorted by site and
-        time.
+        Metadata indexed by ``site_id``, the long monthly flux table sorted by site and
+        time, the file, format and flux methods of each site (``sources``), and the units of
+        the non-canonical columns (``units``).
 
     Raises
     ------
@@ -422,51 +598,47 @@ def read_sites(
 
     See Also
     --------
-    read_fluxnet, read_tidy
+    read_fluxnet, read_tidy, upscale.ameriflux.read_ameriflux
 
     Notes
     -----
-    Every ``*.csv`` other than ``sites.csv`` must be a FLUXNET file or a tidy table. The
-    auxiliary products of a FLUXNET download (``ERAI``, ``AUXMETEO``, ``AUXNEE``) and annual
-    (YY) files are passed over. When a site has FLUXNET files at several resolutions, the
-    coarsest is read (MM, then WW, DD, HR, HH): all give the same monthly means.
+    Every ``*.csv`` other than ``sites.csv`` must be a tower file or a tidy table. The
+    auxiliary products of a FLUXNET download (``ERAI``, ``ERA5``, ``AUXMETEO``, ``AUXNEE``)
+    and annual (YY) files are passed over. When a site has files at several resolutions,
+    the coarsest is read (MM, then WW, DD, HR, HH): all give the same monthly means; two
+    files at the resolution read (e.g. a FLUXNET HH and a BASE HH file) are refused.
     """
     folder = Path(folder)
     _check_options(partitioning, qc_min, min_coverage)
     if not folder.is_dir():
         raise SiteDataError(f"{folder}: no such folder; pass the folder holding {SITES_TABLE}")
     meta = _read_meta(folder / SITES_TABLE)
-
-    fluxnet: dict[str, dict[str, list[Path]]] = {}
-    tidy: list[Path] = []
-    for path in sorted(folder.glob("*.csv")):
-        if path.name == SITES_TABLE:
-            continue
-        if path.name.startswith("FLX_"):
-            parts = parse_fluxnet_name(path)
-            auxiliary = parts["product"].upper().endswith(_AUXILIARY_PRODUCTS)
-            if auxiliary or parts["res"] not in RESOLUTIONS:
-                continue
-            fluxnet.setdefault(parts["site"], {}).setdefault(parts["res"], []).append(path)
-        else:
-            tidy.append(path)
-    if not fluxnet and not tidy:
+    towers, tidy = _find_tower_files(folder)
+    if not towers and not tidy:
         raise SiteDataError(
-            f"{folder}: no flux files; add FLUXNET files ({FILE_PATTERN}) or tidy CSVs "
-            f"({SITE_ID}, {TIME}, {', '.join(TARGETS)})"
+            f"{folder}: no flux files; add FLUXNET files ({FILE_PATTERN}), AmeriFlux BASE "
+            f"files ({ameriflux.BASE_PATTERN}) or tidy CSVs ({SITE_ID}, {TIME}, "
+            f"{', '.join(TARGETS)})"
         )
 
     tables: list[pd.DataFrame] = []
     source: dict[str, Path] = {}
-    for site, by_res in sorted(fluxnet.items()):
+    rows: dict[str, dict[str, str]] = {}
+    for site, by_res in sorted(towers.items()):
         res = next(r for r in _PREFERENCE if r in by_res)
         if len(by_res[res]) > 1:
             names = ", ".join(p.name for p in by_res[res])
             raise SiteDataError(f"site {site} has several {res} files ({names}); keep one per site")
         path = by_res[res][0]
-        monthly = read_fluxnet(
-            path, partitioning=partitioning, qc_min=qc_min, min_coverage=min_coverage
-        )
+        if ameriflux.is_base_name(path.name):
+            monthly, rows[site] = ameriflux.read_ameriflux(
+                path, qc_min=qc_min, min_coverage=min_coverage
+            )
+        else:
+            monthly = read_fluxnet(
+                path, partitioning=partitioning, qc_min=qc_min, min_coverage=min_coverage
+            )
+            rows[site] = fluxnet_methods(path, partitioning=partitioning)
         tables.append(monthly.reset_index().assign(**{SITE_ID: site}))
         source[site] = path
     for path in tidy:
@@ -478,8 +650,43 @@ def read_sites(
                     "keep it in one file"
                 )
             source[site] = path
+            rows[site] = {"file": path.name, "format": "tidy"}
+            rows[site].update({f"{flux}_method": f"{flux} (tidy table)" for flux in TARGETS})
         tables.append(table)
 
+    _check_site_rows(folder, meta, source)
+    fluxes = _long_table(tables, source)
+    sources = pd.DataFrame.from_dict(rows, orient="index", columns=list(SOURCE_COLUMNS))
+    sources.index.name = SITE_ID
+    units = {c: u for c, u in TOWER_UNITS.items() if c in fluxes.columns}
+    return SiteData(
+        meta=meta.sort_index(), fluxes=fluxes, sources=sources.sort_index(), units=units
+    )
+
+
+def _find_tower_files(folder: Path) -> tuple[dict[str, dict[str, list[Path]]], list[Path]]:
+    """Tower files by site and resolution, and the other CSVs (tidy tables)."""
+    towers: dict[str, dict[str, list[Path]]] = {}
+    tidy: list[Path] = []
+    for path in sorted(folder.glob("*.csv")):
+        if path.name == SITES_TABLE:
+            continue
+        if ameriflux.is_base_name(path.name):
+            parts = ameriflux.parse_base_name(path)
+        elif path.name.startswith("FLX_") or _FILE_RE.match(path.name):
+            parts = parse_fluxnet_name(path)
+            auxiliary = parts["product"].upper().endswith(_AUXILIARY_PRODUCTS)
+            if auxiliary or parts["res"] not in RESOLUTIONS:
+                continue
+        else:
+            tidy.append(path)
+            continue
+        towers.setdefault(parts["site"], {}).setdefault(parts["res"], []).append(path)
+    return towers, tidy
+
+
+def _check_site_rows(folder: Path, meta: pd.DataFrame, source: dict[str, Path]) -> None:
+    """Every site with data has a row in sites.csv, and every row has data."""
     unknown = sorted(set(source) - set(meta.index))
     if unknown:
         listed = ", ".join(f"{s} ({source[s].name})" for s in unknown)
@@ -494,11 +701,14 @@ def read_sites(
             "their FLUXNET or tidy file, or remove their rows"
         )
 
+
+def _long_table(tables: list[pd.DataFrame], source: dict[str, Path]) -> pd.DataFrame:
+    """One long monthly table of every site, checked for plausible fluxes and valid months."""
     fluxes = pd.concat(tables, ignore_index=True)
     first = [SITE_ID, TIME, *TARGETS]
     fluxes = fluxes[first + [c for c in fluxes.columns if c not in first]]
     fluxes[SITE_ID] = fluxes[SITE_ID].astype(str)
-    fluxes[TIME] = fluxes[TIME].astype(_TIME_DTYPE)
+    fluxes[TIME] = fluxes[TIME].astype(TIME_DTYPE)
     fluxes = fluxes.sort_values([SITE_ID, TIME], ignore_index=True)
     for site, measured in fluxes.groupby(SITE_ID)[list(TARGETS)]:
         problem = implausible_value(TARGETS, measured.min(), measured.max())
@@ -514,7 +724,7 @@ def read_sites(
             f"site(s) {', '.join(f'{s} ({source[s].name})' for s in empty)} have no month "
             "with a valid flux; check the file, or remove the site"
         )
-    return SiteData(meta=meta.sort_index(), fluxes=fluxes)
+    return fluxes
 
 
 def write_fluxnet_monthly(
@@ -633,23 +843,15 @@ def _check_options(partitioning: str, qc_min: float, min_coverage: float) -> Non
             raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
 
 
-def _read_header(path: Path) -> list[str]:
-    """Column names of a CSV, with a SiteDataError when it cannot be read."""
-    try:
-        return [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
-    except FileNotFoundError:
-        raise SiteDataError(f"{path}: no such file") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise SiteDataError(f"{path.name}: not a readable CSV ({err})") from None
-
-
-def _check_flux_columns(path: Path, header: list[str], partitioning: str) -> None:
+def _check_flux_columns(
+    path: Path, header: list[str], partitioning: str, fmt: str = "FLUXNET2015"
+) -> None:
     """Raise one error listing every missing flux column, with the likely fix."""
-    missing = [c for c in _flux_columns(partitioning) if c not in header]
+    missing = [c for c in _flux_columns(partitioning, fmt) if c not in header]
     if not missing:
         return
     other = next(p for p in _PARTITIONINGS if p != partitioning)
-    if all(c in header for c in _flux_columns(other)):
+    if all(c in header for c in _flux_columns(other, fmt)):
         fix = f"the file has the {other} partitioning: use --partitioning {other}"
     else:
         fix = (
@@ -674,32 +876,9 @@ def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -
     except (pd.errors.ParserError, ValueError) as err:
         raise SiteDataError(f"{path.name}: cannot be read as a FLUXNET CSV ({err})") from None
     table.columns = [c.strip() for c in table.columns]
-    values = _parse_numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
+    values = parse_numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
     table[value_columns] = values.mask(values == MISSING)
     return table
-
-
-def _parse_numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
-    """Parse columns as numbers, refusing text and infinities (neither is a flux)."""
-    values = table[columns].apply(pd.to_numeric, errors="coerce")
-    bad = (values.isna() & table[columns].notna()) | values.isin([np.inf, -np.inf])
-    if bad.any(axis=None):
-        column = bad.any()[lambda s: s].index[0]
-        raise SiteDataError(
-            f"{path.name}: column {column} has non-numeric values (e.g. "
-            f"{str(table.loc[bad[column], column].iloc[0])!r}); {fix}"
-        )
-    return values
-
-
-def _parse_time(path: Path, column: pd.Series, fmt: str) -> pd.DatetimeIndex:
-    try:
-        return pd.DatetimeIndex(pd.to_datetime(column.str.strip(), format=fmt))
-    except (ValueError, TypeError, AttributeError):
-        raise SiteDataError(
-            f"{path.name}: {column.name} has values not in the {fmt} format FLUXNET uses at "
-            "this resolution; check the resolution in the file name"
-        ) from None
 
 
 def _spread_weeks(path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex) -> pd.DataFrame:
@@ -721,22 +900,6 @@ def _spread_weeks(path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex) -> pd.
     return daily.set_axis(start.repeat(days) + offset)
 
 
-def _monthly_means(values: pd.DataFrame, res: str, min_coverage: float) -> pd.DataFrame:
-    """Monthly means of valid values; NaN where a variable covers too little of the month."""
-    months = values.resample("MS")
-    means = months.mean()
-    if res == "MM":
-        expected = np.ones(len(means))
-    else:
-        expected = np.asarray(means.index.days_in_month) * _STEPS_PER_DAY[res]
-    coverage = months.count().div(expected, axis=0)
-    thin = coverage.drop(columns=QC) < min_coverage
-    means[thin.columns] = means[thin.columns].mask(thin)
-    means.index = means.index.astype(_TIME_DTYPE).rename(TIME)
-    means.index.freq = "MS"
-    return means
-
-
 def _read_meta(path: Path) -> pd.DataFrame:
     """Read and validate ``sites.csv``, indexed by ``site_id``."""
     if not path.exists():
@@ -744,7 +907,7 @@ def _read_meta(path: Path) -> pd.DataFrame:
             f"{path}: missing; write a {SITES_TABLE} with columns {SITE_ID}, "
             f"{', '.join(META_COLUMNS)}"
         )
-    header = _read_header(path)
+    header = read_header(path)
     missing = [c for c in (SITE_ID, *META_COLUMNS) if c not in header]
     if missing:
         raise SiteDataError(

@@ -74,8 +74,8 @@ class TrainConfig(BaseModel):
     test_fraction: float = Field(
         0.3, gt=0, lt=1, description="share of each tower's months held out with cv='temporal'"
     )
-    uncertainty: Literal["random", "joint"] = Field(
-        "random", description="tower uncertainty taken as measurement noise (RANDUNC, JOINTUNC)"
+    uncertainty: Literal["RANDUNC", "JOINTUNC"] = Field(
+        "RANDUNC", description="tower uncertainty taken as measurement noise: random or joint"
     )
     weight_by_uncertainty: bool = Field(
         False, description="weight each month's loss by 1 / uncertainty^2 where towers give it"

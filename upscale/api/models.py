@@ -745,5 +745,5 @@ def _explained_config(card: ModelCard, folder: str | Path, cube: str | Path | No
         features=tuple(card.features),
         site_drivers=from_towers,
         targets=tuple(card.targets),
-        uncertainty=card.train_config.get("uncertainty", "random"),
+        uncertainty=card.train_config.get("uncertainty", "RANDUNC"),
     )

@@ -99,7 +99,7 @@ def series(marshes):
 def test_tower_series_take_every_feature_from_the_tables(series):
     assert series.site_ids == sorted(MARSHES)
     assert series.times[0] == pd.Timestamp("2011-03-01")  # the first month of any tower
-    assert series.times[-1] == pd.Timestamp("2019-05-01")  # CA-Bay's last of 96 months
+    assert series.times[-1] == pd.Timestamp("2019-06-01")  # US-Sav: 72 months from 2013-07
     assert series.feature_sources == ("tower",) * 5
     assert series.feature_units == ("degC", "as given", "1", "as given", "as given")
     us_sav = series.site_ids.index("US-Sav")
@@ -165,7 +165,7 @@ def test_temporal_ensemble_scores_the_held_out_months_only(series):
     assert len(fitted.model.members) == 2 and fitted.folds == [sorted(MARSHES)]
     card = fitted.model.card
     assert card.cv_scheme.startswith("temporal: each tower's last 30% of months held out")
-    assert card.members[0].held_out_months["CA-Bay"] == "2016-09"  # 96 months, last 29 out
+    assert card.members[0].held_out_months["CA-Bay"] == "2016-10"  # 96 months, last 29 out
     assert set(card.cv_towers["NEE"]) == set(MARSHES)
     assert 0 < card.cv_metrics["NEE"]["all"]["noise_share"] < 5
     assert card.cv_metrics["NEE"]["all"]["n"] == sum(round(0.3 * m) for *_, m in MARSHES.values())

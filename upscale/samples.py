@@ -340,7 +340,9 @@ def tower_site_series(
     times = pd.date_range(stamps.min(), stamps.max(), freq="MS")
     full = pd.MultiIndex.from_product([meta.index, times], names=[SITE_ID, TIME])
     table = measured.reindex(full)[list(features)]
-    drivers = table.to_numpy(dtype="float32").reshape(len(meta), len(times), len(features))
+    # A copy: pandas hands out read-only arrays, and torch takes views of these.
+    drivers = table.to_numpy(dtype="float32", copy=True)
+    drivers = drivers.reshape(len(meta), len(times), len(features))
     for s, site in enumerate(meta.index):
         empty = [f for k, f in enumerate(features) if not np.isfinite(drivers[s, :, k]).any()]
         if empty:
@@ -395,9 +397,11 @@ def _tower_fluxes(
     table = sites.fluxes.set_index([SITE_ID, TIME])
     full = pd.MultiIndex.from_product([site_ids, times], names=[SITE_ID, TIME])
     shape = (len(site_ids), len(times), len(targets))
-    fluxes = table[list(targets)].reindex(full).to_numpy(dtype="float32").reshape(shape)
+    fluxes = table[list(targets)].reindex(full).to_numpy(dtype="float32", copy=True)
+    fluxes = fluxes.reshape(shape)
     columns = [uncertainty_name(t, uncertainty) for t in targets]
-    sigma = table.reindex(full, columns=columns).to_numpy(dtype="float32").reshape(shape)
+    sigma = table.reindex(full, columns=columns).to_numpy(dtype="float32", copy=True)
+    sigma = sigma.reshape(shape)
     return fluxes, sigma
 
 

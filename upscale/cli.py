@@ -658,7 +658,8 @@ def sweep(
         }
     )
     out_console.print(_table(optimum, "memory chosen per flux (1-SE rule on fold NSE)"))
-    out_console.print(_table(report.result.nee_modes, "NEE skill by NEE mode"))
+    if not report.result.nee_modes.empty:
+        out_console.print(_table(report.result.nee_modes, "NEE skill by NEE mode"))
     _written(report.outputs)
 
 

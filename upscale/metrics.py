@@ -39,7 +39,7 @@ def skill(
         ``r2``: squared Pearson correlation; ``nse``: Nash-Sutcliffe efficiency
         (1 - SSE/SST, the modelling efficiency); ``rmse``; ``bias``: mean of predicted -
         observed; ``n``: number of pairs. Scores are NaN below two pairs or without
-        variance. Where at least two pairs have an uncertainty, also ``noise_share``: the
+        variance, and ``r2`` below three pairs (two points always lie on a line). Where at least two pairs have an uncertainty, also ``noise_share``: the
         noise ceiling, the share of the squared error that measurement noise alone explains
         (sum of uncertainty^2 over the sum of squared errors of those pairs; near 1, the
         model is as good as the towers can tell).
@@ -63,7 +63,7 @@ def skill(
     spread = np.sqrt(total * np.sum((pred - pred.mean()) ** 2))
     return {
         "r2": float((np.sum((obs - obs.mean()) * (pred - pred.mean())) / spread) ** 2)
-        if spread > 0
+        if spread > 0 and len(obs) > 2
         else nan,
         "nse": float(1 - np.sum(error**2) / total) if total > 0 else nan,
         "rmse": float(np.sqrt(np.mean(error**2))),

@@ -178,7 +178,8 @@ def run_sweep(
     architectures, memories
         The grid; memory 1 (no memory) is always added as the baseline.
     nee_modes
-        NEE modes compared at the base memory (the grid itself predicts NEE directly).
+        NEE modes compared at the base memory (the grid itself predicts NEE directly); with
+        ``direct`` alone, no comparison is run.
     ecosystems
         Ecosystems to sweep; by default those of the towers.
     workers
@@ -199,13 +200,14 @@ def run_sweep(
         for arch in architectures
         for m in memories
     ]
-    grid += [
-        ("nee_modes", eco, {"architecture": arch, "nee_mode": mode})
-        for eco in ecosystems
-        for arch in architectures
-        for mode in nee_modes
-        if mode != "direct" or base.memory not in memories
-    ]
+    if set(nee_modes) - {"direct"}:  # direct alone has nothing to be compared with
+        grid += [
+            ("nee_modes", eco, {"architecture": arch, "nee_mode": mode})
+            for eco in ecosystems
+            for arch in architectures
+            for mode in nee_modes
+            if mode != "direct" or base.memory not in memories
+        ]
     base_fields = base.model_dump()
     jobs = [
         _Job(eco, make_train_config(base_fields | update, source="sweep"), run)

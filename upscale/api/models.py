@@ -516,7 +516,8 @@ def sweep(
     if tuple(series.features) != config.features:  # resolved from the towers' columns
         config = config.model_copy(update={"features": tuple(series.features), "site_drivers": ()})
     ecosystems = sorted(set(series.ecosystems))
-    for memory in sorted(set(memories) | {1, config.memory}):  # a temporal split at every L
+    compared = {config.memory} if set(nee_modes) - {"direct"} else set()  # NEE modes' L
+    for memory in sorted(set(memories) | {1} | compared):  # a temporal split at every L
         _require_towers(series, sites, ecosystems, config.model_copy(update={"memory": memory}))
     result = run_sweep(
         series,

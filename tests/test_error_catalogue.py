@@ -15,6 +15,8 @@ import pytest
 import shapely
 
 import upscale
+from upscale.ameriflux import read_ameriflux
+from upscale.api.models import _require_towers
 from upscale.artifact import load_model, save_model
 from upscale.catalogue import resolve_regions
 from upscale.config import load_train_config
@@ -30,10 +32,13 @@ from upscale.errors import (
     RegionError,
     SiteDataError,
 )
-from upscale.samples import site_pixels
+from upscale.samples import site_pixels, tower_site_series
 from upscale.sites import read_fluxnet, read_sites
+from upscale.training import TrainConfig, require_temporal_split
 
 from .conftest import untrained_model
+from .test_ameriflux import base_table, write_base
+from .test_site_study import marsh_table, write_marshes
 
 TROUBLESHOOTING = Path(__file__).parents[1] / "docs" / "troubleshooting.md"
 
@@ -75,6 +80,27 @@ def _sites_with(region, tmp_path: Path, lat: float) -> tuple[Path, Path]:
     table.loc[0, "lat"] = lat
     table.to_csv(inputs.sites / "sites.csv", index=False)
     return inputs.sites, inputs.cube
+
+
+def _base(tmp_path: Path, change: Callable) -> Path:
+    """A two-month AmeriFlux BASE file after ``change`` of its half-hourly table."""
+    return write_base(tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", change(base_table()))
+
+
+def _marsh_series(tmp_path: Path, features, change: Callable = lambda table: table):
+    """The five tidal marshes of the site-study tests, their own drivers as features."""
+    data = read_sites(write_marshes(tmp_path / "towers", change(marsh_table())))
+    return tower_site_series(data, features)
+
+
+def _without_wtd_at_one_tower(table: pd.DataFrame) -> pd.DataFrame:
+    table.loc[table["site_id"] == "US-Plm", "WTD"] = float("nan")
+    return table
+
+
+def _one_tower(tmp_path: Path):
+    series = _marsh_series(tmp_path, ("TA", "PAR"))
+    return _require_towers(series.subset(["US-Mar"]), "towers", ["saltmarsh"], TrainConfig())
 
 
 CATALOGUE = {
@@ -178,7 +204,7 @@ CATALOGUE = {
             )
         ),
         SiteDataError,
-        r"missing timestamp column\(s\) TIMESTAMP required at resolution MM; is the resolution",
+        r"MM_2004-2005_1-4\.csv: the rows look half-hourly .*TIMESTAMP_START instead of TIMESTAMP",
     ),
     "fluxnet-mixed-resolutions": (  # half-hourly rows pasted into a daily file
         lambda r, t: read_fluxnet(_fluxnet(t, "DD", [*DD_ROWS, "200402010000,3,2,-1"], DD_HEADER)),
@@ -191,6 +217,45 @@ CATALOGUE = {
         ),
         SiteDataError,
         r"column GPP_NT_VUT_REF has non-numeric values \(e.g. '3.0x'\); FLUXNET files write -9999",
+    ),
+    # AmeriFlux BASE files
+    "base-timestamp-gap": (
+        lambda r, t: read_ameriflux(
+            _base(t, lambda b: b.drop(pd.date_range("2015-01-10", "2015-01-13", freq="30min")))
+        ),
+        SiteDataError,
+        r"HH_1-1\.csv: 1 timestamp gap.*from 2015-01-10 00:00 to 2015-01-13 00:00 \(3\.0 days\)",
+    ),
+    "base-duplicated-half-hours": (
+        lambda r, t: read_ameriflux(_base(t, lambda b: pd.concat([b, b.iloc[[10]]]).sort_index())),
+        SiteDataError,
+        r"HH_1-1\.csv: duplicated half-hours \(1, the first",
+    ),
+    "fluxnet-half-hours-in-daily-file": (  # µmol m-2 s-1 half-hours in a file named DD
+        lambda r, t: read_fluxnet(
+            _fluxnet(t, "DD", [f"20040101,{v},2,-1" for v in range(48)], DD_HEADER)
+        ),
+        SiteDataError,
+        r"DD_2004-2005_1-4\.csv: the rows look half-hourly in µmol m-2 s-1",
+    ),
+    # Site-level studies
+    "tower-feature-missing": (
+        lambda r, t: _marsh_series(t, ("TA", "WTD"), _without_wtd_at_one_tower),
+        SiteDataError,
+        r"site US-Plm \(marshes\.csv\) has no WTD; give it in its file or a --site-drivers",
+    ),
+    "temporal-split-too-short": (
+        lambda r, t: require_temporal_split(
+            _marsh_series(t, ("TA", "PAR")),
+            TrainConfig(cv="temporal", memory=36, test_fraction=0.5),
+        ),
+        SiteDataError,
+        r"site US-Plm: holding out its last 50% of 60 measured months leaves 30 before them",
+    ),
+    "cv-too-few-towers": (
+        lambda r, t: _one_tower(t),
+        SiteDataError,
+        r"saltmarsh has 1 tower\(s\) with 1 distinct driver series.*\(--cv temporal\)",
     ),
     # Towers
     "site-outside-cube": (

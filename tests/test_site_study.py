@@ -282,11 +282,21 @@ def test_explaining_a_model_of_cube_features_needs_the_cube():
 
 def test_a_temporal_split_too_short_for_one_tower_is_refused(marshes, tmp_path):
     result = runner.invoke(
-        app, sweep_args(marshes, tmp_path / "sweep", "--cv", "temporal", "--memories", "48")
+        app,
+        sweep_args(
+            marshes,
+            tmp_path / "sweep",
+            "--cv",
+            "temporal",
+            "--test-fraction",
+            "0.5",
+            "--memories",
+            "36",
+        ),
     )
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
-    assert "site US-Plm: holding out its last 30% of 60 measured months leaves 42" in text
+    assert "site US-Plm: holding out its last 50% of 60 measured months leaves 30" in text
     assert not (tmp_path / "sweep" / "study.csv").exists()
 
 
@@ -299,3 +309,49 @@ def test_old_series_files_load(series, tmp_path):
 def test_uncertainty_column_names():
     assert uncertainty_name("NEE", "RANDUNC") == "NEE_RANDUNC"
     assert uncertainty_name("GPP", "JOINTUNC") == "GPP_JOINTUNC"
+
+
+@pytest.fixture(scope="module")
+def two_real_towers(tmp_path_factory):
+    """A site folder of two real towers, each file with its own drivers (../shared/data)."""
+    import shutil
+
+    from tests.conftest import shared_file
+
+    folder = tmp_path_factory.mktemp("real") / "towers"
+    folder.mkdir()
+    for name in (
+        "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv",
+        "AMF_US-Tw3_BASE_HH_5-5_2014.csv",
+    ):
+        shutil.copy(shared_file(name), folder / name)
+    # Neither is a wetland: the ecosystem only groups them into one study here.
+    (folder / "sites.csv").write_text(
+        "site_id,lat,lon,ecosystem\nUS-AR1,36.4267,-99.42,saltmarsh\n"
+        "US-Tw3,38.1159,-121.6467,saltmarsh\n"
+    )
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("cv", ["temporal", "loso"])
+def test_a_two_tower_study_of_real_files_with_no_cube(two_real_towers, cv, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--sites", str(two_real_towers), "--out", str(out), "--cv", cv]
+    args += ["--architectures", "lstm,transformer", "--memories", "2,3", "--nee-modes", "direct"]
+    args += ["--epochs", "5", "--workers", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # The features are the drivers both towers measured, each in its own file.
+    assert "features are the drivers every tower measured: TA, SW_IN, VPD" in result.output
+    study = pd.read_csv(out / "study.csv")
+    assert len(study) == 2 * 3 * 3  # architectures x memories (1 added) x fluxes
+    assert set(study["architecture"]) == {"lstm", "transformer"}
+    assert study.groupby(["architecture", "flux"])["chosen"].sum().eq(1).all()
+    assert np.isfinite(study["nse"]).all()
+    # Only US-AR1's FLUXNET file gives a random uncertainty: NEE has a noise ceiling.
+    assert study.loc[study["flux"] == "NEE", "noise_share"].notna().all()
+    towers = pd.read_csv(out / "towers.csv")
+    assert set(towers["site_id"]) == {"US-AR1", "US-Tw3"}
+    assert (out / "skill_vs_memory.png").stat().st_size > 10_000

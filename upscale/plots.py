@@ -206,7 +206,9 @@ def sweep_figure(skill: pd.DataFrame, optimum: pd.DataFrame) -> Figure:
         ax.set_xlabel("memory length L (months)")
         ax.set_title(f"{eco}: cross-validated skill vs memory")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("NSE on held-out towers or months (dimensionless)\nband: mean fold NSE ± 1 SE")
+    axes[0][0].set_ylabel(
+        "NSE on held-out towers or months (dimensionless)\nband: mean fold NSE ± 1 SE"
+    )
     axes[0][-1].legend(
         fontsize=8, loc="lower right", title="* chosen memory (1-SE rule)", title_fontsize=8
     )

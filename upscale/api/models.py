@@ -71,9 +71,10 @@ def _require_towers(
             require_temporal_split(towers, config)
         elif len(groups) < MIN_TOWERS:
             raise SiteDataError(
-                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) in {len(groups)} cube "
-                f"pixel(s); cross-validating by tower needs at least {MIN_TOWERS} pixels with "
-                "towers: add towers, or hold out each tower's last months (--cv temporal)"
+                f"{sites}: {eco} has {len(towers.site_ids)} tower(s) with {len(groups)} distinct "
+                f"driver series (towers in one cube pixel share theirs); cross-validating by "
+                f"tower needs at least {MIN_TOWERS}: add towers, or hold out each tower's last "
+                "months (--cv temporal)"
             )
         for k, target in enumerate(towers.targets):
             if not np.isfinite(towers.fluxes[..., k]).any():

@@ -39,10 +39,11 @@ def skill(
         ``r2``: squared Pearson correlation; ``nse``: Nash-Sutcliffe efficiency
         (1 - SSE/SST, the modelling efficiency); ``rmse``; ``bias``: mean of predicted -
         observed; ``n``: number of pairs. Scores are NaN below two pairs or without
-        variance, and ``r2`` below three pairs (two points always lie on a line). Where at least two pairs have an uncertainty, also ``noise_share``: the
-        noise ceiling, the share of the squared error that measurement noise alone explains
-        (sum of uncertainty^2 over the sum of squared errors of those pairs; near 1, the
-        model is as good as the towers can tell).
+        variance, and ``r2`` below three pairs (two points always lie on a line). Where at
+        least two pairs have an uncertainty, also ``noise_share``: the noise ceiling, the
+        share of the squared error that measurement noise alone explains (sum of
+        uncertainty^2 over the sum of squared errors of those pairs; near 1, the model is as
+        good as the towers can tell).
     """
     observed = np.asarray(observed, dtype="float64").ravel()
     predicted = np.asarray(predicted, dtype="float64").ravel()

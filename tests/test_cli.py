@@ -22,6 +22,7 @@ runner = CliRunner()
         "mask",
         "ingest",
         "fetch",
+        "extract",
         "bench",
     ],
 )

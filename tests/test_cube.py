@@ -1,10 +1,19 @@
 import numpy as np
+import pandas as pd
 import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
+import zarr.codecs
+from pyproj import CRS
 
 from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
-from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError
+from upscale.errors import (
+    CubeError,
+    GridMappingWarning,
+    MapsError,
+    MaskError,
+    OutputExistsError,
+)
 from upscale.schema import WETLAND, WETLAND_FRACTION
 
 
@@ -205,3 +214,73 @@ def test_float32_coordinates_of_a_fine_grid_are_regular(small_region, tmp_path):
     fine = small_region.cube.assign_coords(x=x).rio.write_crs("EPSG:4326")
     path = write_store(fine, tmp_path / "fine.zarr")
     assert open_cube(path).sizes["x"] == 24
+
+
+UTM = "EPSG:32617"
+
+
+def utm_cube() -> xr.Dataset:
+    """A small monthly cube on a UTM grid (so EPSG:4326 cannot be a default)."""
+    time = pd.date_range("2015-01-01", periods=6, freq="MS")
+    y = 2_800_000 - 500.0 * np.arange(4) - 250
+    x = 500_000 + 500.0 * np.arange(5) + 250
+    ta = (20 + np.arange(6 * 4 * 5).reshape(6, 4, 5) / 100).astype("float32")
+    return xr.Dataset(
+        {"TA": (("time", "y", "x"), ta, {"units": "degC"})},
+        coords={"time": time, "y": y, "x": x},
+    )
+
+
+def test_zarr_written_with_an_encoding_keeps_its_crs(tmp_path):
+    path = tmp_path / "cube.zarr"
+    cube = utm_cube().rio.write_crs(UTM)
+    # What users write: an encoding of their own replaces the one holding grid_mapping.
+    encoding = {"TA": {"compressors": (zarr.codecs.ZstdCodec(level=3),)}}
+    cube.to_zarr(path, zarr_format=3, consolidated=False, encoding=encoding)
+    with pytest.warns(GridMappingWarning, match=r"cube.zarr: .*'spatial_ref'.* EPSG:32617"):
+        opened = open_cube(path, ["TA"])
+    assert opened.rio.crs == UTM
+    assert list(opened.data_vars) == ["TA"]  # spatial_ref is a coordinate again
+    np.testing.assert_array_equal(opened["TA"].values, cube["TA"].values)
+
+
+def test_cf_crs_variable_with_only_crs_wkt_is_used(tmp_path):
+    path = tmp_path / "cube.zarr"
+    cube = utm_cube().assign(crs=xr.DataArray(0, attrs={"crs_wkt": CRS(UTM).to_wkt()}))
+    cube.to_zarr(path, zarr_format=3, consolidated=False)
+    with pytest.warns(GridMappingWarning, match="'crs'"):
+        opened = open_cube(path, ["TA"])
+    assert opened.rio.crs == UTM and "crs" not in opened.variables
+
+
+def test_netcdf_with_a_gdal_spatial_ref_attribute_only_is_used(tmp_path):
+    path = tmp_path / "cube.nc"
+    wkt = CRS(UTM).to_wkt("WKT1_GDAL")
+    utm_cube().assign(spatial_ref=xr.DataArray(0, attrs={"spatial_ref": wkt})).to_netcdf(path)
+    with pytest.warns(GridMappingWarning, match="cube.nc: .*'spatial_ref'"):
+        opened = open_cube(path, ["TA"])
+    assert opened.rio.crs == UTM
+
+
+def test_cf_grid_mapping_parameters_alone_are_used(tmp_path):
+    path = tmp_path / "cube.nc"
+    cf = {k: v for k, v in CRS(UTM).to_cf().items() if k != "crs_wkt"}
+    utm_cube().assign(transverse_mercator=xr.DataArray(0, attrs=cf)).to_netcdf(path)
+    with pytest.warns(GridMappingWarning, match="'transverse_mercator'"):
+        opened = open_cube(path, ["TA"])
+    assert opened.rio.crs.to_epsg() == 32617
+
+
+def test_mask_with_an_unnamed_grid_mapping_opens_on_the_cube(small_region, tmp_path):
+    path = tmp_path / "mask.zarr"
+    encoding = {name: {} for name in small_region.mask.data_vars}
+    small_region.mask.to_zarr(path, zarr_format=3, consolidated=False, encoding=encoding)
+    with pytest.warns(GridMappingWarning):
+        mask = open_mask(path, small_region.cube)
+    assert mask.rio.crs == small_region.cube.rio.crs
+
+
+def test_cube_without_any_crs_is_still_refused(tmp_path):
+    utm_cube().to_netcdf(tmp_path / "bare.nc")
+    with pytest.raises(CubeError, match=r"bare.nc: no CRS found \(no 'spatial_ref' grid mapping"):
+        open_cube(tmp_path / "bare.nc", ["TA"])

@@ -3,6 +3,7 @@ and a fake computePixels standing in for the server to test tiling, assembly, re
 and resume."""
 
 import json
+import re
 
 import ee
 import numpy as np
@@ -18,9 +19,11 @@ from upscale.earthengine import (
     call_with_retries,
     export_tasks,
     fetch_cube,
+    fetch_points,
     initialize,
     month_image,
     pixel_grid,
+    points_expression,
 )
 from upscale.errors import FetchError
 from upscale.grid import TargetGrid
@@ -325,3 +328,117 @@ def test_credentials_never_reach_the_output_or_the_cube(offline_ee, tmp_path, mo
     assert written and open_store(out).attrs["earthengine_project"] == "my-project"
     for text in [result.output.encode(), *written]:  # ... and is nowhere in what was left
         assert b"SECRET-TOKEN" not in text and b"PRIVATE KEY" not in text
+
+
+TOWERS = pd.DataFrame(
+    {"lat": [25.3629, 25.1377, 25.2201], "lon": [-81.0776, -80.9245, -81.5102]},
+    index=pd.Index(["US-Skr", "US-Srs", "AA-Zz"], name="site_id"),  # not alphabetical
+)
+BAND = re.compile(r'"constantValue": "([A-Z_]+)_(\d{4}-\d{2})"')
+
+
+def tower_value(variable, month, site):
+    base = {"NDVI": 0.5, "TA": 20.0}[variable]
+    return base + 0.01 * int(month[5:]) + 0.1 * list(TOWERS.index).index(site)
+
+
+class FakeFeatures:
+    """computeFeatures as PANDAS_DATAFRAME: a row per tower with a property per band."""
+
+    def __init__(self, masked=(), null=(), transient=0):
+        self.masked, self.null, self.transient = set(masked), set(null), transient
+        self.expressions = []
+
+    def __call__(self, params):
+        assert params["fileFormat"] == "PANDAS_DATAFRAME"
+        assert isinstance(params["expression"], ee.FeatureCollection)
+        text = params["expression"].serialize()
+        self.expressions.append(text)
+        if self.transient:
+            self.transient -= 1
+            raise ee.EEException("Too Many Requests: Earth Engine quota exceeded.")
+        bands = sorted(set(BAND.findall(text)))
+        records = []
+        for site in reversed(TOWERS.index):  # the server's order is not the towers'
+            properties = {"site_id": site}
+            for variable, month in bands:
+                if (site, month, variable) in self.null:
+                    continue  # a property the server leaves out
+                masked = (site, month, variable) in self.masked
+                value = NODATA if masked else tower_value(variable, month, site)
+                properties[f"{variable}_{month}"] = value
+            records.append({"geo": {"type": "Point"}, **properties})
+        return pd.DataFrame.from_records(records)
+
+
+def test_points_expression_samples_the_towers_at_each_drivers_scale(offline_ee):
+    months = list(pd.date_range("2019-01-01", periods=2, freq="MS"))
+    text = points_expression(TOWERS, ["NDVI", "TA"], months).serialize()
+    for lat, lon in TOWERS[["lat", "lon"]].itertuples(index=False):
+        assert str(lat) in text and str(lon) in text
+    assert "Image.reduceRegions" in text and "Reducer.forEach" in text
+    assert '"constantValue": 500.0' in text and '"constantValue": 11132.0' in text
+    assert {b for b in BAND.findall(text)} == {
+        (v, m) for v in ("NDVI", "TA") for m in ("2019-01", "2019-02")
+    }
+    one = points_expression(TOWERS, ["NDVI", "TA"], months, scale=1000).serialize()
+    assert '"constantValue": 1000' in one and "11132" not in one
+
+
+def test_drivers_at_the_towers_from_earth_engine(offline_ee):
+    server = FakeFeatures(
+        masked={("US-Srs", "2019-02", "NDVI")}, null={("AA-Zz", "2019-05", "TA")}, transient=1
+    )
+    waits = []
+    table = fetch_points(
+        TOWERS,
+        PERIOD,
+        variables=["TA", "NDVI"],
+        months_per_request=2,
+        compute_features=server,
+        sleep=waits.append,
+    )
+    assert len(server.expressions) == 4 and len(waits) == 1  # 3 blocks, one retried
+    assert list(table.columns) == ["site_id", "time", "TA", "NDVI"]
+    months = pd.date_range(*PERIOD, freq="MS")
+    assert list(table["site_id"]) == [s for s in TOWERS.index for _ in months]
+    assert list(table["time"]) == list(months) * len(TOWERS)
+    for row in table.itertuples():
+        month = f"{row.time:%Y-%m}"
+        for name in ("TA", "NDVI"):
+            value = getattr(row, name)
+            if (row.site_id, month, name) in server.masked | server.null:
+                assert np.isnan(value)
+            else:
+                assert value == pytest.approx(tower_value(name, month, row.site_id), rel=1e-6)
+    assert int(table[["TA", "NDVI"]].isna().sum().sum()) == 2
+
+
+def test_fetch_with_sites_writes_the_table_extract_writes(offline_ee, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from upscale.cli import app
+    from upscale.sites import read_site_drivers, write_sites_table
+
+    write_sites_table(TOWERS.assign(ecosystem="mangrove"), tmp_path / "sites")
+    monkeypatch.setattr(ee, "Initialize", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ee.data, "computeFeatures", FakeFeatures())
+    out = tmp_path / "drivers.csv"
+    command = ["fetch", "--project", "my-project", "--sites", str(tmp_path / "sites")]
+    options = ["--period", "2019-01:2019-03", "--variables", "NDVI,TA", "--out", str(out)]
+    result = CliRunner().invoke(app, [*command, *options])
+    assert result.exit_code == 0, result.output
+    assert "drivers" in result.output and "drivers.csv" in result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "site_id,time,NDVI,TA" and lines[1].startswith("US-Skr,2019-01-01,")
+    back = read_site_drivers(out)
+    assert len(back) == 9
+    skr = back[back["site_id"] == "US-Skr"].set_index("time")["TA"]
+    assert skr.iloc[0] == pytest.approx(tower_value("TA", "2019-01", "US-Skr"), rel=1e-6)
+    again = CliRunner().invoke(app, [*command, *options])
+    assert again.exit_code == 2 and "pass --overwrite" in again.output
+    region = ["-r", "-81.9,25.1,-81.4,25.5"]
+    both = CliRunner().invoke(app, [*command, *region, *options, "--overwrite"])
+    assert both.exit_code == 2 and "leave out --region" in " ".join(both.output.split())
+    neither = CliRunner().invoke(app, ["fetch", "--project", "p", "--period", "2019-01:2019-02"])
+    assert neither.exit_code == 2 and "or --sites" in " ".join(neither.output.split())

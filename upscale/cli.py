@@ -462,22 +462,38 @@ def ingest(
 @_friendly
 def fetch(
     project: Annotated[str, typer.Option(help="Google Cloud project with Earth Engine.")],
+    period: Annotated[str, typer.Option(help="First and last month: YYYY-MM:YYYY-MM.")],
     region: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--region",
             "-r",
             help="Area to cover: a catalogue name, a vector file, a bbox 'west,south,east,"
             "north' (lon/lat) or a GeoJSON/WKT polygon; repeat for more.",
         ),
-    ],
-    resolution: Annotated[float, typer.Option(help="Pixel size in the CRS's units.")],
-    period: Annotated[str, typer.Option(help="First and last month: YYYY-MM:YYYY-MM.")],
+    ] = None,
+    resolution: Annotated[
+        float | None, typer.Option(help="Pixel size in the CRS's units (with --region).")
+    ] = None,
     crs: Annotated[str, typer.Option(help="CRS of the cube.")] = "EPSG:4326",
+    sites: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of --region: folder with sites.csv; writes the drivers at the "
+            "towers (a CSV, as `upscale extract`), no cube."
+        ),
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(help="With --sites: sampling scale in metres (default: each driver's own)."),
+    ] = None,
     variables: Annotated[
         str | None, typer.Option(help="Drivers, comma-separated (default: all).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Cube store to write.")] = Path("cube.zarr"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Cube store to write (cube.zarr), or with --sites a CSV (drivers.csv)."),
+    ] = None,
     catalogue: Catalogue = None,
     service_account: Annotated[
         str | None, typer.Option(help="Service account e-mail (with --key-file).")
@@ -489,15 +505,20 @@ def fetch(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Build the monthly driver cube of a region from Earth Engine (resumable)."""
+    """Build the monthly driver cube of a region from Earth Engine (resumable).
+
+    With --sites instead of --region and --resolution, write the drivers at the towers.
+    """
     result = api.fetch(
         project,
-        out,
-        region=region,
+        out or Path("drivers.csv" if sites else "cube.zarr"),
+        region=region or None,
         crs=crs,
         resolution=resolution,
         period=_period(period),
         variables=variables.split(",") if variables else api.EE_DRIVERS,
+        sites=sites,
+        scale=scale,
         catalogue=catalogue,
         service_account=service_account,
         key_file=key_file,
@@ -505,9 +526,36 @@ def fetch(
         overwrite=overwrite,
     )
     if isinstance(result, Path):
-        _written({"cube": result})
+        _written({"drivers" if sites else "cube": result})
     else:
         out_console.print(f"started {len(result)} export task(s): {', '.join(result)}")
+
+
+@app.command()
+@_friendly
+def extract(
+    sites: Sites,
+    cube: Cube,
+    out: Annotated[Path, typer.Option(help="CSV to write: site_id, time, <DRIVER>...")] = Path(
+        "drivers.csv"
+    ),
+    features: Annotated[
+        str | None,
+        typer.Option(help="Drivers, comma-separated, in this order (default: all the cube's)."),
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Write the monthly drivers of the cube at the pixel under each tower, and that pixel."""
+    report = api.extract(
+        sites,
+        cube,
+        out,
+        features=features.split(",") if features else None,
+        overwrite=overwrite,
+    )
+    columns = ["site_id", "row", "col", "pixel_lon", "pixel_lat", "distance_m"]
+    out_console.print(_table(report.pixels[columns], "pixel under each tower (distance in m)", 4))
+    _written({"drivers": report.path, "pixels": report.pixels_path})
 
 
 @app.command()

@@ -10,17 +10,26 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dask
 import numpy as np
+import pyproj
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr.codecs
 
-from upscale.errors import CubeError, MapsError, MaskError, OutputExistsError, OutputWriteError
+from upscale.errors import (
+    CubeError,
+    GridMappingWarning,
+    MapsError,
+    MaskError,
+    OutputExistsError,
+    OutputWriteError,
+)
 from upscale.locking import output_lock
 from upscale.schema import (
     DEFAULT_FEATURES,
@@ -61,12 +70,66 @@ def _open_any(path: Path) -> xr.Dataset:
         ) from None
 
 
-def _to_canonical_grid(ds: xr.Dataset) -> xr.Dataset:
+_CRS_ATTRS = ("crs_wkt", "spatial_ref")
+"""Attributes of a CF grid-mapping variable holding the CRS as WKT (CF's, then GDAL's)."""
+
+
+def _grid_mapping_crs(var: xr.DataArray) -> pyproj.CRS | None:
+    """Return the CRS a CF grid-mapping variable states (WKT or CF parameters), or None."""
+    try:
+        for attr in _CRS_ATTRS:
+            if attr in var.attrs:
+                return pyproj.CRS.from_user_input(var.attrs[attr])
+        if "grid_mapping_name" in var.attrs:
+            return pyproj.CRS.from_cf(var.attrs)
+    except pyproj.exceptions.CRSError:
+        pass
+    return None
+
+
+def _link_grid_mapping(ds: xr.Dataset, source: str) -> xr.Dataset:
+    """Use the CRS of a grid-mapping variable that no data variable names.
+
+    ``to_zarr(encoding=...)`` replaces the encoding that held each variable's
+    ``grid_mapping``: the ``spatial_ref`` (or CF ``crs``) variable is stored, but nothing
+    points at it, so rioxarray finds no CRS. Such a variable is made the cube's
+    ``spatial_ref`` again, with a note naming it.
+    """
+    if ds.rio.crs is not None:
+        return ds
+    found = {
+        name: crs
+        for name, var in ds.variables.items()
+        if var.ndim == 0 and (crs := _grid_mapping_crs(var)) is not None
+    }
+    if not found:
+        return ds
+    # rioxarray's name first, then CF's usual one: a store may carry both, the same CRS.
+    name = min(found, key=lambda n: (n != "spatial_ref", n != "crs", str(n)))
+    crs = found[name]
+    kept = {k: v for k, v in ds[name].attrs.items() if k == "GeoTransform"}
+    ds = ds.drop_vars(name).rio.write_crs(crs.to_wkt(), grid_mapping_name="spatial_ref")
+    ds["spatial_ref"].attrs.update(kept)
+    authority = crs.to_authority()
+    warnings.warn(
+        f"{source}: no variable names its grid mapping '{name}' (a grid_mapping attribute "
+        f"lost, e.g. by to_zarr(encoding=...)); using its CRS "
+        f"{':'.join(authority) if authority else crs.name}",
+        GridMappingWarning,
+        stacklevel=4,
+    )
+    return ds
+
+
+def _to_canonical_grid(ds: xr.Dataset, source: str = "store") -> xr.Dataset:
     """Rename lat/lon dims to y/x, north up and west to east, default lat/lon to EPSG:4326.
 
-    Longitudes all east of 180 (a 0-360 grid) are moved to -180..180, where regions, towers
-    and masks are; a grid across 180 E keeps its 0-360 longitudes, the only regular ones.
+    A CRS in a grid-mapping variable that no data variable names is used, with a
+    `GridMappingWarning`. Longitudes all east of 180 (a 0-360 grid) are moved to
+    -180..180, where regions, towers and masks are; a grid across 180 E keeps its 0-360
+    longitudes, the only regular ones.
     """
+    ds = _link_grid_mapping(ds, source)
     geographic = bool(_GEOGRAPHIC_DIMS & set(ds.dims))
     ds = ds.rename({d: _DIM_ALIASES[d] for d in ds.dims if d in _DIM_ALIASES})
     if ds.rio.crs is None and geographic:
@@ -122,7 +185,7 @@ def open_cube(
         raise CubeError(f"{err}; pass the path of a Zarr or NetCDF driver cube") from None
     except ValueError as err:
         raise CubeError(str(err)) from None
-    ds = _to_canonical_grid(ds)
+    ds = _to_canonical_grid(ds, str(path))
     validate_cube(ds, features, source=str(path))
     if tile is None:
         try:
@@ -159,7 +222,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     """
     path = Path(path)
     try:
-        ds = _to_canonical_grid(_open_any(path))
+        ds = _to_canonical_grid(_open_any(path), str(path))
     except FileNotFoundError as err:
         raise MaskError(f"{err}; pass a wetland mask on the cube's grid") from None
     except ValueError as err:
@@ -459,7 +522,7 @@ def open_store(path: str | Path) -> xr.Dataset:
             f"{path}: an incomplete store (its writing was interrupted); run the command "
             "that writes it again: it finishes the missing parts"
         )
-    return _to_canonical_grid(ds)
+    return _to_canonical_grid(ds, str(path))
 
 
 def open_maps(path: str | Path) -> xr.Dataset:

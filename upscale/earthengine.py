@@ -190,6 +190,157 @@ def months_image(variables: Sequence[str], months: Sequence[pd.Timestamp]) -> An
     return ee.Image.cat(images)
 
 
+SAMPLE_SCALES: dict[str, float] = {
+    "LAI": 500.0,
+    "FAPAR": 500.0,
+    "NDVI": 500.0,
+    "EVI": 500.0,
+    "LST_DAY": 1000.0,
+    "LST_NIGHT": 1000.0,
+    "TA": 11_132.0,
+    "SW_IN": 11_132.0,
+    "PRECIP": 11_132.0,
+    "VPD": 11_132.0,
+}
+"""Native pixel size (m) of each driver's collection: where `fetch_points` samples it.
+
+Composites lose their collection's projection, and Earth Engine computes at the scale it
+is asked for: a MODIS band sampled at ERA5's 11 km would be a coarse pyramid mean, and
+ERA5 sampled at 500 m would cost the coast fill's focal mean 500 times over."""
+
+
+def points_collection(meta: pd.DataFrame) -> Any:
+    """Return the towers as an ``ee.FeatureCollection`` of points with a ``site_id`` property.
+
+    Parameters
+    ----------
+    meta
+        ``lat``/``lon`` (degrees WGS84) indexed by ``site_id``.
+    """
+    ee = _ee()
+    return ee.FeatureCollection(
+        [
+            ee.Feature(ee.Geometry.Point([float(lon), float(lat)]), {"site_id": str(site)})
+            for site, lat, lon in meta[["lat", "lon"]].itertuples()
+        ]
+    )
+
+
+def points_expression(
+    meta: pd.DataFrame,
+    variables: Sequence[str],
+    months: Sequence[pd.Timestamp],
+    *,
+    scale: float | None = None,
+) -> Any:
+    """Drivers of several months at the towers, as one ``ee.FeatureCollection``.
+
+    Each tower gets a property ``<VAR>_<YYYY-MM>`` per driver and month (masked values
+    unmasked to NODATA), sampled from the pixel under it at ``scale`` metres, or at each
+    driver's own [`SAMPLE_SCALES`][upscale.earthengine.SAMPLE_SCALES]: one
+    ``reduceRegions`` per scale, chained, so that one request brings all.
+    """
+    ee = _ee()
+    image = months_image(variables, months)
+    scales: dict[float, list[str]] = {}
+    for name in variables:
+        scales.setdefault(scale or SAMPLE_SCALES[name], []).append(name)
+    features = points_collection(meta)
+    for metres, names in sorted(scales.items()):
+        bands = [f"{v}_{start:%Y-%m}" for start in months for v in names]
+        # forEach names each output after its band, whatever the number of bands (a
+        # single band's output would otherwise be named "first").
+        features = image.select(bands).reduceRegions(
+            collection=features, reducer=ee.Reducer.first().forEach(bands), scale=metres
+        )
+    return features
+
+
+def fetch_points(
+    meta: pd.DataFrame,
+    period: tuple[str, str],
+    *,
+    variables: Sequence[str] = EE_DRIVERS,
+    scale: float | None = None,
+    months_per_request: int = 12,
+    compute_features: Callable[[dict[str, Any]], pd.DataFrame] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Monthly drivers at the towers from Earth Engine, as a tidy table.
+
+    The same recipes as [`fetch_cube`][upscale.earthengine.fetch_cube], sampled at the
+    towers' points instead of downloaded on a grid: one ``computeFeatures`` request per
+    block of months, retried like a tile.
+
+    Parameters
+    ----------
+    meta
+        ``lat``/``lon`` (degrees WGS84) indexed by ``site_id``
+        ([`read_sites_table`][upscale.sites.read_sites_table]).
+    period
+        First and last month, ``("YYYY-MM", "YYYY-MM")``.
+    variables
+        Canonical drivers (default: all of `EE_DRIVERS`), in the order of the columns.
+    scale
+        Sampling scale in metres for every driver; by default each driver's native one.
+    months_per_request
+        Months in one request.
+    compute_features
+        The request function (default ``ee.data.computeFeatures``; tests pass a fake).
+    sleep
+        Waits between retries.
+    progress
+        Called with (requests done, requests in all) after each request.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``site_id``, ``time`` (first of the month), then one column per driver in canonical
+        units; rows by tower in ``meta``'s order, then month; NaN where the collection has
+        no good value (masked, or before it starts).
+
+    Raises
+    ------
+    FetchError
+        On an unknown driver or period, a refused request, or an answer that misses a tower.
+    """
+    ee = _ee()
+    variables = list(variables)
+    months = _months(period, variables)
+    if scale is not None and not scale > 0:
+        raise FetchError(f"scale {scale}: give the sampling scale in metres, above 0")
+    request = compute_features or ee.data.computeFeatures
+    sites = [str(site) for site in meta.index]
+    values = np.full((len(sites), len(months), len(variables)), np.nan, dtype="float64")
+    blocks = range(0, len(months), months_per_request)
+    for count, t in enumerate(blocks, start=1):
+        starts = list(months[t : t + months_per_request])
+        params = {
+            "expression": points_expression(meta, variables, starts, scale=scale),
+            "fileFormat": "PANDAS_DATAFRAME",
+        }
+        what = f"the drivers at {len(sites)} tower(s) for {starts[0]:%Y-%m}..{starts[-1]:%Y-%m}"
+        answer = call_with_retries(lambda params=params: request(params), what=what, sleep=sleep)
+        table = pd.DataFrame(answer)
+        missing = sorted(set(sites) - set(table.get("site_id", pd.Series(dtype=str)).astype(str)))
+        if missing:
+            raise FetchError(f"Earth Engine returned no values for site(s) {', '.join(missing)}")
+        table = table.assign(site_id=table["site_id"].astype(str)).set_index("site_id")
+        table = table[~table.index.duplicated()].reindex(sites)
+        for m, start in enumerate(starts):
+            for v, name in enumerate(variables):
+                band = f"{name}_{start:%Y-%m}"
+                column = table[band] if band in table else pd.Series(np.nan, index=table.index)
+                values[:, t + m, v] = pd.to_numeric(column, errors="coerce").to_numpy(float)
+        if progress is not None:
+            progress(count, len(blocks))
+    values[values == NODATA] = np.nan
+    index = pd.MultiIndex.from_product([pd.Index(sites, name="site_id"), months.rename("time")])
+    flat = values.reshape(len(sites) * len(months), len(variables)).astype("float32")
+    return pd.DataFrame(flat, index=index, columns=variables).reset_index()
+
+
 def _months(period: tuple[str, str], variables: Sequence[str]) -> pd.DatetimeIndex:
     """Return the months of a fetch, after checking the period and the drivers asked for."""
     unknown = sorted(set(variables) - set(EE_DRIVERS))

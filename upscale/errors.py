@@ -62,6 +62,10 @@ class OutputWriteError(UpscaleError):
     """The destination of an output is full, read-only or not writable."""
 
 
+class GridMappingWarning(UserWarning):
+    """A store's CRS was taken from a grid-mapping variable that no variable names."""
+
+
 def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
     """Raise `OutputExistsError` naming the paths that exist, unless overwriting."""
     existing = [str(path) for path in paths if Path(path).exists()]

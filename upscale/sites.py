@@ -837,6 +837,49 @@ def write_sites_table(meta: pd.DataFrame, folder: str | Path) -> Path:
     return path
 
 
+def read_sites_table(folder: str | Path) -> pd.DataFrame:
+    """Read only the tower table of a site folder, for work that needs no fluxes.
+
+    Parameters
+    ----------
+    folder
+        Site folder holding ``sites.csv``, or that file itself.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``lat``, ``lon`` (degrees WGS84) and ``ecosystem``, indexed by ``site_id``, in the
+        file's order.
+
+    Raises
+    ------
+    SiteDataError
+        When ``sites.csv`` is missing or malformed (see
+        [`read_sites`][upscale.sites.read_sites]).
+    """
+    path = Path(folder)
+    return _read_meta(path if path.suffix.lower() == ".csv" else path / SITES_TABLE)
+
+
+def site_drivers_csv(table: pd.DataFrame) -> str:
+    """Format drivers at the towers as the tidy CSV that `read_site_drivers` reads.
+
+    Parameters
+    ----------
+    table
+        ``site_id``, ``time`` (first of the month) and driver columns, in the order to write.
+
+    Returns
+    -------
+    str
+        CSV text: ``site_id, time, <DRIVER>...``, dates as ``YYYY-MM-DD``, missing values
+        as empty fields (so that no reader takes a nodata number for a value).
+    """
+    out = table.copy()
+    out[TIME] = pd.to_datetime(out[TIME]).dt.strftime("%Y-%m-%d")
+    return out.to_csv(index=False, na_rep="", lineterminator="\n")
+
+
 def _check_options(partitioning: str, qc_min: float, min_coverage: float) -> None:
     if partitioning not in _PARTITIONINGS:
         raise ValueError(f"partitioning must be 'NT' or 'DT', got {partitioning!r}")

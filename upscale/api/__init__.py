@@ -2,7 +2,7 @@
 
 Each function reads its inputs, calls the library, writes its outputs and returns where
 they are, so a notebook can run exactly what the command line runs. One module per kind of
-work: ``inputs`` (fetch, ingest, mask), ``models`` (train, sweep, explain), ``maps``
+work: ``inputs`` (fetch, ingest, extract, mask), ``models`` (train, sweep, explain), ``maps``
 (predict, export), ``budgets`` (query and the region catalogue) and ``demo``.
 """
 
@@ -15,7 +15,7 @@ from upscale.api.budgets import (
     write_budget,
 )
 from upscale.api.demo import DemoReport, demo, demo_inputs, truth_skill
-from upscale.api.inputs import IngestReport, MaskReport, fetch, ingest, mask
+from upscale.api.inputs import ExtractReport, IngestReport, MaskReport, extract, fetch, ingest, mask
 from upscale.api.maps import export, predict
 from upscale.api.models import (
     ExplainReport,
@@ -34,6 +34,7 @@ __all__ = [
     "QUERY_PICTURES",
     "DemoReport",
     "ExplainReport",
+    "ExtractReport",
     "IngestReport",
     "MaskReport",
     "RegionSpec",
@@ -44,6 +45,7 @@ __all__ = [
     "demo_inputs",
     "explain",
     "export",
+    "extract",
     "fetch",
     "ingest",
     "list_regions",

@@ -300,7 +300,7 @@ def test_a_temporal_split_too_short_for_one_tower_is_refused(marshes, tmp_path):
     assert not (tmp_path / "sweep" / "study.csv").exists()
 
 
-def test_old_series_files_load(series, tmp_path):
+def test_series_round_trip_with_sources_and_uncertainty(series, tmp_path):
     loaded = SiteSeries.load(series.save(tmp_path / "s.npz"))
     assert loaded.feature_sources == series.feature_sources
     np.testing.assert_array_equal(loaded.uncertainty, series.uncertainty)

@@ -1,7 +1,8 @@
 """Site samples: each tower's monthly drivers and fluxes on one time axis.
 
-The drivers come from the cube at the tower's pixel ([`extract_site_series`][upscale.samples.
-extract_site_series]) or, for a site-level study with no cube, from the towers' own tables
+The drivers come from the cube at the tower's pixel
+([`extract_site_series`][upscale.samples.extract_site_series]) or, for a site-level study with
+no cube, from the towers' own tables
 ([`tower_site_series`][upscale.samples.tower_site_series]). Models are trained on windows of the
 last L months of drivers ending in a month where the tower measured a flux. The series are kept
 whole here; [`window_views`][upscale.samples.window_views] makes the strided views where they

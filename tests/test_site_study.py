@@ -355,3 +355,15 @@ def test_a_two_tower_study_of_real_files_with_no_cube(two_real_towers, cv, tmp_p
     towers = pd.read_csv(out / "towers.csv")
     assert set(towers["site_id"]) == {"US-AR1", "US-Tw3"}
     assert (out / "skill_vs_memory.png").stat().st_size > 10_000
+
+
+def test_uncertainty_weights_change_what_the_members_learn(series):
+    config = TrainConfig(features=FEATURES, cv="temporal", memory=2, folds=2, **QUICK)
+    plain = train_ensemble(series, config, name="t", ecosystem="saltmarsh")
+    weighted = config.model_copy(update={"weight_by_uncertainty": True})
+    fitted = train_ensemble(series, weighted, name="t", ecosystem="saltmarsh")
+    assert fitted.model.card.train_config["weight_by_uncertainty"] is True
+    k = series.targets.index("NEE")
+    held = np.isfinite(fitted.observed[..., k])
+    assert np.isfinite(fitted.predictions[..., k][held]).all()
+    assert not np.allclose(fitted.predictions[..., k][held], plain.predictions[..., k][held])

@@ -149,11 +149,21 @@ def test_noise_share_is_the_noise_over_the_error():
     assert "noise_share" not in skill(observed, predicted)
 
 
+def test_one_tower_alone_is_a_temporal_study(series):
+    config = TrainConfig(features=FEATURES, cv="temporal", memory=3, folds=2, **QUICK)
+    fitted = train_ensemble(series.subset(["US-Mar"]), config, name="t", ecosystem="saltmarsh")
+    # No other tower: the domain compares its windows a year or more apart.
+    assert np.isfinite(fitted.model.card.domain.threshold)
+    assert fitted.model.card.domain.threshold > 0
+
+
 def test_uncertainty_weights_favour_precise_months():
     sigma = np.array([[0.1, np.nan], [0.2, np.nan], [np.nan, np.nan], [0.4, np.nan]])
     weights = uncertainty_weights(sigma).numpy()
     assert weights[0, 0] > weights[1, 0] > weights[3, 0]
-    assert weights[2, 0] == pytest.approx(np.median(weights[[0, 1, 3], 0]))  # unknown: median
+    # Within a flux: a median of 1, like a flux without uncertainty, so none outweighs another.
+    assert np.median(weights[[0, 1, 3], 0]) == pytest.approx(1.0)
+    assert weights[2, 0] == 1.0
     np.testing.assert_array_equal(weights[:, 1], 1.0)  # a flux without uncertainty: unweighted
 
 
@@ -162,10 +172,14 @@ def test_temporal_ensemble_scores_the_held_out_months_only(series):
     fitted = train_ensemble(series, config, name="t", ecosystem="saltmarsh")
     _, after = split_months(series, 0.3)
     np.testing.assert_array_equal(np.isfinite(fitted.observed), np.isfinite(after.fluxes))
-    assert len(fitted.model.members) == 2 and fitted.folds == [sorted(MARSHES)]
+    assert len(fitted.model.members) == 2
+    assert fitted.folds == [[site] for site in sorted(MARSHES)]  # scored tower by tower
+    # Held-out predictions only: none for the months the members learned from.
+    assert not np.isfinite(fitted.predictions[~np.isfinite(after.fluxes).all(axis=-1)]).any()
     card = fitted.model.card
     assert card.cv_scheme.startswith("temporal: each tower's last 30% of months held out")
     assert card.members[0].held_out_months["CA-Bay"] == "2016-10"  # 96 months, last 29 out
+    assert card.training_period[1] < max(card.members[0].held_out_months.values())
     assert set(card.cv_towers["NEE"]) == set(MARSHES)
     assert 0 < card.cv_metrics["NEE"]["all"]["noise_share"] < 5
     assert card.cv_metrics["NEE"]["all"]["n"] == sum(round(0.3 * m) for *_, m in MARSHES.values())

@@ -107,6 +107,9 @@ class ModelCard(BaseModel):
     cv_folds: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="flux -> fold number -> held-out scores"
     )
+    cv_fold_sites: list[list[str]] = Field(
+        default_factory=list, description="the towers each fold scores, in fold number order"
+    )
     cv_towers: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="flux -> tower -> held-out scores"
     )

@@ -381,7 +381,7 @@ def read_fluxnet(
     values.index = parse_time(path, table[time_columns[0]], _TIME_FORMATS[res])
     if res == "WW":
         end = parse_time(path, table[time_columns[1]], _TIME_FORMATS[res])
-        values = _spread_weeks(path, values, end)
+        values = _spread_weeks(path, values, end, errors=list(uncertainty.values()))
     if values.index.has_duplicates:
         first = values.index[values.index.duplicated()][0]
         raise SiteDataError(f"{path.name}: duplicated timestamp {first}; remove the repeated rows")
@@ -926,8 +926,17 @@ def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -
     return table
 
 
-def _spread_weeks(path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex) -> pd.DataFrame:
-    """Repeat each week's daily means on every day of the week."""
+def _spread_weeks(
+    path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex, *, errors: list[str] = ()
+) -> pd.DataFrame:
+    """Repeat each week's daily means on every day of the week.
+
+    ``errors`` are the uncertainty columns: a week's value is the error of its whole mean,
+    shared by its days, not independent day to day. Each day carries it times the square
+    root of the week's days, so that aggregating days as independent
+    ([`monthly_uncertainty`][upscale.monthly.monthly_uncertainty]) gives the error of a
+    month of independent weeks (slightly more for a week split between two months).
+    """
     start = weeks.index
     if len(start) > 1 and np.any(end[:-1] == start[1:]):
         # TIMESTAMP_END is the next week's start: the period is half-open.
@@ -941,7 +950,8 @@ def _spread_weeks(path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex) -> pd.
         )
     first_row = np.repeat(np.cumsum(days) - days, days)
     offset = pd.to_timedelta(np.arange(days.sum()) - first_row, unit="D")
-    daily = weeks.iloc[np.repeat(np.arange(len(weeks)), days)]
+    daily = weeks.iloc[np.repeat(np.arange(len(weeks)), days)].copy()
+    daily[errors] = daily[errors].mul(np.sqrt(np.repeat(days, days)), axis=0)
     return daily.set_axis(start.repeat(days) + offset)
 
 

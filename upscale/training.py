@@ -135,8 +135,8 @@ class EnsembleFit:
         (folds of towers), or by the ensemble on the held-out months (``temporal``); NaN
         before the first full window.
     folds
-        The towers held out by each member, in member order; with ``temporal``, one fold of
-        every tower.
+        The towers held out by each member, in member order; with ``temporal``, the towers
+        whose last months each fold scores (every member is held out from all of them).
     observed
         ``(S, T, K)`` the tower fluxes the predictions are scored against: every month with
         folds of towers, the held-out months with ``temporal``.
@@ -166,20 +166,30 @@ def split_months(series: SiteSeries, fraction: float) -> tuple[SiteSeries, SiteS
         the fluxes from the cut on and every driver, so its windows may look back into the
         months before, as a forecast of those months would.
     """
+    held = held_out_months(series, fraction)
+    before = replace(
+        series,
+        drivers=np.where(held[..., None], np.nan, series.drivers).astype("float32"),
+        fluxes=np.where(held[..., None], np.nan, series.fluxes).astype("float32"),
+    )
+    after = replace(
+        series, fluxes=np.where(held[..., None], series.fluxes, np.nan).astype("float32")
+    )
+    return before, after
+
+
+def held_out_months(series: SiteSeries, fraction: float) -> np.ndarray:
+    """``(S, T)`` True from each tower's cut on: its last ``fraction`` of measured months.
+
+    At least one month of each tower with a measured month is held out.
+    """
     measured = np.isfinite(series.fluxes).any(axis=-1)
-    before_drivers, before_fluxes = series.drivers.copy(), series.fluxes.copy()
-    after_fluxes = series.fluxes.copy()
-    for s in range(len(series.site_ids)):
-        months = np.flatnonzero(measured[s])
-        if len(months) == 0:
-            continue
-        held = max(1, round(fraction * len(months)))
-        cut = months[len(months) - held]
-        before_drivers[s, cut:] = np.nan
-        before_fluxes[s, cut:] = np.nan
-        after_fluxes[s, :cut] = np.nan
-    before = replace(series, drivers=before_drivers, fluxes=before_fluxes)
-    return before, replace(series, fluxes=after_fluxes)
+    held = np.zeros(measured.shape, dtype=bool)
+    for s, months in enumerate(measured):
+        months = np.flatnonzero(months)
+        if len(months):
+            held[s, months[len(months) - max(1, round(fraction * len(months)))] :] = True
+    return held
 
 
 def require_temporal_split(series: SiteSeries, config: TrainConfig) -> None:
@@ -208,10 +218,12 @@ def require_temporal_split(series: SiteSeries, config: TrainConfig) -> None:
 
 
 def uncertainty_weights(sigma: np.ndarray) -> torch.Tensor:
-    """Loss weights ``1 / sigma^2`` of windows' fluxes ``(N, K)``, per flux.
+    """Loss weights ``1 / sigma^2`` of windows' fluxes ``(N, K)``, within each flux.
 
-    A flux's uncertainties are floored at their 5th percentile, so a few near-zero values do
-    not take the whole loss; months without an uncertainty get the flux's median weight.
+    The weights rank a flux's months against each other and are scaled to a median of 1,
+    so a flux whose towers give an uncertainty (often NEE alone) does not outweigh the
+    others. A flux's uncertainties are floored at their 5th percentile, so a few near-zero
+    values do not take the whole loss; months without an uncertainty get weight 1.
     """
     weights = np.ones(sigma.shape, dtype="float32")
     for k in range(sigma.shape[1]):
@@ -220,7 +232,7 @@ def uncertainty_weights(sigma: np.ndarray) -> torch.Tensor:
             continue
         floor = np.percentile(sigma[known, k], 5)
         weight = 1.0 / np.maximum(sigma[:, k], floor) ** 2
-        weights[:, k] = np.where(known, weight, np.median(weight[known]))
+        weights[:, k] = np.where(known, weight / np.median(weight[known]), 1.0)
     return torch.from_numpy(weights)
 
 
@@ -261,12 +273,11 @@ def site_folds(groups: Sequence[Sequence[str]], config: TrainConfig) -> list[lis
     config
         ``cv="loso"``: one fold per pixel (per tower when every tower has its own pixel);
         ``cv="kfold"``: ``config.folds`` folds of pixels dealt after a seeded shuffle;
-        ``cv="temporal"``: one fold of every tower, whose last months are held out.
+        ``cv="temporal"``: one fold per pixel too, its towers' last months (every member
+        is held out from all of them; the folds are the units the skill is scored in).
     """
     by_first = {min(group): sorted(group) for group in groups}
-    if config.cv == "temporal":
-        return [sorted(site for group in groups for site in group)]
-    if config.cv == "loso":
+    if config.cv in ("loso", "temporal"):
         keys = [[key] for key in sorted(by_first)]
     else:
         keys = split_sites(list(by_first), min(config.folds, len(by_first)), config.seed)
@@ -429,6 +440,10 @@ def fit_member(
     return member
 
 
+_YEAR = 12
+"""Months apart that windows of one series must be to stand in for another tower's."""
+
+
 def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCard, torch.Tensor]:
     """Build the reference windows and extrapolation threshold of the domain of applicability.
 
@@ -436,7 +451,9 @@ def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCar
     ``config.reference_windows``, drawn with the seed), scaled by the towers' driver mean
     and standard deviation and flattened. The threshold is the 95th percentile, over the
     reference windows, of the RMS distance to the nearest window of another tower: how far
-    apart towers are from each other.
+    apart towers are from each other. Towers that share one pixel (or a single tower, which a
+    temporal split allows) have no other tower: their windows are compared with those of the
+    same series at least a year apart instead, how far apart its years are.
     """
     flat = series.drivers.reshape(-1, len(series.features))
     mean, std = np.nanmean(flat, axis=0), feature_scale(flat)
@@ -446,15 +463,19 @@ def domain_reference(series: SiteSeries, config: TrainConfig) -> tuple[DomainCar
     pixel_of = {s: number for number, group in enumerate(series.pixel_groups()) for s in group}
     pixel = torch.tensor([pixel_of[s] for s in series.site_ids])
     origin = pixel[:, None].expand_as(keep)[keep]  # windows of one pixel are not "other towers"
+    month = torch.arange(keep.shape[1]).expand_as(keep)[keep]
     windows = views[keep].reshape(int(keep.sum()), -1)
     if len(windows) > config.reference_windows:
         pick = np.random.default_rng(config.seed).choice(
             len(windows), config.reference_windows, replace=False
         )
         pick = torch.from_numpy(np.sort(pick))
-        windows, origin = windows[pick], origin[pick]
+        windows, origin, month = windows[pick], origin[pick], month[pick]
     distance = torch.cdist(windows, windows) / windows.shape[1] ** 0.5
-    distance[origin[:, None] == origin[None, :]] = float("inf")
+    same = origin[:, None] == origin[None, :]
+    if bool(same.all()):
+        same &= (month[:, None] - month[None, :]).abs() < _YEAR
+    distance[same] = float("inf")
     nearest = distance.amin(dim=1)
     threshold = float(torch.quantile(nearest[torch.isfinite(nearest)], DOMAIN_QUANTILE))
     card = DomainCard(
@@ -513,7 +534,7 @@ def train_ensemble(
                 fit_member(learn, config, held_out_months=first_held, seed=config.seed + number)
             )
     else:
-        scored = series
+        learn = scored = series
         members = []
         for number, held_out in enumerate(folds):
             if progress:
@@ -522,8 +543,9 @@ def train_ensemble(
             members.append(
                 fit_member(training, config, held_out=held_out, seed=config.seed + number)
             )
-    domain, reference = domain_reference(series, config)
-    measured = series.times[np.isfinite(series.fluxes).any(axis=(0, 2))]
+    # What the members learned from: not a temporal split's held-out months.
+    domain, reference = domain_reference(learn, config)
+    measured = series.times[np.isfinite(learn.fluxes).any(axis=(0, 2))]
     card = ModelCard(
         name=name,
         architecture=config.architecture,
@@ -551,6 +573,7 @@ def train_ensemble(
     drivers = torch.from_numpy(series.drivers)
     if config.cv == "temporal":  # every member is held out from the same months
         predictions[:, config.memory - 1 :] = model.predict_series(drivers)
+        predictions[~held_out_months(series, config.test_fraction)] = np.nan
     else:
         for number, held_out in enumerate(folds):
             rows = [series.site_ids.index(s) for s in held_out]
@@ -566,7 +589,12 @@ def train_ensemble(
     }
     by_fold, by_tower = held_out_skill(series, observed, predictions, folds)
     model.card = card.model_copy(
-        update={"cv_metrics": metrics, "cv_folds": by_fold, "cv_towers": by_tower}
+        update={
+            "cv_metrics": metrics,
+            "cv_folds": by_fold,
+            "cv_fold_sites": folds,
+            "cv_towers": by_tower,
+        }
     )
     return EnsembleFit(model=model, predictions=predictions, folds=folds, observed=observed)
 

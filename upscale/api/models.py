@@ -143,10 +143,11 @@ def cv_tables(models: dict[str, Path]) -> dict[str, pd.DataFrame]:
     folds, towers = [], []
     for eco, folder in models.items():
         card = read_card(folder)
-        if card.train_config.get("cv") == "temporal":  # one fold: every tower's last months
-            held = {"1": "last months of " + ", ".join(card.sites)}
-        else:
-            held = {str(n): ", ".join(m.held_out_sites) for n, m in enumerate(card.members, 1)}
+        temporal = card.train_config.get("cv") == "temporal"
+        held = {
+            str(n): ("last months of " if temporal else "") + ", ".join(sites)
+            for n, sites in enumerate(card.cv_fold_sites, start=1)
+        }
         for flux, by_fold in card.cv_folds.items():
             folds += [
                 {"ecosystem": eco, "flux": flux, "fold": number, "towers": held[number]} | score
@@ -737,7 +738,10 @@ def _explained_config(card: ModelCard, folder: str | Path, cube: str | Path | No
     ConfigError
         When the model reads features from a cube and none is given.
     """
-    from_towers = tuple(f for f in card.features if card.feature_sources.get(f) == TOWER)
+    if card.feature_sources:
+        from_towers = tuple(f for f in card.features if card.feature_sources.get(f) == TOWER)
+    else:  # a card from before sources were recorded: its site drivers were the towers'
+        from_towers = tuple(card.train_config.get("site_drivers", ()))
     from_cube = [f for f in card.features if f not in from_towers]
     if from_cube and cube is None:
         raise ConfigError(

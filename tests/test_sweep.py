@@ -97,11 +97,28 @@ def test_the_nee_comparison_never_enters_the_memory_choice(small_region):
         base,
         architectures=["lstm"],
         memories=[2],
-        nee_modes=["direct"],
+        nee_modes=["direct", "derived"],
         ecosystems=["saltmarsh"],
         workers=1,
     )
     assert set(result.skill.loc[result.skill["run"] == "grid", "memory"]) == {1, 2}
     assert set(result.skill.loc[result.skill["run"] == "nee_modes", "memory"]) == {3}
     assert result.optimum["chosen_memory"].isin([1, 2]).all()
-    assert list(result.nee_modes["nee_mode"]) == ["direct"]
+    assert set(result.nee_modes["nee_mode"]) == {"direct", "derived"}
+
+
+def test_direct_nee_alone_runs_no_nee_comparison(small_region):
+    frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
+    sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
+    series = extract_site_series(small_region.cube, sites, DEFAULT_FEATURES)
+    base = TrainConfig(epochs=2, patience=2, folds=2, memory=3, hyperparameters={"hidden": 4})
+    result = run_sweep(
+        series,
+        base,
+        architectures=["lstm"],
+        memories=[2],
+        nee_modes=["direct"],
+        workers=1,
+        ecosystems=["saltmarsh"],
+    )
+    assert set(result.skill["run"]) == {"grid"} and result.nee_modes.empty

@@ -229,7 +229,8 @@ def test_too_few_towers(demo_inputs, tmp_path):
     result = train(demo_inputs, "--out", str(tmp_path / "models"))
     one_clear_error(
         result,
-        "saltmarsh has 1 tower(s) in 1 cube pixel(s); cross-validating by tower needs at least 2",
+        "saltmarsh has 1 tower(s) with 1 distinct driver series",
+        "cross-validating by tower needs at least 2",
         "--cv temporal",
     )
 

@@ -48,7 +48,10 @@ def main() -> None:
         seconds = time.perf_counter() - start
     skill = report.result.skill
     runs = skill[skill["fold"] == "all"].drop_duplicates(["ecosystem", "architecture", "memory"])
-    members = len(runs) * config.folds
+    # Members: one per fold of towers, or config.folds seeds for a temporal split.
+    folds = skill[skill["fold"] != "all"].groupby(["ecosystem", "architecture", "memory", "flux"])
+    per_run = folds.size().groupby(level=[0, 1, 2]).first()
+    members = len(runs) * config.folds if args.cv == "temporal" else int(per_run.sum())
     print(
         f"20 towers x {args.years} years, no cube, cv {args.cv}: {len(runs)} cross-validated "
         f"ensembles ({members} members, up to {config.epochs} epochs each) on "

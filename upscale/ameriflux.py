@@ -22,6 +22,7 @@ from upscale.monthly import (
     MISSING,
     STEPS_PER_DAY,
     UMOL_CO2_TO_GC_PER_DAY,
+    keep_good_months,
     monthly_means,
     parse_numbers,
     parse_time,
@@ -313,15 +314,14 @@ def read_ameriflux(
         out[DRIVERS["PRECIP"].name] *= STEPS_PER_DAY[steps.res]
 
     monthly = monthly_means(out, steps.res, min_coverage, no_coverage=[QC])
-    poor = monthly[QC] < qc_min
-    monthly.loc[poor, [GPP, RE, NEE]] = np.nan
-    if monthly[[GPP, RE, NEE]].isna().all(axis=None):
-        raise SiteDataError(
-            f"{path.name}: no month keeps a valid flux ({int(poor.sum())} of {len(monthly)} "
-            f"month(s) have less than qc_min={qc_min:g} of their steps with measured FC; the "
-            f"others have less than min_coverage={min_coverage:g} of their steps valid); "
-            "lower qc_min or min_coverage, or leave this tower out"
-        )
+    monthly = keep_good_months(
+        monthly,
+        QC,
+        qc_min=qc_min,
+        min_coverage=min_coverage,
+        path=path,
+        what="the share of steps with measured FC",
+    )
     order = [GPP, RE, NEE, QC, *(c for c in (*_DRIVER_ROLES, *_EXTRA_ROLES) if c in monthly)]
     return monthly[order], methods
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from upscale.errors import SiteDataError
+from upscale.schema import FLUXES
 
 TIME = "time"
 UMOL_CO2_TO_GC_PER_DAY = 12.011e-6 * 86400.0
@@ -138,3 +139,45 @@ def monthly_uncertainty(sigma: pd.DataFrame, res: str, min_coverage: float) -> p
     out = np.sqrt(months.sum(min_count=1)) / count.where(count > 0)
     coverage = count.div(_expected_steps(out.index, res), axis=0)
     return _monthly_index(out.mask(coverage < min_coverage))
+
+
+def keep_good_months(
+    monthly: pd.DataFrame,
+    quality: str,
+    *,
+    qc_min: float,
+    min_coverage: float,
+    path: Path,
+    what: str,
+) -> pd.DataFrame:
+    """Blank the fluxes of months whose NEE quality is poor; refuse a file with no month left.
+
+    Parameters
+    ----------
+    monthly
+        Monthly means with the fluxes and the ``quality`` column (a fraction, NaN unknown).
+    quality
+        The column of each month's share of good NEE steps.
+    qc_min, min_coverage
+        The thresholds applied, named in the error.
+    path
+        The file, named in the error.
+    what
+        What ``quality`` counts, for the error (e.g. ``"NEE_QC"``).
+
+    Notes
+    -----
+    GPP and RE are partitioned from NEE, so NEE's quality applies to all three. A NaN quality
+    (no flags) is unknown quality, not poor quality: those months are kept.
+    """
+    fluxes = list(FLUXES)
+    poor = monthly[quality] < qc_min
+    monthly.loc[poor, fluxes] = np.nan
+    if monthly[fluxes].isna().all(axis=None):
+        raise SiteDataError(
+            f"{path.name}: no month keeps a valid flux ({int(poor.sum())} of {len(monthly)} "
+            f"month(s) have {what} < qc_min={qc_min:g}; the others have less than "
+            f"min_coverage={min_coverage:g} of their steps valid); lower qc_min or "
+            "min_coverage, or leave this tower out"
+        )
+    return monthly

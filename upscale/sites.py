@@ -27,6 +27,7 @@ from upscale.monthly import (
     STEPS_PER_DAY,
     TIME_DTYPE,
     UMOL_CO2_TO_GC_PER_DAY,
+    keep_good_months,
     monthly_means,
     monthly_uncertainty,
     parse_numbers,
@@ -389,16 +390,9 @@ def read_fluxnet(
     values = values.sort_index()
     sigma = list(uncertainty.values())
     monthly = monthly_means(values.drop(columns=sigma), res, min_coverage, no_coverage=[QC])
-    # NaN QC (no flags) is unknown quality, not poor quality: those months are kept.
-    poor = monthly[QC] < qc_min
-    monthly.loc[poor, [GPP, RE, NEE]] = np.nan
-    if monthly[[GPP, RE, NEE]].isna().all(axis=None):
-        raise SiteDataError(
-            f"{path.name}: no month keeps a valid flux ({int(poor.sum())} of {len(monthly)} "
-            f"month(s) have {QC} < qc_min={qc_min:g}; the others have less than "
-            f"min_coverage={min_coverage:g} of their steps valid); lower qc_min or "
-            "min_coverage, or leave this tower out"
-        )
+    monthly = keep_good_months(
+        monthly, QC, qc_min=qc_min, min_coverage=min_coverage, path=path, what=QC
+    )
     spread = monthly_uncertainty(values[sigma], res, min_coverage)
     for column, flux in described.items():
         # An uncertainty without its flux describes nothing the models see.

@@ -26,6 +26,7 @@ from upscale.schema import FLUXES
 from upscale.sites import Partitioning as PartitioningName
 from upscale.sweep import DEFAULT_MEMORIES
 from upscale.training import CrossValidation as CrossValidationName
+from upscale.training import TrainConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -262,7 +263,7 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _settings(config: Path | None, **options: Any) -> Any:
+def _settings(config: Path | None, **options: Any) -> TrainConfig:
     """Resolve the training config: a file or preset, with the command line's options."""
     chosen = {k: v for k, v in options.items() if v is not None}
     return load_train_config(config, **chosen) if config else make_train_config(chosen)

@@ -32,6 +32,7 @@ from upscale.balance import NeeMode, derive_nee
 from upscale.errors import ModelArtifactError, refuse_overwrite
 from upscale.locking import output_lock
 from upscale.nets import build_net
+from upscale.samples import window_views
 
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
@@ -216,7 +217,7 @@ class Model:
         step = max(1, batch_size // n_windows)
         for start in range(0, n_pixels, step):
             block = drivers[start : start + step]
-            views = block.unfold(1, self.memory, 1).transpose(2, 3)  # (p, W, L, F), no copy
+            views = window_views(block, self.memory)  # (p, W, L, F), no copy
             yield slice(start, start + len(block)), views.reshape(-1, self.memory, n_features)
 
     @torch.inference_mode()
@@ -247,8 +248,8 @@ class Model:
 
         Notes
         -----
-        Windows are strided views (``Tensor.unfold``); only the current batch is made
-        contiguous for the nets.
+        Windows are strided views ([`window_views`][upscale.samples.window_views]); only the
+        current batch is made contiguous for the nets.
         """
         chosen = [self.members[m] for m in members] if members is not None else self.members
         n_pixels, n_months, _ = drivers.shape

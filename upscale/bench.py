@@ -40,6 +40,7 @@ from upscale.artifact import Model, load_model
 from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import default_device, flux_maps, prepare_run
+from upscale.samples import window_views
 from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
 from upscale.shap_maps import shap_maps
 from upscale.training import TrainConfig
@@ -254,7 +255,7 @@ def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
     copy is the wall time over the threads, so no thread waits on an uneven share.
     """
     memory, n_features = model.memory, drivers.shape[-1]
-    windows = drivers.unfold(1, memory, 1).transpose(2, 3).reshape(-1, memory, n_features)
+    windows = window_views(drivers, memory).reshape(-1, memory, n_features)
     batches = [b.contiguous() for b in windows.split(WINDOWS_PER_BATCH)]
 
     @torch.inference_mode()

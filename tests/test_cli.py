@@ -410,3 +410,18 @@ def test_explain_rows_left_by_a_run_on_another_mask_are_not_taken(
     resumed, whole = open_store(out / "shap.zarr"), open_store(tmp_path / "whole" / "shap.zarr")
     for name in resumed.data_vars:
         np.testing.assert_array_equal(resumed[name].values, whole[name].values)
+
+
+def test_warnings_are_one_line_each(small_region, demo_inputs, tmp_path):
+    import zarr
+
+    # A cube written with an encoding of its own: the grid_mapping attribute is lost.
+    cube = small_region.cube[["TA", "NDVI"]]
+    encoding = {v: {"compressors": (zarr.codecs.ZstdCodec(level=3),)} for v in cube.data_vars}
+    cube.to_zarr(tmp_path / "own.zarr", zarr_format=3, consolidated=False, encoding=encoding)
+    command = ["extract", "--sites", demo_inputs.sites, "--cube", tmp_path / "own.zarr"]
+    result = runner.invoke(app, [str(part) for part in (*command, "--out", tmp_path / "d.csv")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: " in text and "using its CRS EPSG:4326" in text
+    assert "GridMappingWarning" not in text and ".py:" not in text  # no file and line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,13 +52,28 @@ def main(
     """Upscale coastal-wetland tower fluxes (GPP, RE, NEE) to regional carbon-sink maps."""
 
 
+def _warning_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """Show a warning as one yellow line on stderr, as errors are shown: no file and line."""
+    console.print(
+        f"[bold yellow]warning:[/bold yellow] {escape(str(message))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an `UpscaleError` into one red line on stderr and exit code 2."""
+    """Show what goes wrong as the CLI does: one line each, no traceback.
+
+    An `UpscaleError` becomes one red line on stderr and exit code 2; a warning (a cube's
+    CRS found by its variable, a region partly off the maps) one yellow line.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                return command(*args, **kwargs)
         except UpscaleError as err:
             console.print(
                 f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from upscale.errors import SiteDataError
+from upscale.monthly import MISSING
 
 METHOD = "hesseflux night-time partitioning (Reichstein et al. 2005) of FC"
 """How ``SiteData.sources`` names the GPP and RE this module makes."""
@@ -28,7 +29,7 @@ NEE_METHOD = "FC u*-filtered and MDS gap-filled by hesseflux"
 REQUIRED = ("FC", "TA", "SW_IN", "VPD", "USTAR")
 """Half-hourly columns the chain needs (µmol m-2 s-1, degC, W m-2, hPa, m s-1)."""
 
-_UNDEF = -9999.0  # hesseflux marks missing values with a number, never NaN
+_UNDEF = MISSING  # hesseflux marks missing values with a number, never NaN
 _DAY_SW_IN = 10.0  # W m-2: hesseflux's own day/night threshold
 _ZERO_CELSIUS = 273.15
 

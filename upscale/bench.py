@@ -39,7 +39,7 @@ from dask.system import CPU_COUNT
 from upscale.artifact import Model, load_model
 from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
-from upscale.engine import default_device, flux_maps, prepare_run
+from upscale.engine import flux_maps, pick_device, prepare_run
 from upscale.samples import window_views
 from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
 from upscale.shap_maps import shap_maps
@@ -149,7 +149,7 @@ def run_bench(
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
     cube = open_cube(inputs.cube, tile=tile)
     wetland = open_mask(mask, cube)
-    device = default_device()  # the floors and baselines run where predict runs
+    device = torch.device(pick_device())  # the floors and baselines run where predict runs
     loaded = {eco: load_model(folder).to(device) for eco, folder in models.items()}
     features = list(dict.fromkeys(f for m in loaded.values() for f in m.card.features))
     series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")

@@ -36,13 +36,16 @@ from upscale.schema import (
 )
 
 
-def default_device() -> torch.device:
-    """Return the first CUDA GPU when there is one, else the CPU.
+def pick_device(requested: torch.device | str | None = None) -> str:
+    """Return where models run: ``requested`` if given, else the first CUDA GPU, else the CPU.
 
-    A dask worker started for one GPU (``CUDA_VISIBLE_DEVICES`` set to it, as dask-cuda
-    does) sees that GPU as its first: each worker runs on its own GPU.
+    The one place a device is chosen; the others receive it. A dask worker started for one
+    GPU (``CUDA_VISIBLE_DEVICES`` set to it, as dask-cuda does) sees that GPU as its first:
+    each worker runs on its own GPU.
     """
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested:
+        return str(requested)
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 BATCH_SIZES = {"cpu": 2048, "cuda": 16384}
@@ -61,14 +64,26 @@ def _cached_model(folder: str, device: str, weights_stamp: tuple[int, int]) -> M
     return load_model(folder).to(device)
 
 
-def _resident_model(folder: str, device: str) -> Model:
+def resident_model(folder: str | Path, device: str | None = None) -> Model:
     """Load a model once per process (per dask worker) and keep it on its device.
 
+    Parameters
+    ----------
+    folder
+        Model folder.
+    device
+        Where the model runs; by default [`pick_device`][upscale.engine.pick_device]'s.
+
+    Notes
+    -----
     The cache key includes the weights' modification time and size, so a model retrained
     into the same folder is loaded again.
     """
-    stat = (Path(folder) / WEIGHTS).stat()
-    return _cached_model(folder, device, (stat.st_mtime_ns, stat.st_size))
+    folder = Path(folder).resolve()
+    weights = folder / WEIGHTS
+    # No weights, no stamp: load_model then raises the error that says what the folder lacks.
+    stamp = (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.exists() else (0, 0)
+    return _cached_model(str(folder), pick_device(device), stamp)
 
 
 def _predict_tile(
@@ -91,7 +106,7 @@ def _predict_tile(
     Without a ``device``, the tile runs on the GPU of the process that computes it, if it
     has one: on a cluster, each worker chooses for itself.
     """
-    device = device or str(default_device())
+    device = pick_device(device)
     batch_size = batch_size or default_batch_size(device)
     _, n_months, ny, nx = drivers.shape
     out = np.full((2 * n_targets + 1, n_months, ny, nx), np.nan, dtype="float32")
@@ -155,7 +170,7 @@ def wetland_series(
         rows, cols = np.nonzero(wetland == code)
         if len(rows) == 0:
             continue
-        model = _resident_model(folder, device)
+        model = resident_model(folder, device)
         index = [features.index(f) for f in model.card.features]
         pixels = drivers[index][:, :, rows, cols]  # (F, T, P): the tile's wetland pixels only
         if not np.isfinite(pixels).all():
@@ -291,9 +306,7 @@ def prepare_run(
         When the cube lacks a driver or is shorter than the longest memory.
     """
     # Loaded here to check them; the tiles of this process reuse these copies.
-    models = {
-        eco: _resident_model(str(Path(f).resolve()), device) for eco, f in model_folders.items()
-    }
+    models = {eco: resident_model(folder, device) for eco, folder in model_folders.items()}
     codes = mask[WETLAND].values  # the mask is small: loaded once, here
     present = {ECOSYSTEMS[int(c)] for c in np.unique(codes) if c}
     missing = sorted(present - set(models))
@@ -380,7 +393,7 @@ def flux_maps(
         computed until it is written ([`write_store`][upscale.cube.write_store]).
     """
     requested = str(device) if device else None  # None: each worker picks its own
-    run = prepare_run(cube, mask, model_folders, requested or str(default_device()))
+    run = prepare_run(cube, mask, model_folders, pick_device(requested))
     models, targets, features, memory = run.models, run.targets, run.features, run.memory
     tiles = run.map_tiles(
         _predict_tile,
@@ -415,7 +428,7 @@ def flux_maps(
         "models": json.dumps({eco: m.card.model_dump(mode="json") for eco, m in models.items()}),
         "software": json.dumps(software_versions()),
         "created": utc_now(),
-        "device": requested or f"{default_device()} (each worker's GPU when it has one)",
+        "device": requested or f"{pick_device()} (each worker's GPU when it has one)",
         **(provenance or {}),
     }
     return maps

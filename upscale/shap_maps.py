@@ -21,7 +21,7 @@ import xarray as xr
 
 from upscale.artifact import Model, software_versions, utc_now
 from upscale.attribution import expected_gradients
-from upscale.engine import default_device, prepare_run, wetland_series
+from upscale.engine import pick_device, prepare_run, wetland_series
 from upscale.errors import CubeError, refuse_overwrite
 from upscale.geotiff import write_cog
 
@@ -125,7 +125,7 @@ def shap_maps(
         (target, y, x; months, attribution-weighted). NaN off wetland; the cube's CRS; the
         sampling in the attributes.
     """
-    device = str(device or default_device())
+    device = pick_device(device)
     run = prepare_run(cube, mask, model_folders, device)
     n_targets, n_features = len(run.targets), len(run.features)
     valid = np.arange(run.memory - 1, cube.sizes["time"])

@@ -1,3 +1,5 @@
+import importlib
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -367,11 +369,12 @@ def quick_explain(demo_inputs, tmp_path):
 def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
     quick_explain, tmp_path, monkeypatch
 ):
-    from upscale.api.models import EXPLAIN_PLAN
+    from upscale.api.explain import EXPLAIN_PLAN
 
     out = tmp_path / "explain"
     with monkeypatch.context() as patch:
-        patch.setattr("upscale.api.models.export_shap_cogs", killed)
+        # The module by import_module: `upscale.api.explain` is the function it holds.
+        patch.setattr(importlib.import_module("upscale.api.explain"), "export_shap_cogs", killed)
         with pytest.raises(Killed):
             quick_explain(out)
     written = (out / "shap.zarr" / "zarr.json").stat().st_mtime_ns

@@ -16,7 +16,7 @@ import shapely
 
 import upscale
 from upscale.ameriflux import read_ameriflux
-from upscale.api.models import _require_towers
+from upscale.api._towers import require_towers
 from upscale.artifact import load_model, save_model
 from upscale.catalogue import resolve_regions
 from upscale.config import load_train_config
@@ -100,7 +100,7 @@ def _without_wtd_at_one_tower(table: pd.DataFrame) -> pd.DataFrame:
 
 def _one_tower(tmp_path: Path):
     series = _marsh_series(tmp_path, ("TA", "PAR"))
-    return _require_towers(series.subset(["US-Mar"]), "towers", ["saltmarsh"], TrainConfig())
+    return require_towers(series.subset(["US-Mar"]), "towers", ["saltmarsh"], TrainConfig())
 
 
 CATALOGUE = {

@@ -42,7 +42,8 @@ def test_training_killed_after_one_model_resumes_with_the_other(small_region, tm
     out = tmp_path / "models"
     _run_until_killed(
         "import os, signal, sys\n"
-        "import upscale.api.models as models\n"
+        "import importlib\n"
+        "models = importlib.import_module('upscale.api.train')\n"
         "from upscale.training import TrainConfig\n"
         "save = models.save_model\n"
         "def save_and_die(*args, **kwargs):\n"

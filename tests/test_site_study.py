@@ -285,7 +285,7 @@ def test_a_site_level_study_runs_with_no_cube(marshes, small_region, tmp_path):
 
 def test_explaining_a_model_of_cube_features_needs_the_cube():
     from tests.conftest import untrained_model
-    from upscale.api.models import _explained_config
+    from upscale.api.explain import _explained_config
     from upscale.errors import ConfigError
 
     card = untrained_model("saltmarsh").card.model_copy(update={"feature_sources": {"TA": "tower"}})

@@ -211,12 +211,12 @@ def test_features_constant_at_the_towers_keep_unit_scale():
 def test_a_target_no_tower_has_is_refused_before_training(series):
     from dataclasses import replace
 
-    from upscale.api.models import _require_towers
+    from upscale.api._towers import require_towers
 
     fluxes = series.fluxes.copy()
     fluxes[..., list(series.targets).index("NEE")] = np.nan  # a tidy CSV without NEE
     with pytest.raises(SiteDataError, match="towers: no saltmarsh tower has NEE values"):
-        _require_towers(replace(series, fluxes=fluxes), "towers", ["saltmarsh"], QUICK)
+        require_towers(replace(series, fluxes=fluxes), "towers", ["saltmarsh"], QUICK)
 
 
 def test_implausible_driver_at_a_tower_is_refused(small_region):

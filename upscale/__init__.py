@@ -9,21 +9,19 @@ from importlib.metadata import version
 
 __version__ = version("upscale")
 
-from upscale.api import (  # noqa: E402
-    demo,
-    demo_inputs,
-    explain,
-    export,
-    extract,
-    fetch,
-    ingest,
-    list_regions,
-    mask,
-    predict,
-    query,
-    sweep,
-    train,
-)
+# From the verbs' own modules, which share their names: `upscale.train` is the function.
+from upscale.api.demo import demo, demo_inputs  # noqa: E402
+from upscale.api.explain import explain  # noqa: E402
+from upscale.api.export import export  # noqa: E402
+from upscale.api.extract import extract  # noqa: E402
+from upscale.api.fetch import fetch  # noqa: E402
+from upscale.api.ingest import ingest  # noqa: E402
+from upscale.api.mask import mask  # noqa: E402
+from upscale.api.predict import predict  # noqa: E402
+from upscale.api.query import query  # noqa: E402
+from upscale.api.regions import list_regions  # noqa: E402
+from upscale.api.sweep import sweep  # noqa: E402
+from upscale.api.train import train  # noqa: E402
 from upscale.cube import open_cube, open_maps, open_mask  # noqa: E402
 from upscale.demo_region import DemoSpec  # noqa: E402
 from upscale.training import TrainConfig  # noqa: E402

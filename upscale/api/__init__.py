@@ -1,33 +1,41 @@
 """The Python API behind each CLI verb: paths in, paths (or tables) out.
 
-Each function reads its inputs, calls the library, writes its outputs and returns where
-they are, so a notebook can run exactly what the command line runs. One module per kind of
-work: ``inputs`` (fetch, ingest, extract, mask), ``models`` (train, sweep, explain), ``maps``
-(predict, export), ``budgets`` (query and the region catalogue) and ``demo``.
+Each function reads its inputs once, calls the library, writes its outputs and returns where
+they are, so a notebook can run exactly what the command line runs. One module per verb:
+``fetch``, ``ingest``, ``extract``, ``mask``, ``train``, ``sweep``, ``explain``, ``predict``,
+``export``, ``query``, ``regions`` (list and show) and ``demo``. The command line imports
+nothing else of upscale: the names it needs besides the verbs (option choices, the config
+readers, the error root, the console, the bench) are re-exported here too.
 """
 
-from upscale.api.budgets import (
-    QUERY_PICTURES,
-    RegionSpec,
-    list_regions,
-    query,
-    show_region,
-    write_budget,
-)
+from upscale.api._towers import compare_drivers, tower_series
 from upscale.api.demo import DemoReport, demo, demo_inputs, truth_skill
-from upscale.api.inputs import ExtractReport, IngestReport, MaskReport, extract, fetch, ingest, mask
-from upscale.api.maps import export, predict
-from upscale.api.models import (
-    ExplainReport,
-    SweepReport,
-    TrainResult,
-    compare_drivers,
-    explain,
-    sweep,
-    tower_series,
-    train,
-)
+from upscale.api.explain import ExplainReport, explain
+from upscale.api.export import export
+from upscale.api.extract import ExtractReport, extract
+from upscale.api.fetch import fetch
+from upscale.api.ingest import IngestReport, ingest
+from upscale.api.mask import MaskReport, mask
+from upscale.api.predict import predict
+from upscale.api.query import QUERY_PICTURES, RegionSpec, query, write_budget
+from upscale.api.regions import list_regions, show_region
+from upscale.api.sweep import SweepReport, sweep
+from upscale.api.train import TrainResult, train
+from upscale.balance import NEE_MODES as NEE_MODES
+from upscale.balance import NeeMode as NeeMode
+from upscale.bench import run_bench as run_bench
+from upscale.bench import write_report as write_report
+from upscale.config import load_train_config as load_train_config
+from upscale.config import make_train_config as make_train_config
 from upscale.earthengine import EE_DRIVERS
+from upscale.errors import UpscaleError as UpscaleError
+from upscale.nets import ArchitectureName as ArchitectureName
+from upscale.progress import console as console
+from upscale.schema import FLUXES as FLUXES
+from upscale.sites import Partitioning as Partitioning
+from upscale.sweep import DEFAULT_MEMORIES as DEFAULT_MEMORIES
+from upscale.training import CrossValidation as CrossValidation
+from upscale.training import TrainConfig as TrainConfig
 
 __all__ = [
     "EE_DRIVERS",

@@ -10,9 +10,10 @@ import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
 from upscale.api._common import Status, print_status
-from upscale.api.budgets import QUERY_PICTURES, query
-from upscale.api.maps import export, predict
-from upscale.api.models import train
+from upscale.api.export import export
+from upscale.api.predict import predict
+from upscale.api.query import QUERY_PICTURES, query
+from upscale.api.train import train
 from upscale.cube import open_maps, open_store
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.errors import (

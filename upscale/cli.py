@@ -6,6 +6,7 @@ import functools
 import tempfile
 import warnings
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,19 +16,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from upscale import __version__, api
-from upscale.balance import NEE_MODES
-from upscale.balance import NeeMode as NeeModeName
-from upscale.bench import run_bench, write_report
-from upscale.config import load_train_config, make_train_config
-from upscale.errors import UpscaleError
-from upscale.nets import ArchitectureName
-from upscale.progress import console
-from upscale.schema import FLUXES
-from upscale.sites import Partitioning as PartitioningName
-from upscale.sweep import DEFAULT_MEMORIES
-from upscale.training import CrossValidation as CrossValidationName
-from upscale.training import TrainConfig
+from upscale import api
+from upscale.api import (
+    DEFAULT_MEMORIES,
+    FLUXES,
+    NEE_MODES,
+    ArchitectureName,
+    TrainConfig,
+    UpscaleError,
+    console,
+    load_train_config,
+    make_train_config,
+    run_bench,
+    write_report,
+)
+from upscale.api import CrossValidation as CrossValidationName
+from upscale.api import NeeMode as NeeModeName
+from upscale.api import Partitioning as PartitioningName
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,7 +44,7 @@ out_console = Console()  # stdout: results and summaries; progress goes to stder
 
 def _version(show: bool) -> None:
     if show:
-        out_console.print(f"upscale {__version__}")
+        out_console.print(f"upscale {version('upscale')}")
         raise typer.Exit()
 
 

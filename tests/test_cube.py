@@ -6,7 +6,14 @@ import xarray as xr
 import zarr.codecs
 from pyproj import CRS
 
-from upscale.cube import open_cube, open_maps, open_mask, open_store, write_store
+from upscale.cube import (
+    open_cube,
+    open_maps,
+    open_mask,
+    open_store,
+    to_canonical_grid,
+    write_store,
+)
 from upscale.errors import (
     CubeError,
     GridMappingWarning,
@@ -101,6 +108,31 @@ def test_open_maps_refuses_other_stores(small_region, tmp_path):
     write_store(small_region.cube, tmp_path / "cube.zarr")
     with pytest.raises(MapsError, match="not a maps store written by `upscale predict`"):
         open_maps(tmp_path / "cube.zarr")
+
+
+def test_each_reader_raises_the_error_of_what_it_opens(small_region, tmp_path):
+    with pytest.raises(MapsError, match="maps.zarr: no such file or store; pass a maps store"):
+        open_maps(tmp_path / "maps.zarr")
+    (tmp_path / "maps.csv").write_text("GPP\n1\n")
+    with pytest.raises(MapsError, match="maps.csv: not a readable Zarr store, NetCDF file"):
+        open_maps(tmp_path / "maps.csv")
+    path = write_store(small_region.cube, tmp_path / "cube.zarr")
+    zarr.open_group(path, mode="r+").attrs["upscale_complete"] = False
+    with pytest.raises(MapsError, match="cube.zarr: an incomplete store"):
+        open_maps(path)
+    with pytest.raises(MaskError, match="mask.zarr: no such file or store; pass a wetland mask"):
+        open_mask(tmp_path / "mask.zarr")
+    with pytest.raises(CubeError, match="cube.nc: no such file or store; pass the path of a"):
+        open_cube(tmp_path / "cube.nc")
+
+
+def test_an_array_goes_on_the_grid_its_dataset_goes_on(small_region):
+    flipped = small_region.cube.isel(y=slice(None, None, -1))
+    flipped = flipped.assign_coords(x=flipped["x"] + 360).rename(y="latitude", x="longitude")
+    array = to_canonical_grid(flipped["TA"], "TA")
+    dataset = to_canonical_grid(flipped, "cube")
+    xr.testing.assert_identical(array, dataset["TA"])
+    np.testing.assert_allclose(array["x"], small_region.cube["x"])
 
 
 @pytest.mark.parametrize(

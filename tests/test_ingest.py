@@ -306,3 +306,46 @@ def test_declared_nodata_and_mixed_crs_stacks(tmp_path):
     (tmp_path / "s" / "ndvi_2019-02.tif").unlink()
     ndvi = read_source_variable(spec, "NDVI", base=tmp_path).values[0]
     assert np.isnan(ndvi[0, 0]) and np.nanmin(ndvi) == pytest.approx(0.5)
+
+
+def global_ring(y: str, x: str, east_of_180: bool) -> xr.Dataset:
+    """Monthly TA in degC on a 1 degree ring around the globe, latitudes ascending."""
+    time = pd.date_range("2019-01-01", periods=3, freq="MS")
+    lat = np.arange(20.5, 24.5, 1.0)
+    lon = np.arange(-179.5, 180.0, 1.0)
+    values = lon[None, None, :] + 1000 * lat[None, :, None] + 1e5 * np.arange(3)[:, None, None]
+    ta = xr.DataArray(values.astype("float32"), dims=("time", y, x), attrs={"units": "degC"})
+    ring = xr.Dataset({"TA": ta}, coords={"time": time, y: lat, x: lon})
+    if east_of_180:  # 0..360, as ERA5 and many models store it
+        ring = ring.assign_coords({x: ring[x] % 360}).sortby(x)
+    return ring
+
+
+@pytest.mark.parametrize(
+    ("y", "x", "east_of_180", "suffix"),
+    [
+        ("latitude", "longitude", False, ".zarr"),
+        ("latitude", "longitude", True, ".nc"),
+        ("lat", "lon", True, ".zarr"),
+        ("y", "x", True, ".nc"),
+    ],
+    ids=["latitude-longitude", "latitude-longitude-0-360", "lat-lon-0-360", "y-x-0-360"],
+)
+def test_cube_and_ingest_read_a_store_on_one_grid(y, x, east_of_180, suffix, tmp_path):
+    path = tmp_path / f"ta{suffix}"
+    ring = global_ring(y, x, east_of_180)
+    if y == "y":  # no lat/lon dims to default from: the file states its CRS
+        ring = ring.rio.write_crs("EPSG:4326")
+    if suffix == ".zarr":
+        ring.to_zarr(path, zarr_format=3, consolidated=False)
+    else:
+        ring.to_netcdf(path)
+    canonical = global_ring("y", "x", east_of_180=False).isel(y=slice(None, None, -1))
+
+    cube = open_cube(path, ["TA"])
+    source = read_source_variable(SourceSpec(path=str(path), variables={"TA": "TA"}), "TA")
+    for read in (cube["TA"], source):
+        assert read.rio.crs == "EPSG:4326"
+        np.testing.assert_array_equal(read["x"], canonical["x"])  # -179.5..179.5, west to east
+        np.testing.assert_array_equal(read["y"], canonical["y"])  # north up
+        np.testing.assert_array_equal(read.values, canonical["TA"].values)

@@ -1,8 +1,10 @@
 """Open, check and write gridded stores: driver cubes, wetland masks and output maps.
 
 Cubes are Zarr v3 (NetCDF is also read) with dims ``(time, y, x)`` and a CRS carried by
-rioxarray's ``spatial_ref`` grid mapping. Writes go to a temporary sibling and are renamed
-into place at the end, so a crash leaves either the previous complete store or none.
+rioxarray's ``spatial_ref`` grid mapping. Every gridded input, ingest sources included, is
+read by `open_gridded`, which puts it on one canonical grid (`to_canonical_grid`). Writes go
+to a temporary sibling and are renamed into place at the end, so a crash leaves either the
+previous complete store or none.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import dask
 import numpy as np
 import pyproj
-import rioxarray  # noqa: F401  (registers the .rio accessor)
+import rasterio.errors
+import rioxarray
 import xarray as xr
 import zarr.codecs
 
@@ -29,6 +33,7 @@ from upscale.errors import (
     MaskError,
     OutputExistsError,
     OutputWriteError,
+    UpscaleError,
 )
 from upscale.locking import output_lock
 from upscale.schema import (
@@ -45,29 +50,90 @@ from upscale.schema import (
 DEFAULT_TILE = 256
 """Spatial tile size of cubes whose own chunks are larger (pixels)."""
 
-_DIM_ALIASES = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x"}
+StoreKind = Literal["cube", "mask", "maps", "source"]
+"""What a store is opened as: a driver cube, a wetland mask, maps, or an ingest source."""
+
+_KINDS: dict[StoreKind, tuple[type[UpscaleError], str]] = {
+    "cube": (CubeError, "pass the path of a Zarr or NetCDF driver cube"),
+    "mask": (MaskError, "pass a wetland mask on the cube's grid"),
+    "maps": (MapsError, "pass a maps store written by `upscale predict`"),
+    "source": (CubeError, "check the source's path in the ingest config"),
+}
+"""Each kind of store: the error its problems raise, and the fix a missing path names."""
+
+DIM_ALIASES = {
+    "lat": "y",
+    "latitude": "y",
+    "lon": "x",
+    "longitude": "x",
+    "valid_time": "time",  # ERA5 from the Climate Data Store
+}
+"""Dimension names read as the canonical ``y``, ``x`` and ``time``."""
+
 _GEOGRAPHIC_DIMS = {"lat", "latitude", "lon", "longitude"}
 
+RASTER_BANDS = "band_data"
+"""Variable holding a GeoTIFF's bands ``(band, y, x)`` once opened (rioxarray's xarray name)."""
 
-def _open_any(path: Path) -> xr.Dataset:
-    """Open a Zarr store, NetCDF file or GeoTIFF lazily, with its grid mapping decoded."""
+_RASTER_SUFFIXES = {".tif", ".tiff"}
+
+Grid = TypeVar("Grid", xr.Dataset, xr.DataArray)
+
+
+def open_gridded(path: str | Path, *, kind: StoreKind) -> xr.Dataset:
+    """Open a Zarr store, NetCDF file or GeoTIFF lazily, on the canonical grid.
+
+    Every gridded input is read here, so a cube, a mask, maps and an ingest source all end
+    up on the same grid, and a problem raises the error of what was being opened.
+
+    Parameters
+    ----------
+    path
+        Zarr v3 store (a ``.zarr`` folder, or any folder with a ``zarr.json``), GeoTIFF
+        (``.tif``, ``.tiff``) or NetCDF file.
+    kind
+        What the path should hold; it picks the error raised and the fix it names.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed, its grid mapping decoded, put on the grid of
+        [`to_canonical_grid`][upscale.cube.to_canonical_grid]. A GeoTIFF's bands are the
+        variable [`RASTER_BANDS`][upscale.cube.RASTER_BANDS], nodata read as NaN and scale
+        factors applied.
+
+    Raises
+    ------
+    CubeError
+        For a cube or an ingest source that does not exist or cannot be read.
+    MaskError
+        For such a mask.
+    MapsError
+        For such maps.
+
+    See Also
+    --------
+    open_cube, open_mask, open_maps : The readers that check what they opened.
+    """
+    path = Path(path)
+    error, fix = _KINDS[kind]
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or store")
-    suffix = path.suffix.lower()
+        raise error(f"{path}: no such file or store; {fix}")
     try:
-        if suffix in {".tif", ".tiff"}:
-            band = rioxarray.open_rasterio(path, chunks={}, masked=False).isel(band=0, drop=True)
-            nodata = band.rio.nodata
-            if nodata is not None:  # nodata means no wetland, not an unknown class
-                band = band.where(band != nodata, 0) if np.isfinite(nodata) else band.fillna(0)
-            return band.to_dataset(name=WETLAND)
-        if suffix == ".zarr" or (path / "zarr.json").exists():
-            return xr.open_zarr(path, consolidated=False, decode_coords="all")
-        return xr.open_dataset(path, chunks={}, decode_coords="all")
-    except (ValueError, OSError) as err:
-        raise ValueError(
-            f"{path}: not a readable Zarr store, NetCDF file or GeoTIFF ({err})"
-        ) from None
+        ds = _open_lazily(path)
+    except (ValueError, OSError, rasterio.errors.RasterioError) as err:
+        raise error(f"{path}: not a readable Zarr store, NetCDF file or GeoTIFF ({err})") from None
+    return to_canonical_grid(ds, str(path))
+
+
+def _open_lazily(path: Path) -> xr.Dataset:
+    """Open a path as its suffix or contents say, with dask arrays and CF decoding."""
+    if path.suffix.lower() in _RASTER_SUFFIXES:
+        bands = rioxarray.open_rasterio(path, chunks={}, mask_and_scale=True)
+        return bands.to_dataset(name=RASTER_BANDS)
+    if path.suffix.lower() == ".zarr" or (path / "zarr.json").exists():
+        return xr.open_zarr(path, consolidated=False, decode_coords="all")
+    return xr.open_dataset(path, chunks={}, decode_coords="all")
 
 
 _CRS_ATTRS = ("crs_wkt", "spatial_ref")
@@ -87,66 +153,100 @@ def _grid_mapping_crs(var: xr.DataArray) -> pyproj.CRS | None:
     return None
 
 
-def _link_grid_mapping(ds: xr.Dataset, source: str) -> xr.Dataset:
+def _link_grid_mapping(grid: Grid, source: str) -> Grid:
     """Use the CRS of a grid-mapping variable that no data variable names.
 
     ``to_zarr(encoding=...)`` replaces the encoding that held each variable's
     ``grid_mapping``: the ``spatial_ref`` (or CF ``crs``) variable is stored, but nothing
-    points at it, so rioxarray finds no CRS. Such a variable is made the cube's
+    points at it, so rioxarray finds no CRS. Such a variable is made the grid's
     ``spatial_ref`` again, with a note naming it.
     """
-    if ds.rio.crs is not None:
-        return ds
+    if grid.rio.crs is not None:
+        return grid
+    variables = grid.variables if isinstance(grid, xr.Dataset) else grid.coords
     found = {
         name: crs
-        for name, var in ds.variables.items()
+        for name, var in variables.items()
         if var.ndim == 0 and (crs := _grid_mapping_crs(var)) is not None
     }
     if not found:
-        return ds
+        return grid
     # rioxarray's name first, then CF's usual one: a store may carry both, the same CRS.
     name = min(found, key=lambda n: (n != "spatial_ref", n != "crs", str(n)))
     crs = found[name]
-    kept = {k: v for k, v in ds[name].attrs.items() if k == "GeoTransform"}
-    ds = ds.drop_vars(name).rio.write_crs(crs.to_wkt(), grid_mapping_name="spatial_ref")
-    ds["spatial_ref"].attrs.update(kept)
+    kept = {k: v for k, v in grid[name].attrs.items() if k == "GeoTransform"}
+    grid = grid.drop_vars(name).rio.write_crs(crs.to_wkt(), grid_mapping_name="spatial_ref")
+    grid["spatial_ref"].attrs.update(kept)
     authority = crs.to_authority()
     warnings.warn(
         f"{source}: no variable names its grid mapping '{name}' (a grid_mapping attribute "
         f"lost, e.g. by to_zarr(encoding=...)); using its CRS "
         f"{':'.join(authority) if authority else crs.name}",
         GridMappingWarning,
-        stacklevel=4,
+        stacklevel=5,  # the caller of open_cube, open_mask...
     )
-    return ds
+    return grid
 
 
-def _to_canonical_grid(ds: xr.Dataset, source: str = "store") -> xr.Dataset:
-    """Rename lat/lon dims to y/x, north up and west to east, default lat/lon to EPSG:4326.
+def to_canonical_grid(grid: Grid, source: str) -> Grid:
+    """Put a dataset or array on the canonical grid: ``y``/``x``, north up, -180..180, a CRS.
 
+    Parameters
+    ----------
+    grid
+        Dataset or array on any regular grid, lazy or not.
+    source
+        How a warning names it (its path).
+
+    Returns
+    -------
+    xarray.Dataset or xarray.DataArray
+        The same values with the dims of [`DIM_ALIASES`][upscale.cube.DIM_ALIASES] renamed,
+        ``y`` descending (north up), ``x`` ascending, and rioxarray's ``spatial_ref`` CRS
+        where one is known.
+
+    Notes
+    -----
     A CRS in a grid-mapping variable that no data variable names is used, with a
-    `GridMappingWarning`. Longitudes all east of 180 (a 0-360 grid) are moved to
-    -180..180, where regions, towers and masks are; a grid across 180 E keeps its 0-360
-    longitudes, the only regular ones.
+    `GridMappingWarning`. Grids with lat/lon dims and no CRS are EPSG:4326. Longitudes east
+    of 180 (a 0-360 grid) are moved to -180..180, where regions, towers and masks are, and
+    ``x`` re-sorted, unless that breaks the grid's regular spacing: a regional grid across
+    180 E keeps its 0-360 longitudes, the only regular ones. When anything moved, the
+    stored affine transform is recomputed, as GeoTIFFs and GIS read it.
     """
-    ds = _link_grid_mapping(ds, source)
-    geographic = bool(_GEOGRAPHIC_DIMS & set(ds.dims))
-    ds = ds.rename({d: _DIM_ALIASES[d] for d in ds.dims if d in _DIM_ALIASES})
-    if ds.rio.crs is None and geographic:
-        ds = ds.rio.write_crs("EPSG:4326")
+    grid = _link_grid_mapping(grid, source)
+    geographic = bool(_GEOGRAPHIC_DIMS & set(grid.dims))
+    grid = grid.rename(
+        {d: to for d in grid.dims if (to := DIM_ALIASES.get(str(d))) and to not in grid.dims}
+    )
+    if grid.rio.crs is None and geographic:
+        grid = grid.rio.write_crs("EPSG:4326")
+    crs = grid.rio.crs
     moved = False
-    if "y" in ds.dims and ds.sizes["y"] > 1 and ds["y"][0] < ds["y"][-1]:
-        ds, moved = ds.isel(y=slice(None, None, -1)), True
-    if "x" in ds.dims and ds.sizes["x"] > 1 and ds["x"][0] > ds["x"][-1]:
-        ds, moved = ds.isel(x=slice(None, None, -1)), True
-    crs = ds.rio.crs
-    if "x" in ds.dims and crs is not None and crs.is_geographic and float(ds["x"].min()) > 180:
-        ds, moved = ds.assign_coords(x=ds["x"] - 360), True
-    if moved and crs is not None and min(ds.sizes.get(d, 1) for d in ("y", "x")) > 1:
+    if "x" in grid.dims and crs is not None and crs.is_geographic and float(grid["x"].max()) > 180:
+        shifted = grid.assign_coords(x=(grid["x"] + 180) % 360 - 180)
+        if not shifted.indexes["x"].is_monotonic_increasing:
+            shifted = shifted.sortby("x")
+        if _evenly_spaced(shifted["x"].values):
+            grid, moved = shifted, True
+    if "y" in grid.dims and grid.sizes["y"] > 1 and grid["y"][0] < grid["y"][-1]:
+        grid, moved = grid.isel(y=slice(None, None, -1)), True
+    if "x" in grid.dims and grid.sizes["x"] > 1 and grid["x"][0] > grid["x"][-1]:
+        grid, moved = grid.isel(x=slice(None, None, -1)), True
+    if moved and crs is not None and min(grid.sizes.get(d, 1) for d in ("y", "x")) > 1:
         # The stored transform describes the grid as it was; GeoTIFFs and GIS would read it.
         # (A grid one pixel wide has no step to recompute it from: its transform stays.)
-        ds = ds.rio.write_transform(ds.rio.transform(recalc=True))
-    return ds
+        grid = grid.rio.write_transform(grid.rio.transform(recalc=True))
+    return grid
+
+
+def _evenly_spaced(values: np.ndarray) -> bool:
+    """Whether coordinates keep one step, to a tenth of it (float32 rounding stays within)."""
+    steps = np.diff(values.astype("float64"))
+    if len(steps) < 2:
+        return True
+    step = float(np.median(steps))
+    return bool(np.all(np.abs(steps - step) <= 0.1 * abs(step)))
 
 
 def open_cube(
@@ -179,13 +279,7 @@ def open_cube(
         When the cube breaks the contract (see [`validate_cube`][upscale.schema.validate_cube]).
     """
     path = Path(path)
-    try:
-        ds = _open_any(path)
-    except FileNotFoundError as err:
-        raise CubeError(f"{err}; pass the path of a Zarr or NetCDF driver cube") from None
-    except ValueError as err:
-        raise CubeError(str(err)) from None
-    ds = _to_canonical_grid(ds, str(path))
+    ds = open_gridded(path, kind="cube")
     validate_cube(ds, features, source=str(path))
     if tile is None:
         try:
@@ -221,12 +315,9 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
         When the mask has no ``wetland`` variable, unknown codes, or another grid.
     """
     path = Path(path)
-    try:
-        ds = _to_canonical_grid(_open_any(path), str(path))
-    except FileNotFoundError as err:
-        raise MaskError(f"{err}; pass a wetland mask on the cube's grid") from None
-    except ValueError as err:
-        raise MaskError(str(err)) from None
+    ds = open_gridded(path, kind="mask")
+    if RASTER_BANDS in ds:
+        ds = _wetland_band(ds[RASTER_BANDS].isel(band=0, drop=True)).to_dataset(name=WETLAND)
     if WETLAND not in ds:
         raise MaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
     # The source's own attributes (a GeoTIFF band's scale_factor, add_offset...) would clash
@@ -281,6 +372,15 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
             "rio.write_crs), or use lat/lon coordinates, which are read as EPSG:4326"
         )
     return mask.rio.write_crs(crs)
+
+
+def _wetland_band(band: xr.DataArray) -> xr.DataArray:
+    """Return a GeoTIFF mask's band as classes: its nodata means no wetland, not a class."""
+    if band.rio.encoded_nodata is not None:
+        band = band.fillna(0)
+    stored = np.dtype(band.encoding.get("dtype", band.dtype))
+    # Back to the integer classes the file stores (masking made them float).
+    return band.astype(stored) if np.issubdtype(stored, np.integer) else band
 
 
 def _cover_attrs(what: str) -> dict[str, str]:
@@ -508,21 +608,32 @@ def _tile_name(tile: dict[str, slice]) -> str:
     return f"y{tile['y'].start}_x{tile['x'].start}"
 
 
-def open_store(path: str | Path) -> xr.Dataset:
-    """Open a store written by `write_store` (maps, truth, masks) with its CRS."""
+def open_store(path: str | Path, *, kind: StoreKind = "cube") -> xr.Dataset:
+    """Open a complete store written by `write_store`, on the canonical grid.
+
+    Parameters
+    ----------
+    path
+        The store: a cube, truth, a mask, maps.
+    kind
+        What it holds, which picks the error a problem raises: a `CubeError` for a cube (the
+        default, also for truth and other gridded stores), a `MaskError` for a mask, a
+        `MapsError` for maps.
+
+    Raises
+    ------
+    CubeError, MaskError, MapsError
+        When the store is missing, unreadable, or was not finished (``kind`` picks which).
+    """
     path = Path(path)
-    if not path.exists():
-        raise CubeError(f"{path}: no such store")
-    try:
-        ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
-    except (ValueError, OSError) as err:
-        raise CubeError(f"{path}: not a readable Zarr store ({err})") from None
+    ds = open_gridded(path, kind=kind)
     if not ds.attrs.get(COMPLETE):
-        raise CubeError(
+        error, _ = _KINDS[kind]
+        raise error(
             f"{path}: an incomplete store (its writing was interrupted); run the command "
             "that writes it again: it finishes the missing parts"
         )
-    return _to_canonical_grid(ds, str(path))
+    return ds
 
 
 def open_maps(path: str | Path) -> xr.Dataset:
@@ -531,9 +642,10 @@ def open_maps(path: str | Path) -> xr.Dataset:
     Raises
     ------
     MapsError
-        When the store lacks the flux variables, the mask or the time axis.
+        When the store is missing, unreadable or unfinished, or lacks the flux variables,
+        the mask or the time axis.
     """
-    maps = open_store(path)
+    maps = open_store(path, kind="maps")
     needed = [*FLUXES, WETLAND, WETLAND_FRACTION, "time"]
     missing = [name for name in needed if name not in maps.variables]
     if missing:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rioxarray
 import xarray as xr
 import yaml
 from pydantic import (
@@ -32,6 +31,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, transform_bounds
 
+from upscale.cube import RASTER_BANDS, open_gridded
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
 from upscale.schema import DRIVERS, implausible_value, units_match
@@ -146,7 +146,7 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
         array = _from_store(base / spec.path, name)
     else:
         array = _from_stack(spec, name, base)
-    array = _canonical_dims(array, spec.label)
+    array = _check_source(array, spec.label)
     if variable in spec.nodata:
         array = array.where(array != spec.nodata[variable])
     if variable in spec.scale or variable in spec.offset:
@@ -161,15 +161,7 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
 
 
 def _from_store(path: Path, name: str) -> xr.DataArray:
-    if not path.exists():
-        raise CubeError(f"{path}: no such file or store")
-    try:
-        if path.suffix.lower() == ".zarr" or (path / "zarr.json").exists():
-            ds = xr.open_zarr(path, consolidated=False, decode_coords="all")
-        else:
-            ds = xr.open_dataset(path, chunks={}, decode_coords="all")
-    except (ValueError, OSError) as err:
-        raise CubeError(f"{path}: not a readable NetCDF file or Zarr store ({err})") from None
+    ds = open_gridded(path, kind="source")
     if name not in ds.data_vars:
         raise CubeError(f"{path}: no variable '{name}'; it has {list(ds.data_vars)}")
     array = ds[name]
@@ -229,10 +221,10 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
         raise CubeError(f"{spec.label}: no file for variable '{name}'")
     layers = []
     for path, when in sorted(files, key=lambda item: item[1]):
-        try:
-            layer = rioxarray.open_rasterio(path, chunks={}, mask_and_scale=True)
-        except Exception as err:  # rasterio raises several types for unreadable files
-            raise CubeError(f"{path}: not a readable GeoTIFF ({err})") from None
+        bands = open_gridded(path, kind="source")
+        if RASTER_BANDS not in bands:
+            raise CubeError(f"{path}: not a GeoTIFF; a stack is made of GeoTIFFs")
+        layer = bands[RASTER_BANDS]
         multiband = spec.pattern is not None and "{variable}" not in spec.pattern
         band = _band_index(layer, name, path) if multiband else 0
         layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
@@ -265,11 +257,13 @@ def _band_index(layer: xr.DataArray, name: str, path: Path) -> int:
     )
 
 
-def _canonical_dims(array: xr.DataArray, source: str) -> xr.DataArray:
-    """Rename lat/lon dims to y/x, shift 0-360 longitudes, default lat/lon to EPSG:4326."""
-    aliases = {"lat": "y", "latitude": "y", "lon": "x", "longitude": "x", "valid_time": "time"}
-    geographic = bool({"lat", "latitude", "lon", "longitude"} & set(array.dims))
-    array = array.rename({d: aliases[d] for d in array.dims if d in aliases})
+def _check_source(array: xr.DataArray, source: str) -> xr.DataArray:
+    """Refuse a source a monthly cube cannot be made of; order its steps and dims.
+
+    The array is on the canonical grid already
+    ([`to_canonical_grid`][upscale.cube.to_canonical_grid]): what is left to check is what
+    a driver needs beyond it.
+    """
     if set(array.dims) != {"time", "y", "x"}:
         raise CubeError(f"{source}: dims {array.dims}; a driver needs time and two spatial dims")
     if min(array.sizes["y"], array.sizes["x"]) < 2:
@@ -281,21 +275,15 @@ def _canonical_dims(array: xr.DataArray, source: str) -> xr.DataArray:
         )
     if array.indexes["time"].has_duplicates:
         raise CubeError(f"{source}: repeated time stamps; keep one value per time step")
-    array = array.sortby("time")
     if array.rio.crs is None:
-        if not geographic:
-            raise CubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
-        array = array.rio.write_crs("EPSG:4326")
+        raise CubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
     if CRS.from_user_input(array.rio.crs).is_geographic and float(array["x"].max()) > 180:
-        shifted = array.assign_coords(x=((array["x"] + 180) % 360) - 180).sortby("x")
-        steps = np.diff(shifted["x"].values)
-        if not np.allclose(steps, steps[0], rtol=1e-6):
-            raise CubeError(
-                f"{source}: 0-360 longitudes that cross 180 E cannot be shifted to -180..180 "
-                "as one regular grid; cut the source at 180 E first"
-            )
-        array = shifted
-    return array.transpose("time", "y", "x").rio.set_spatial_dims("x", "y")
+        # Left at 0-360 by the canonical grid: the only regular longitudes of this source.
+        raise CubeError(
+            f"{source}: 0-360 longitudes that cross 180 E cannot be shifted to -180..180 "
+            "as one regular grid; cut the source at 180 E first"
+        )
+    return array.sortby("time").transpose("time", "y", "x").rio.set_spatial_dims("x", "y")
 
 
 def _to_canonical_units(

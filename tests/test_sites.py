@@ -10,17 +10,11 @@ import pandas as pd
 import pytest
 
 from upscale.errors import SiteDataError
+from upscale.fluxnet import fluxnet_methods, read_fluxnet, write_fluxnet_monthly
+from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
 from upscale.schema import uncertainty_name
-from upscale.sites import (
-    UMOL_CO2_TO_GC_PER_DAY,
-    SiteData,
-    fluxnet_methods,
-    read_fluxnet,
-    read_sites,
-    read_tidy,
-    write_fluxnet_monthly,
-    write_sites_table,
-)
+from upscale.sites import SiteData, read_sites, write_sites_table
+from upscale.tidy import read_tidy
 
 US_AR1 = "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
 FLUX_COLUMNS = ["GPP", "RE", "NEE"]
@@ -664,7 +658,6 @@ def test_read_sites_reports_sources_of_fluxnet_and_tidy_towers(site_folder):
     assert (sources.loc[sources["format"] == "tidy", "NEE_method"] == "NEE (tidy table)").all()
 
 
-@pytest.mark.parametrize("res", ["DD", "MM"])
 def test_error_half_hourly_rows_in_a_daily_or_monthly_file(tmp_path, res):
     times = steps("2015-01-01", "2015-01-03", "30min")
     path = write_csv(

@@ -33,7 +33,8 @@ from upscale.plots import (
 )
 from upscale.progress import dask_progress, new_progress
 from upscale.schema import validate_cube
-from upscale.sites import read_sites_table, site_drivers_csv
+from upscale.sites import read_sites_table
+from upscale.tidy import site_drivers_csv
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ from upscale.samples import (
 )
 from upscale.schema import DRIVERS, WETLAND_FRACTION
 from upscale.shap_maps import export_shap_cogs, shap_maps
-from upscale.sites import SITE_ID, Partitioning, SiteData, read_site_drivers, read_sites
+from upscale.sites import SITE_ID, Partitioning, SiteData, read_sites
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
+from upscale.tidy import read_site_drivers
 from upscale.training import MIN_TOWERS, TrainConfig, require_temporal_split, train_ensemble
 
 

@@ -418,7 +418,8 @@ def test_fetch_with_sites_writes_the_table_extract_writes(offline_ee, tmp_path, 
     from typer.testing import CliRunner
 
     from upscale.cli import app
-    from upscale.sites import read_site_drivers, write_sites_table
+    from upscale.sites import write_sites_table
+    from upscale.tidy import read_site_drivers
 
     write_sites_table(TOWERS.assign(ecosystem="mangrove"), tmp_path / "sites")
     monkeypatch.setattr(ee, "Initialize", lambda *args, **kwargs: None)

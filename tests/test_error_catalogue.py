@@ -32,8 +32,9 @@ from upscale.errors import (
     RegionError,
     SiteDataError,
 )
+from upscale.fluxnet import read_fluxnet
 from upscale.samples import site_pixels, tower_site_series
-from upscale.sites import read_fluxnet, read_sites
+from upscale.sites import read_sites
 from upscale.training import TrainConfig, require_temporal_split
 
 from .conftest import untrained_model

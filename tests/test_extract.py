@@ -12,7 +12,8 @@ from upscale.cube import open_cube, write_store
 from upscale.errors import CubeError, OutputExistsError, SiteDataError
 from upscale.pixels import drivers_at_towers, monthly_variables
 from upscale.schema import DEFAULT_FEATURES
-from upscale.sites import read_site_drivers, read_sites_table, write_sites_table
+from upscale.sites import read_sites_table, write_sites_table
+from upscale.tidy import read_site_drivers
 
 from .helpers import raise_if_dask_computes
 

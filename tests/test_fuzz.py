@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from upscale.config import load_train_config
 from upscale.errors import UpscaleError
-from upscale.sites import read_fluxnet
+from upscale.fluxnet import read_fluxnet
 from upscale.training import TrainConfig
 
 BUDGET = settings(

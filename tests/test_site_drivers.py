@@ -8,7 +8,7 @@ from upscale.config import make_train_config
 from upscale.demo_region import write_demo_region
 from upscale.errors import ConfigError, SiteDataError
 from upscale.samples import SiteSeries, driver_agreement, with_site_drivers
-from upscale.sites import read_site_drivers
+from upscale.tidy import read_site_drivers
 
 TIMES = pd.date_range("2015-01", periods=12, freq="MS")
 

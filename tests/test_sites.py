@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +11,18 @@ import pandas as pd
 import pytest
 
 from upscale.errors import SiteDataError
+from upscale.fluxnet import fluxnet_methods, read_fluxnet, write_fluxnet_monthly
+from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
 from upscale.schema import uncertainty_name
 from upscale.sites import (
-    UMOL_CO2_TO_GC_PER_DAY,
+    TOWER_FORMATS,
     SiteData,
-    fluxnet_methods,
-    read_fluxnet,
+    TowerFormat,
     read_sites,
-    read_tidy,
-    write_fluxnet_monthly,
+    register_tower_format,
     write_sites_table,
 )
+from upscale.tidy import read_tidy
 
 US_AR1 = "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
 FLUX_COLUMNS = ["GPP", "RE", "NEE"]
@@ -662,6 +664,81 @@ def test_read_sites_reports_sources_of_fluxnet_and_tidy_towers(site_folder):
     fluxnet = sources[sources["format"] == "FLUXNET2015"]
     assert (fluxnet["GPP_method"] == "GPP_NT_VUT_REF").all()
     assert (sources.loc[sources["format"] == "tidy", "NEE_method"] == "NEE (tidy table)").all()
+
+
+# ------------------------------------------------------------------ the tower format registry
+
+TOY_NAME = re.compile(r"^TOY_(?P<site>[A-Za-z0-9]+-[A-Za-z0-9]+)\.csv$")
+
+
+def toy_parse_name(path: Path) -> dict[str, str]:
+    match = TOY_NAME.match(path.name)
+    if match is None:
+        raise SiteDataError(f"{path.name}: not a TOY_<SITE>.csv name")
+    return {"site": match["site"], "res": "MM"}
+
+
+def toy_read(
+    path: Path, *, partitioning: str, qc_min: float, min_coverage: float
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Monthly ``month, gpp, re, nee`` columns, already in gC m-2 d-1."""
+    table = pd.read_csv(path, dtype={"month": str})
+    time = pd.DatetimeIndex(pd.to_datetime(table["month"], format="%Y-%m"), name="time")
+    monthly = table[["gpp", "re", "nee"]].set_axis(FLUX_COLUMNS, axis=1).set_axis(time)
+    methods = {"file": path.name, "format": "toy"}
+    return monthly, methods | {f"{flux}_method": f"{flux.lower()} (toy)" for flux in FLUX_COLUMNS}
+
+
+@pytest.fixture
+def toy_format():
+    """A tower format for TOY_<SITE>.csv files, registered for one test only."""
+    before = list(TOWER_FORMATS)
+    toy = register_tower_format(
+        TowerFormat(
+            name="toy",
+            pattern="TOY_<SITE>.csv",
+            claims=lambda name: name.startswith("TOY_"),
+            parse_name=toy_parse_name,
+            read=toy_read,
+        )
+    )
+    yield toy
+    del TOWER_FORMATS[toy.name]
+    assert list(TOWER_FORMATS) == before
+
+
+def test_read_sites_reads_a_registered_tower_format(tmp_path, toy_format):
+    (tmp_path / "TOY_ZZ-Toy.csv").write_text(
+        "month,gpp,re,nee\n2015-01,4.0,3.0,-1.0\n2015-02,5.0,3.5,-1.5\n"
+    )
+    meta = pd.DataFrame(
+        {"lat": [25.3], "lon": [-81.0], "ecosystem": ["mangrove"]},
+        index=pd.Index(["ZZ-Toy"], name="site_id"),
+    )
+    write_sites_table(meta, tmp_path)
+    sites = read_sites(tmp_path)
+    assert list(sites.meta.index) == ["ZZ-Toy"]
+    assert sites.fluxes["GPP"].tolist() == [4.0, 5.0]
+    assert sites.fluxes["time"].tolist() == [pd.Timestamp("2015-01-01"), pd.Timestamp("2015-02-01")]
+    assert sites.sources.loc["ZZ-Toy", "format"] == "toy"
+    assert sites.sources.loc["ZZ-Toy", "NEE_method"] == "nee (toy)"
+
+
+def test_registered_tower_format_is_named_where_files_are_listed(tmp_path, toy_format):
+    write_sites_table(
+        pd.DataFrame(
+            {"lat": [25.3], "lon": [-81.0], "ecosystem": ["mangrove"]},
+            index=pd.Index(["ZZ-Toy"], name="site_id"),
+        ),
+        tmp_path,
+    )
+    with pytest.raises(SiteDataError, match=r"no flux files; add .*toy files \(TOY_<SITE>\.csv\)"):
+        read_sites(tmp_path)
+    (tmp_path / "TOY_bad.csv").write_text("month,gpp,re,nee\n")
+    with pytest.raises(SiteDataError, match="TOY_bad.csv: not a TOY_<SITE>.csv name"):
+        read_sites(tmp_path)
+    with pytest.raises(ValueError, match="'toy' is registered already"):
+        register_tower_format(toy_format)
 
 
 @pytest.mark.parametrize("res", ["DD", "MM"])

@@ -20,6 +20,7 @@ import pandas as pd
 from upscale.errors import SiteDataError
 from upscale.monthly import (
     MISSING,
+    QC,
     STEPS_PER_DAY,
     UMOL_CO2_TO_GC_PER_DAY,
     keep_good_months,
@@ -46,7 +47,6 @@ _STEP = {"HH": pd.Timedelta(minutes=30), "HR": pd.Timedelta(hours=1)}
 _LONG_GAP = pd.Timedelta(days=1)
 
 GPP, RE, NEE = (FLUXES[f].name for f in ("GPP", "RE", "NEE"))
-QC = f"{NEE}_QC"
 MEASURED = "FC"
 """The measured (raw, gappy) CO2 flux of a BASE file, µmol CO2 m-2 s-1."""
 
@@ -253,7 +253,7 @@ def read_ameriflux(
         accepted, e.g. a one-year cut-out ``..._5-5_2014.csv``).
     qc_min
         Months whose fraction of measured ``FC`` (``NEE_QC``) is below this get NaN GPP,
-        RE and NEE, as in [`read_fluxnet`][upscale.sites.read_fluxnet]; files without
+        RE and NEE, as in [`read_fluxnet`][upscale.fluxnet.read_fluxnet]; files without
         ``FC`` have NaN ``NEE_QC`` and keep their months.
     min_coverage
         A month with fewer than this fraction of its steps valid for a variable is NaN for

@@ -32,6 +32,7 @@ from rasterio.features import shapes
 
 from upscale.cube import write_store
 from upscale.errors import refuse_overwrite
+from upscale.fluxnet import write_fluxnet_monthly
 from upscale.schema import (
     DRIVERS,
     ECOSYSTEM_CODES,
@@ -40,7 +41,7 @@ from upscale.schema import (
     WETLAND,
     WETLAND_FRACTION,
 )
-from upscale.sites import write_fluxnet_monthly, write_sites_table
+from upscale.sites import write_sites_table
 
 # Approximate SW Florida shoreline (lon, lat), north-west to south-east; sea lies to the SW.
 COASTLINE = (

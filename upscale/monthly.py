@@ -1,10 +1,11 @@
 """Tower time steps to months: units, number parsing, and monthly means with a coverage rule.
 
-The one home of what every tower-file reader shares ([`upscale.sites`][upscale.sites] for
-FLUXNET and tidy files, [`upscale.ameriflux`][upscale.ameriflux] for AmeriFlux BASE files): the
-µmol to gC factor, the number of steps per day of each resolution, parsing ``-9999``-coded
-numbers and timestamps with one clear error, and aggregating steps to monthly means and
-monthly uncertainties.
+The one home of what every tower-file reader shares ([`upscale.fluxnet`][upscale.fluxnet] for
+FLUXNET files, [`upscale.ameriflux`][upscale.ameriflux] for AmeriFlux BASE files,
+[`upscale.tidy`][upscale.tidy] for tidy tables, gathered by [`upscale.sites`][upscale.sites]):
+the names of the tower tables' key and quality columns, the µmol to gC factor, the number of
+steps per day of each resolution, parsing ``-9999``-coded numbers and timestamps with one clear
+error, and aggregating steps to monthly means and monthly uncertainties.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import pandas as pd
 from upscale.errors import SiteDataError
 from upscale.schema import FLUXES
 
+SITE_ID = "site_id"
+"""The tower column of long tower tables (str, as in ``sites.csv``)."""
+
 TIME = "time"
+"""The month column (or index) of tower tables: datetime64, first of the month."""
+
+QC = f"{FLUXES['NEE'].name}_QC"
+"""Monthly fraction of measured or good-quality gap-filled NEE (0..1; NaN unknown)."""
+
 UMOL_CO2_TO_GC_PER_DAY = 12.011e-6 * 86400.0
 """µmol CO2 m-2 s-1 to gC m-2 d-1: 12.011 µg C per µmol, 86400 s per day."""
 

@@ -8,9 +8,9 @@ import pandas as pd
 import xarray as xr
 from pyproj import Geod, Transformer
 
+from upscale.monthly import SITE_ID, TIME
 from upscale.samples import site_pixels
 from upscale.schema import CUBE_DIMS, DRIVERS
-from upscale.sites import SITE_ID, TIME
 
 PIXEL_COLUMNS = (
     "lat",

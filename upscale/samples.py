@@ -22,6 +22,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from upscale.errors import SiteDataError
+from upscale.monthly import QC, SITE_ID, TIME
 from upscale.schema import (
     DRIVERS,
     IMPLAUSIBLE_FIX,
@@ -30,7 +31,7 @@ from upscale.schema import (
     implausible_value,
     uncertainty_name,
 )
-from upscale.sites import QC, SITE_ID, TIME, SiteData
+from upscale.sites import SiteData
 
 CUBE = "cube"
 TOWER = "tower"
@@ -312,7 +313,7 @@ def tower_site_series(
     targets
         Fluxes to learn.
     extra
-        More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]),
+        More drivers at the towers ([`read_site_drivers`][upscale.tidy.read_site_drivers]),
         e.g. extracted from a cube or MODIS subsets; where both give a value, ``extra`` wins.
     uncertainty
         Which tower uncertainty the series carries: ``RANDUNC`` (random) or ``JOINTUNC``.
@@ -424,7 +425,7 @@ def tower_drivers(sites: SiteData, extra: pd.DataFrame | None = None) -> pd.Data
         Tower data; FLUXNET and AmeriFlux files give ``TA``, ``SW_IN``, ``VPD``, ``PRECIP``
         (and more), tidy tables any numeric column besides the fluxes.
     extra
-        More drivers at the towers ([`read_site_drivers`][upscale.sites.read_site_drivers]), e.g.
+        More drivers at the towers ([`read_site_drivers`][upscale.tidy.read_site_drivers]), e.g.
         MODIS subsets; where both give a driver for a month, ``extra`` wins.
 
     Returns

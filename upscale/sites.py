@@ -1,156 +1,44 @@
-"""Tower data: FLUXNET-family files, AmeriFlux BASE files and tidy tables, as monthly means.
+"""Site folders: the towers' table, the registry of tower file formats, and ``read_sites``.
 
-A site folder holds ``sites.csv`` (``site_id, lat, lon, ecosystem``) and the towers' flux files:
-FLUXNET2015/ONEFlux CSVs named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` at any resolution
-from half-hourly to monthly (FLUXNET-CH4 files and the network-prefixed ONEFlux files of the
-FLUXNET download system too), AmeriFlux BASE files (read by
-[`upscale.ameriflux`][upscale.ameriflux]), and/or tidy CSVs (``site_id, time, GPP, RE, NEE`` and
-optional driver columns). Everything is converted to the model step: monthly means stamped on
-the first of the month, fluxes in gC m-2 d-1, drivers in the units of
-[`upscale.schema`][upscale.schema].
+A site folder holds ``sites.csv`` (``site_id, lat, lon, ecosystem``) and the towers' flux
+files, in any mix of the registered tower formats (FLUXNET2015/ONEFlux/FLUXNET-CH4 files of
+[`upscale.fluxnet`][upscale.fluxnet], AmeriFlux BASE files of
+[`upscale.ameriflux`][upscale.ameriflux]) and tidy CSVs of [`upscale.tidy`][upscale.tidy]
+(``site_id, time, GPP, RE, NEE`` and optional driver columns). Everything is converted to the
+model step: monthly means stamped on the first of the month, fluxes in gC m-2 d-1, drivers in
+the units of [`upscale.schema`][upscale.schema].
+
+A tower format is one module that parses its file names and reads a file to monthly means,
+plus one [`register_tower_format`][upscale.sites.register_tower_format] call (the built-in
+ones are registered at the end of this module); `read_sites` knows formats only through
+[`TOWER_FORMATS`][upscale.sites.TOWER_FORMATS].
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Protocol
 
-import numpy as np
 import pandas as pd
 
-from upscale import ameriflux
+from upscale import ameriflux, fluxnet
 from upscale.errors import SiteDataError
-from upscale.monthly import (
-    MISSING,
-    STEPS_PER_DAY,
-    TIME_DTYPE,
-    UMOL_CO2_TO_GC_PER_DAY,
-    keep_good_months,
-    monthly_means,
-    monthly_uncertainty,
-    parse_numbers,
-    parse_time,
-    read_header,
-)
-from upscale.schema import (
-    DRIVERS,
-    ECOSYSTEM_CODES,
-    FLUXES,
-    TARGETS,
-    TOWER_UNITS,
-    implausible_value,
-    uncertainty_name,
-)
+from upscale.fluxnet import Partitioning, check_options
+from upscale.monthly import SITE_ID, TIME, TIME_DTYPE, read_header
+from upscale.schema import ECOSYSTEM_CODES, TARGETS, TOWER_UNITS, implausible_value
+from upscale.tidy import read_tidy
 
-Partitioning = Literal["NT", "DT"]
-"""Flux partitioning of FLUXNET: night-time (Reichstein et al.) or daytime (Lasslop et al.)."""
-
-SITE_ID = "site_id"
-TIME = "time"
 SITES_TABLE = "sites.csv"
 META_COLUMNS = ("lat", "lon", "ecosystem")
-
-GPP = FLUXES["GPP"].name
-RE = FLUXES["RE"].name
-NEE = FLUXES["NEE"].name
-QC = f"{NEE}_QC"
-"""Monthly fraction of measured or good-quality gap-filled NEE (0..1)."""
-
-RESOLUTIONS = ("HH", "HR", "DD", "WW", "MM")
-FILE_PATTERN = (
-    "FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv (or a network prefix such as AMF_ or "
-    "ICOSETC_ for the ONEFlux products of the FLUXNET download system) with RES in HH, HR, DD, "
-    "WW, MM"
-)
-# FLX_ is FLUXNET's own prefix; the download system names files after their publishing network
-# (AMF_US-Ha1_FLUXNET_FULLSET_HH_1992-2020_3-5.csv, ICOSETC_BE-Bra_FLUXNET_HH_L2.csv), and the
-# ICOS ETC L2 files carry no years. Products may hold hyphens (FLUXNET-CH4).
-_FILE_RE = re.compile(
-    r"^(?P<network>[A-Z]+)_(?P<site>[A-Za-z0-9]+-[A-Za-z0-9]+)"
-    r"_(?P<product>[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*?)_(?P<res>HH|HR|DD|WW|MM|YY)"
-    r"(?:_(?P<y1>\d{4})-(?P<y2>\d{4}))?_(?P<version>[A-Za-z0-9.-]+)\.csv$"
-)
-# Products of a FLUXNET download that hold no tower fluxes; read_sites passes over them.
-_AUXILIARY_PRODUCTS = ("ERAI", "ERA5", "AUXMETEO", "AUXNEE")
-# When a site has files at several resolutions, read_sites uses the first one found here:
-# the coarsest is the network's own monthly aggregate and the cheapest to read.
-_PREFERENCE = ("MM", "WW", "DD", "HR", "HH")
-_TIMESTAMPS = {
-    "HH": ("TIMESTAMP_START",),
-    "HR": ("TIMESTAMP_START",),
-    "DD": ("TIMESTAMP",),
-    "WW": ("TIMESTAMP_START", "TIMESTAMP_END"),
-    "MM": ("TIMESTAMP",),
-}
-_TIME_FORMATS = {
-    "HH": "%Y%m%d%H%M",
-    "HR": "%Y%m%d%H%M",
-    "DD": "%Y%m%d",
-    "WW": "%Y%m%d",
-    "MM": "%Y%m",
-}
-# Digits of a timestamp at each resolution; a longer one has a time of day.
-_TIME_DIGITS = {"DD": 8, "WW": 8, "MM": 6}
-
-_DRIVER_COLUMNS = {
-    "TA_F": DRIVERS["TA"].name,
-    "SW_IN_F": DRIVERS["SW_IN"].name,
-    "VPD_F": DRIVERS["VPD"].name,
-    "P_F": DRIVERS["PRECIP"].name,
-}
-_PRECIP = DRIVERS["PRECIP"].name
-_PARTITIONINGS: tuple[str, ...] = ("NT", "DT")
-# write_fluxnet_monthly takes daytime-partitioned GPP and RE as GPP_DT and RE_DT.
-_DT_SUFFIX = "_DT"
-
-Format = Literal["FLUXNET2015", "FLUXNET-CH4", "ONEFlux", "AmeriFlux BASE", "tidy"]
-"""The kinds of tower file `read_sites` reads, as named in ``SiteData.sources``."""
 
 SOURCE_COLUMNS = ("file", "format", "GPP_method", "RE_method", "NEE_method")
 """Columns of ``SiteData.sources``."""
 
-
-@dataclass(frozen=True)
-class _Product:
-    """The columns of one FLUXNET-family product; ``{p}`` stands for the partitioning.
-
-    ``uncertainty`` maps a file column to the flux it describes and its kind (``RANDUNC`` or
-    ``JOINTUNC``).
-    """
-
-    fluxes: dict[str, str]
-    qc: str | None
-    uncertainty: dict[str, tuple[str, str]]
-
-
-_ONEFLUX = _Product(
-    fluxes={"GPP_{p}_VUT_REF": GPP, "RECO_{p}_VUT_REF": RE, "NEE_VUT_REF": NEE},
-    qc="NEE_VUT_REF_QC",
-    uncertainty={
-        "NEE_VUT_REF_RANDUNC": (NEE, "RANDUNC"),
-        "NEE_VUT_REF_JOINTUNC": (NEE, "JOINTUNC"),
-    },
-)
-# FLUXNET-CH4 (Delwiche et al. 2021) gap-fills NEE by MDS as NEE_F and partitions it as
-# GPP_NT/RECO_NT and GPP_DT/RECO_DT; its QC and uncertainty columns (FCH4_F_ANNOPTLM_QC,
-# FCH4_F_RANDUNC, FCH4_F_ANNOPTLM_UNC) are the methane flux's, so CO2 months get no QC fraction.
-_PRODUCTS: dict[str, _Product] = {
-    "FLUXNET2015": _ONEFLUX,
-    "ONEFlux": _ONEFLUX,
-    "FLUXNET-CH4": _Product(
-        fluxes={"GPP_{p}": GPP, "RECO_{p}": RE, "NEE_F": NEE}, qc=None, uncertainty={}
-    ),
-}
-
-
-def _flux_columns(partitioning: str, fmt: str = "FLUXNET2015") -> dict[str, str]:
-    """File column -> canonical flux name for one product and partitioning."""
-    return {c.format(p=partitioning): name for c, name in _PRODUCTS[fmt].fluxes.items()}
-
-
-_NEE_COLUMN, _QC_COLUMN = "NEE_VUT_REF", "NEE_VUT_REF_QC"  # what write_fluxnet_monthly writes
+# When a site has files at several resolutions, read_sites uses the first one found here:
+# the coarsest is the network's own monthly aggregate and the cheapest to read.
+_PREFERENCE = ("MM", "WW", "DD", "HR", "HH")
 
 
 def _empty_sources() -> pd.DataFrame:
@@ -191,368 +79,79 @@ class SiteData:
     units: dict[str, str] = field(default_factory=dict)
 
 
-def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
-    """Split a FLUXNET file name into its parts.
+class TowerReader(Protocol):
+    """Read one tower file to monthly means and name where its fluxes come from.
+
+    The options are those of [`read_sites`][upscale.sites.read_sites]; a reader uses those
+    that apply to its format. It returns the monthly table indexed by ``time`` (first of the
+    month; ``GPP``, ``RE``, ``NEE`` in gC m-2 d-1, ``NEE_QC`` and driver columns as in
+    ``SiteData.fluxes``) and the file's ``SiteData.sources`` row (``file``, ``format``,
+    ``GPP_method``, ``RE_method``, ``NEE_method``).
+    """
+
+    def __call__(
+        self, path: Path, *, partitioning: Partitioning, qc_min: float, min_coverage: float
+    ) -> tuple[pd.DataFrame, dict[str, str]]:
+        """Return the file's monthly table and its ``SiteData.sources`` row."""
+        ...
+
+
+@dataclass(frozen=True)
+class TowerFormat:
+    """A kind of one-tower flux file that `read_sites` finds by its name and reads.
+
+    Attributes
+    ----------
+    name
+        What messages call these files, e.g. ``FLUXNET``, ``AmeriFlux BASE``.
+    pattern
+        Their file names, for messages (e.g. ``AMF_<SITE>_BASE_<HH|HR>_<ver>.csv``).
+    claims
+        Whether a file name says it is of this format; a claimed name that then does not
+        parse is an error, not a tidy table.
+    parse_name
+        The parts of a claimed file's name: at least ``site`` and ``res`` (one of ``MM``,
+        ``WW``, ``DD``, ``HR``, ``HH``), or None for a file of the format that holds no
+        monthly fluxes and is passed over. Raises ``SiteDataError`` for a malformed name.
+    read
+        The reader of one file (see [`TowerReader`][upscale.sites.TowerReader]).
+    """
+
+    name: str
+    pattern: str
+    claims: Callable[[str], bool]
+    parse_name: Callable[[Path], dict[str, str] | None]
+    read: TowerReader
+
+
+TOWER_FORMATS: dict[str, TowerFormat] = {}
+"""The registered tower formats by name, in the order they are asked to claim a file name."""
+
+
+def register_tower_format(tower_format: TowerFormat) -> TowerFormat:
+    """Add a tower format that `read_sites` recognises and reads.
 
     Parameters
     ----------
-    path
-        File path; only its name is used.
+    tower_format
+        The format; it is asked about a file name after every format registered before it,
+        so that a name two formats could claim goes to the first (AmeriFlux BASE names also
+        match the network-prefixed FLUXNET pattern).
 
     Returns
     -------
-    dict
-        ``network`` (``FLX``, ``AMF``, ``ICOSETC``...), ``site``, ``product``, ``res``,
-        ``y1``, ``y2`` (None when the name has no years) and ``version``, and ``format``:
-        ``FLUXNET-CH4`` for that product, ``FLUXNET2015`` for other ``FLX_`` files,
-        ``ONEFlux`` for the network-prefixed files of the FLUXNET download system.
+    TowerFormat
+        ``tower_format``, registered.
 
     Raises
     ------
-    SiteDataError
-        When the name does not follow ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` or
-        its network-prefixed variants.
+    ValueError
+        When a format of that name is registered already.
     """
-    name = Path(path).name
-    match = _FILE_RE.match(name)
-    if match is None:
-        raise SiteDataError(
-            f"{name}: not a FLUXNET file name; expected {FILE_PATTERN} "
-            "(e.g. FLX_US-Skr_FLUXNET2015_FULLSET_DD_2004-2011_1-4.csv); rename it"
-        )
-    parts = match.groupdict()
-    if parts["product"].upper().startswith("FLUXNET-CH4"):
-        parts["format"] = "FLUXNET-CH4"
-    elif parts["network"] == "FLX":
-        parts["format"] = "FLUXNET2015"
-    else:
-        parts["format"] = "ONEFlux"
-    return parts
-
-
-def fluxnet_methods(path: str | Path, *, partitioning: Partitioning = "NT") -> dict[str, str]:
-    """Name the product and the columns a FLUXNET-family file's fluxes are read from.
-
-    Parameters
-    ----------
-    path
-        A file [`read_fluxnet`][upscale.sites.read_fluxnet] reads.
-    partitioning
-        As in [`read_fluxnet`][upscale.sites.read_fluxnet].
-
-    Returns
-    -------
-    dict
-        ``file``, ``format``, ``GPP_method``, ``RE_method``, ``NEE_method`` (a row of
-        ``SiteData.sources``).
-    """
-    parts = parse_fluxnet_name(path)
-    columns = {name: c for c, name in _flux_columns(partitioning, parts["format"]).items()}
-    return {
-        "file": Path(path).name,
-        "format": parts["format"],
-        **{f"{flux}_method": columns[flux] for flux in TARGETS},
-    }
-
-
-def read_fluxnet(
-    path: str | Path,
-    *,
-    partitioning: Partitioning = "NT",
-    qc_min: float = 0.5,
-    min_coverage: float = 0.5,
-) -> pd.DataFrame:
-    """Read one FLUXNET2015, ONEFlux or FLUXNET-CH4 CSV and aggregate it to monthly means.
-
-    Parameters
-    ----------
-    path
-        A file named ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv``, RES in HH, HR, DD, WW,
-        MM, or a network-prefixed ONEFlux file of the FLUXNET download system
-        (``AMF_<SITE>_FLUXNET_FULLSET_<RES>_<Y1>-<Y2>_<v>.csv``,
-        ``ICOSETC_<SITE>_FLUXNET_<RES>_L2.csv``); the resolution is taken from the name, the
-        product (and so the columns) too: ``FLUXNET-CH4`` files have their own.
-    partitioning
-        ``"NT"`` reads ``GPP_NT_VUT_REF`` and ``RECO_NT_VUT_REF`` (FLUXNET-CH4: ``GPP_NT``,
-        ``RECO_NT``), ``"DT"`` the daytime variants. NEE is ``NEE_VUT_REF`` (FLUXNET-CH4:
-        ``NEE_F``) either way.
-    qc_min
-        Months whose fraction of measured or good-quality gap-filled NEE (``NEE_QC``) is
-        below this get NaN GPP, RE and NEE: the partitioned fluxes derive from NEE, so NEE's
-        quality applies to all three.
-    min_coverage
-        A month with fewer than this fraction of its time steps valid for a variable is NaN
-        for that variable, so a few days do not stand for a whole month.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``time`` (gapless month starts from the file's first to last month);
-        columns ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1), ``NEE_QC`` (fraction, NaN when the
-        file has no ``NEE_VUT_REF_QC``), the drivers present: ``TA`` (degC, from
-        ``TA_F``), ``SW_IN`` (W m-2, ``SW_IN_F``), ``VPD`` (hPa, ``VPD_F``), ``PRECIP``
-        (mm d-1, ``P_F``), and the uncertainties present: ``NEE_RANDUNC`` (from
-        ``NEE_VUT_REF_RANDUNC``), ``NEE_JOINTUNC`` (``NEE_VUT_REF_JOINTUNC``), gC m-2 d-1.
-
-    Raises
-    ------
-    SiteDataError
-        When the name does not parse, the resolution is annual, columns are missing or
-        unreadable, a file named DD, WW or MM holds sub-daily rows, or no month keeps a
-        valid flux.
-
-    See Also
-    --------
-    read_sites : a whole folder with its ``sites.csv``.
-    write_fluxnet_monthly : the writer this reader round-trips with.
-    upscale.ameriflux.read_ameriflux : AmeriFlux BASE files.
-
-    Notes
-    -----
-    ``-9999`` is missing. Timestamps: HH/HR ``TIMESTAMP_START`` (YYYYMMDDHHMM), DD
-    ``TIMESTAMP`` (YYYYMMDD), WW ``TIMESTAMP_START``/``TIMESTAMP_END`` (YYYYMMDD), MM
-    ``TIMESTAMP`` (YYYYMM).
-
-    Units follow FLUXNET2015: HH/HR fluxes are µmol CO2 m-2 s-1 and are multiplied by
-    12.011e-6 * 86400; DD/WW/MM fluxes are already gC m-2 d-1. The two differ by a factor
-    of 1.0378 only, so magnitudes cannot tell them apart; what can be told is half-hourly
-    rows in a file named DD, WW or MM (a time of day, or several rows per day), and such a
-    file is refused. ``P_F`` is the precipitation of the step: mm per half-hour (HH) or
-    hour (HR), scaled by 48 or 24 to mm d-1; the daily sum at DD (mm d-1); at WW and MM
-    ONEFlux averages the daily sums, so it is already mm d-1 (only YY is a sum over the
-    period, and YY files are refused).
-
-    A weekly value is a daily mean over the days of its week, and ONEFlux weeks straddle
-    months (the last of each year has 8 or 9 days). Each week is spread over its days, from
-    ``TIMESTAMP_START`` to ``TIMESTAMP_END`` inclusive (or exclusive, when each end is the
-    next week's start), before taking monthly means, so a month gets a day-weighted mean.
-
-    Coverage counts the valid steps of a variable against the steps of the calendar month
-    (48 per day at HH, 24 at HR, days at DD and WW, one at MM); it applies to drivers too.
-    ``NEE_QC``: at HH/HR ``NEE_VUT_REF_QC`` is a flag (0 measured, 1 good, 2 medium, 3 poor
-    gap-fill) and the month's fraction is the share of flags 0 or 1; at DD/WW/MM it is
-    already a fraction and the month's is their (day-weighted) mean. FLUXNET-CH4 has no
-    quality flag for NEE, so its ``NEE_QC`` is NaN (unknown, kept).
-
-    The random and joint uncertainties of a step are one standard deviation; a month's is
-    that of the mean of its valid steps taken as independent, ``sqrt(sum of squares) /
-    count`` (see [`monthly_uncertainty`][upscale.monthly.monthly_uncertainty]), NaN where
-    the month's flux is.
-    """
-    path = Path(path)
-    _check_options(partitioning, qc_min, min_coverage)
-    parts = parse_fluxnet_name(path)
-    res, product = parts["res"], _PRODUCTS[parts["format"]]
-    if res not in RESOLUTIONS:
-        raise SiteDataError(
-            f"{path.name}: annual ({res}) files cannot give monthly values; use the site's "
-            "MM, WW, DD, HR or HH file"
-        )
-    header = read_header(path)
-    flux_columns = _flux_columns(partitioning, parts["format"])
-    _refuse_subdaily_header(path, header, res)
-    _check_flux_columns(path, header, partitioning, parts["format"])
-    time_columns = list(_TIMESTAMPS[res])
-    missing_time = [c for c in time_columns if c not in header]
-    if missing_time:
-        raise SiteDataError(
-            f"{path.name}: missing timestamp column(s) {', '.join(missing_time)} required at "
-            f"resolution {res}; is the resolution in the file name right?"
-        )
-    qc_column = product.qc if product.qc in header else None
-    described = {c: flux for c, (flux, _) in product.uncertainty.items() if c in header}
-    uncertainty = {c: uncertainty_name(*product.uncertainty[c]) for c in described}
-    drivers = [c for c in _DRIVER_COLUMNS if c in header]
-    value_columns = [*flux_columns, *([qc_column] if qc_column else []), *uncertainty, *drivers]
-    table = _read_table(path, time_columns, value_columns)
-    _refuse_subdaily_rows(path, table[time_columns[0]], res)
-
-    renames = {**flux_columns, **_DRIVER_COLUMNS, **uncertainty}
-    values = table[value_columns].rename(columns=renames)
-    qc = values.pop(qc_column) if qc_column else pd.Series(np.nan, values.index)
-    fluxes = [GPP, RE, NEE, *uncertainty.values()]
-    if res in ("HH", "HR"):
-        values[fluxes] *= UMOL_CO2_TO_GC_PER_DAY
-        if _PRECIP in values:
-            values[_PRECIP] *= STEPS_PER_DAY[res]
-        # Flags 0 and 1 are measured or good gap-fill; a missing flag stays unknown.
-        qc = (qc <= 1).astype(float).where(qc.notna())
-    values[QC] = qc
-
-    values.index = parse_time(path, table[time_columns[0]], _TIME_FORMATS[res])
-    if res == "WW":
-        end = parse_time(path, table[time_columns[1]], _TIME_FORMATS[res])
-        values = _spread_weeks(path, values, end, errors=list(uncertainty.values()))
-    if values.index.has_duplicates:
-        first = values.index[values.index.duplicated()][0]
-        raise SiteDataError(f"{path.name}: duplicated timestamp {first}; remove the repeated rows")
-
-    values = values.sort_index()
-    sigma = list(uncertainty.values())
-    monthly = monthly_means(values.drop(columns=sigma), res, min_coverage, no_coverage=[QC])
-    monthly = keep_good_months(
-        monthly, QC, qc_min=qc_min, min_coverage=min_coverage, path=path, what=QC
-    )
-    spread = monthly_uncertainty(values[sigma], res, min_coverage)
-    for column, flux in described.items():
-        # An uncertainty without its flux describes nothing the models see.
-        name = uncertainty[column]
-        monthly[name] = spread[name].where(monthly[flux].notna())
-    present = [c for c in _DRIVER_COLUMNS.values() if c in monthly]
-    return monthly[[GPP, RE, NEE, QC, *present, *sigma]]
-
-
-def _refuse_subdaily_header(path: Path, header: list[str], res: str) -> None:
-    """Refuse a file named DD or MM whose timestamp column is the half-hourly one."""
-    if res in ("DD", "MM") and _TIMESTAMPS[res][0] not in header and "TIMESTAMP_START" in header:
-        raise _subdaily_error(path, res, "it has TIMESTAMP_START instead of TIMESTAMP")
-
-
-def _refuse_subdaily_rows(path: Path, stamps: pd.Series, res: str) -> None:
-    """Refuse a file named DD, WW or MM whose rows are finer than a day.
-
-    µmol CO2 m-2 s-1 and gC m-2 d-1 differ by 1.0378, too little for magnitudes to tell
-    which a file holds; sub-daily rows are what gives half-hourly µmol values away.
-    """
-    if res not in _TIME_DIGITS:
-        return
-    # Most rows, not one: a single stray or repeated row is a duplicated or misformatted
-    # timestamp, reported as such by the checks that follow.
-    text = stamps.astype(str).str.strip()
-    timed = text.str.len() > _TIME_DIGITS[res]
-    if timed.mean() > 0.5:
-        raise _subdaily_error(path, res, f"timestamps with a time of day ({text[timed].iloc[0]})")
-    if res == "DD":
-        per_day = text.value_counts()
-        if len(per_day) and (per_day > 1).mean() > 0.5:
-            raise _subdaily_error(
-                path, res, f"{per_day.iloc[0]} rows on {per_day.index[0]}, several per day"
-            )
-
-
-def _subdaily_error(path: Path, res: str, evidence: str) -> SiteDataError:
-    return SiteDataError(
-        f"{path.name}: the rows look half-hourly in µmol m-2 s-1 ({evidence}), not {res} "
-        "values in gC m-2 d-1; name the file HH (or HR for hourly rows) so that its units "
-        "are converted"
-    )
-
-
-def read_tidy(path: str | Path) -> pd.DataFrame:
-    """Read a tidy tower table and aggregate it to monthly means per site.
-
-    Parameters
-    ----------
-    path
-        CSV with columns ``site_id``, ``time`` (ISO dates: ``2015-07-01``, ``2015-07``, with
-        or without a time of day) and at least one of
-        ``GPP``, ``RE``, ``NEE`` (gC m-2 d-1); other numeric columns (drivers measured at the site,
-        in the units of [`upscale.schema`][upscale.schema]) are kept. ``-9999`` is missing.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Long table sorted by ``site_id`` and ``time``: ``site_id`` (str), ``time`` (first of
-        the month), ``GPP``, ``RE``, ``NEE`` (NaN columns for those absent), then the other
-        columns in file order.
-
-    Raises
-    ------
-    SiteDataError
-        When a required column is missing, a time does not parse, or a value column is not
-        numeric.
-
-    Notes
-    -----
-    Times are floored to the month; rows finer than monthly (daily, half-hourly) are
-    averaged over the valid values of each site and month. No coverage rule applies, since
-    a tidy table does not say its time step.
-    """
-    path = Path(path)
-    header = read_header(path)
-    missing = [c for c in (SITE_ID, TIME) if c not in header]
-    if missing:
-        raise SiteDataError(
-            f"{path.name}: not a tidy site table (no {' or '.join(missing)} column); "
-            f"tidy CSVs need {SITE_ID}, {TIME} and any of {', '.join(TARGETS)}"
-        )
-    if not any(t in header for t in TARGETS):
-        raise SiteDataError(
-            f"{path.name}: no flux column; a tidy site table needs at least one of "
-            f"{', '.join(TARGETS)} (gC m-2 d-1)"
-        )
-    return _tidy_monthly(path)
-
-
-def read_site_drivers(path: str | Path) -> pd.DataFrame:
-    """Read drivers measured or extracted at the towers (e.g. MODIS subsets), monthly.
-
-    Parameters
-    ----------
-    path
-        CSV with ``site_id``, ``time`` and driver columns: canonical drivers (``NDVI``,
-        ``LAI``, ``TA``...) in the units of [`upscale.schema`][upscale.schema], or any other
-        numeric column (``PAR``, ``WTD``, ``SALINITY``...), whose units are taken as given;
-        ``-9999`` is missing.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``site_id``, ``time`` (first of the month) and the driver columns, monthly means.
-
-    Raises
-    ------
-    SiteDataError
-        When ``site_id`` or ``time`` is missing, a column holds a flux, a value or time does
-        not parse, or a canonical driver leaves its plausible range.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise SiteDataError(f"{path}: no such file of site drivers")
-    header = read_header(path)
-    fluxes = [c for c in header if c in TARGETS]
-    if SITE_ID not in header or TIME not in header or fluxes:
-        raise SiteDataError(
-            f"{path.name}: a site-driver table has {SITE_ID}, {TIME} and driver columns, no "
-            f"fluxes; found {', '.join(header)}"
-        )
-    monthly = _tidy_monthly(path)
-    monthly = monthly.drop(columns=list(TARGETS))
-    drivers = [c for c in monthly.columns if c in DRIVERS]
-    problem = implausible_value(drivers, monthly[drivers].min(), monthly[drivers].max())
-    if problem:
-        raise SiteDataError(f"{path.name}: {problem}; check its units")
-    return monthly
-
-
-def _tidy_monthly(path: Path) -> pd.DataFrame:
-    """Monthly means per site of a tidy table's numeric columns, fluxes first."""
-    table = pd.read_csv(path, dtype={SITE_ID: str, TIME: str}, na_values=[str(int(MISSING))])
-    try:
-        # Only ISO dates: a guessed format reads 01/02/2010 as 2 January or 1 February.
-        time = pd.to_datetime(table[TIME], format="ISO8601")
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(table[TIME], format="ISO8601", errors="coerce")
-        first = table[TIME][parsed.isna()].iloc[0]
-        raise SiteDataError(
-            f"{path.name}: column {TIME} has values that are not ISO dates (e.g. {first!r}); "
-            "write dates such as 2015-07-01 (year-month-day)"
-        ) from None
-    other = [c for c in table.columns if c not in (SITE_ID, TIME)]
-    values = parse_numbers(
-        table, other, path, "use numbers, and -9999 or an empty field for missing"
-    )
-    if table[SITE_ID].isna().any():
-        raise SiteDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
-    values = values.mask(values == MISSING)
-    values[SITE_ID] = table[SITE_ID].str.strip()
-    values[TIME] = time.dt.to_period("M").dt.to_timestamp().astype(TIME_DTYPE)
-    monthly = values.groupby([SITE_ID, TIME], sort=True).mean().reset_index()
-    for target in TARGETS:
-        if target not in monthly:
-            monthly[target] = np.nan
-    rest = [c for c in other if c not in TARGETS]
-    return monthly[[SITE_ID, TIME, *TARGETS, *rest]]
+    if tower_format.name in TOWER_FORMATS:
+        raise ValueError(f"a tower format named {tower_format.name!r} is registered already")
+    TOWER_FORMATS[tower_format.name] = tower_format
+    return tower_format
 
 
 def read_sites(
@@ -571,11 +170,13 @@ def read_sites(
         ``saltmarsh``) and the towers' files: FLUXNET2015 and FLUXNET-CH4 files
         ``FLX_<SITE>_*.csv``, network-prefixed ONEFlux files (``AMF_<SITE>_FLUXNET_*.csv``,
         ``ICOSETC_<SITE>_FLUXNET_*.csv``), AmeriFlux BASE files
-        (``AMF_<SITE>_BASE_<HH|HR>_<ver>.csv``) and/or tidy CSVs.
+        (``AMF_<SITE>_BASE_<HH|HR>_<ver>.csv``), files of other registered formats
+        ([`TOWER_FORMATS`][upscale.sites.TOWER_FORMATS]) and/or tidy CSVs.
     partitioning, qc_min, min_coverage
-        Passed to [`read_fluxnet`][upscale.sites.read_fluxnet] (``qc_min`` and
-        ``min_coverage`` to [`read_ameriflux`][upscale.ameriflux.read_ameriflux] too); tidy
-        tables are taken as they are.
+        Passed to the reader of each tower file:
+        [`read_fluxnet`][upscale.fluxnet.read_fluxnet] takes all three,
+        [`read_ameriflux`][upscale.ameriflux.read_ameriflux] ``qc_min`` and
+        ``min_coverage``; tidy tables are taken as they are.
 
     Returns
     -------
@@ -594,47 +195,39 @@ def read_sites(
 
     See Also
     --------
-    read_fluxnet, read_tidy, upscale.ameriflux.read_ameriflux
+    upscale.fluxnet.read_fluxnet, upscale.tidy.read_tidy, upscale.ameriflux.read_ameriflux
+    register_tower_format : make another kind of tower file known.
 
     Notes
     -----
-    Every ``*.csv`` other than ``sites.csv`` must be a tower file or a tidy table. The
-    auxiliary products of a FLUXNET download (``ERAI``, ``ERA5``, ``AUXMETEO``, ``AUXNEE``)
-    and annual (YY) files are passed over. When a site has files at several resolutions,
-    the coarsest is read (MM, then WW, DD, HR, HH): all give the same monthly means; two
-    files at the resolution read (e.g. a FLUXNET HH and a BASE HH file) are refused.
+    Every ``*.csv`` other than ``sites.csv`` must be a tower file or a tidy table: a name
+    that a registered format claims is read by that format (the first registered that
+    claims it), any other is a tidy table. The auxiliary products of a FLUXNET download
+    (``ERAI``, ``ERA5``, ``AUXMETEO``, ``AUXNEE``) and annual (YY) files are passed over.
+    When a site has files at several resolutions, the coarsest is read (MM, then WW, DD,
+    HR, HH): all give the same monthly means; two files at the resolution read (e.g. a
+    FLUXNET HH and a BASE HH file) are refused.
     """
     folder = Path(folder)
-    _check_options(partitioning, qc_min, min_coverage)
+    check_options(partitioning, qc_min, min_coverage)
     if not folder.is_dir():
         raise SiteDataError(f"{folder}: no such folder; pass the folder holding {SITES_TABLE}")
     meta = _read_meta(folder / SITES_TABLE)
     towers, tidy = _find_tower_files(folder)
     if not towers and not tidy:
+        accepted = ", ".join(f"{f.name} files ({f.pattern})" for f in TOWER_FORMATS.values())
         raise SiteDataError(
-            f"{folder}: no flux files; add FLUXNET files ({FILE_PATTERN}), AmeriFlux BASE "
-            f"files ({ameriflux.BASE_PATTERN}) or tidy CSVs ({SITE_ID}, {TIME}, "
+            f"{folder}: no flux files; add {accepted} or tidy CSVs ({SITE_ID}, {TIME}, "
             f"{', '.join(TARGETS)})"
         )
 
     tables: list[pd.DataFrame] = []
     source: dict[str, Path] = {}
     rows: dict[str, dict[str, str]] = {}
+    options = {"partitioning": partitioning, "qc_min": qc_min, "min_coverage": min_coverage}
     for site, by_res in sorted(towers.items()):
-        res = next(r for r in _PREFERENCE if r in by_res)
-        if len(by_res[res]) > 1:
-            names = ", ".join(p.name for p in by_res[res])
-            raise SiteDataError(f"site {site} has several {res} files ({names}); keep one per site")
-        path = by_res[res][0]
-        if ameriflux.is_base_name(path.name):
-            monthly, rows[site] = ameriflux.read_ameriflux(
-                path, qc_min=qc_min, min_coverage=min_coverage
-            )
-        else:
-            monthly = read_fluxnet(
-                path, partitioning=partitioning, qc_min=qc_min, min_coverage=min_coverage
-            )
-            rows[site] = fluxnet_methods(path, partitioning=partitioning)
+        path, tower_format = _preferred_file(site, by_res)
+        monthly, rows[site] = tower_format.read(path, **options)
         tables.append(monthly.reset_index().assign(**{SITE_ID: site}))
         source[site] = path
     for path in tidy:
@@ -660,25 +253,38 @@ def read_sites(
     )
 
 
-def _find_tower_files(folder: Path) -> tuple[dict[str, dict[str, list[Path]]], list[Path]]:
-    """Tower files by site and resolution, and the other CSVs (tidy tables)."""
-    towers: dict[str, dict[str, list[Path]]] = {}
+_TowerFiles = dict[str, dict[str, list[tuple[Path, TowerFormat]]]]
+"""Site -> resolution -> the tower files found, each with the format that claimed it."""
+
+
+def _find_tower_files(folder: Path) -> tuple[_TowerFiles, list[Path]]:
+    """Tower files by site and resolution, and the CSVs no format claims (tidy tables)."""
+    towers: _TowerFiles = {}
     tidy: list[Path] = []
     for path in sorted(folder.glob("*.csv")):
         if path.name == SITES_TABLE:
             continue
-        if ameriflux.is_base_name(path.name):
-            parts = ameriflux.parse_base_name(path)
-        elif path.name.startswith("FLX_") or _FILE_RE.match(path.name):
-            parts = parse_fluxnet_name(path)
-            auxiliary = parts["product"].upper().endswith(_AUXILIARY_PRODUCTS)
-            if auxiliary or parts["res"] not in RESOLUTIONS:
-                continue
-        else:
+        tower_format = next((f for f in TOWER_FORMATS.values() if f.claims(path.name)), None)
+        if tower_format is None:
             tidy.append(path)
             continue
-        towers.setdefault(parts["site"], {}).setdefault(parts["res"], []).append(path)
+        parts = tower_format.parse_name(path)
+        if parts is None:
+            continue
+        by_res = towers.setdefault(parts["site"], {})
+        by_res.setdefault(parts["res"], []).append((path, tower_format))
     return towers, tidy
+
+
+def _preferred_file(
+    site: str, by_res: dict[str, list[tuple[Path, TowerFormat]]]
+) -> tuple[Path, TowerFormat]:
+    """Pick a site's one file at its coarsest resolution; refuse two files there."""
+    res = next(r for r in _PREFERENCE if r in by_res)
+    if len(by_res[res]) > 1:
+        names = ", ".join(path.name for path, _ in by_res[res])
+        raise SiteDataError(f"site {site} has several {res} files ({names}); keep one per site")
+    return by_res[res][0]
 
 
 def _check_site_rows(folder: Path, meta: pd.DataFrame, source: dict[str, Path]) -> None:
@@ -694,7 +300,7 @@ def _check_site_rows(folder: Path, meta: pd.DataFrame, source: dict[str, Path]) 
     if without:
         raise SiteDataError(
             f"{folder / SITES_TABLE}: no flux data for site(s) {', '.join(without)}; add "
-            "their FLUXNET or tidy file, or remove their rows"
+            f"their {', '.join(TOWER_FORMATS)} or tidy file, or remove their rows"
         )
 
 
@@ -721,83 +327,6 @@ def _long_table(tables: list[pd.DataFrame], source: dict[str, Path]) -> pd.DataF
             "with a valid flux; check the file, or remove the site"
         )
     return fluxes
-
-
-def write_fluxnet_monthly(
-    site_id: str,
-    monthly: pd.DataFrame,
-    folder: str | Path,
-    *,
-    product: str = "FLUXNET2015_SUBSET",
-    version: str = "1-4",
-) -> Path:
-    """Write monthly tower data as a FLUXNET2015 MM file.
-
-    Parameters
-    ----------
-    site_id
-        FLUXNET site id, e.g. ``US-Skr``.
-    monthly
-        Indexed by month (DatetimeIndex, or a ``time`` column), with any of ``GPP``, ``RE``,
-        ``NEE`` (gC m-2 d-1, GPP/RE from the NT partitioning), ``GPP_DT``, ``RE_DT``,
-        ``NEE_QC`` (fraction), ``TA`` (degC), ``SW_IN`` (W m-2), ``VPD`` (hPa), ``PRECIP``
-        (mm d-1).
-    folder
-        Destination folder (created if needed).
-    product, version
-        Parts of the file name.
-
-    Returns
-    -------
-    pathlib.Path
-        ``FLX_<SITE>_<PRODUCT>_MM_<Y1>-<Y2>_<version>.csv``, covering whole years (January
-        of the first to December of the last); months without data are ``-9999``.
-
-    Raises
-    ------
-    SiteDataError
-        When the site id or product would not give a parseable file name, the table has no
-        recognised column, or its times are not monthly.
-
-    Notes
-    -----
-    Columns, when their input exists: ``TIMESTAMP`` (YYYYMM), ``NEE_VUT_REF``, ``NEE_VUT_REF_QC``,
-    ``GPP_NT_VUT_REF``, ``RECO_NT_VUT_REF``, ``GPP_DT_VUT_REF``, ``RECO_DT_VUT_REF``, ``TA_F``,
-    ``SW_IN_F``, ``VPD_F``, ``P_F``. MM units equal the canonical ones, so values are written
-    unchanged and [`read_fluxnet`][upscale.sites.read_fluxnet] reads them back.
-    """
-    table = monthly.set_index(TIME) if TIME in monthly.columns else monthly
-    try:
-        times = pd.DatetimeIndex(table.index)
-    except (TypeError, ValueError):
-        raise SiteDataError(
-            f"site {site_id}: the monthly table needs a DatetimeIndex or a {TIME} column"
-        ) from None
-    months = times.to_period("M")
-    if months.has_duplicates:
-        raise SiteDataError(f"site {site_id}: the monthly table has two rows for one month")
-    columns = {
-        _NEE_COLUMN: NEE,
-        _QC_COLUMN: QC,
-        **{c: name for c, name in _flux_columns("NT").items() if name != NEE},
-        **{c: name + _DT_SUFFIX for c, name in _flux_columns("DT").items() if name != NEE},
-        **{c: name for c, name in _DRIVER_COLUMNS.items()},
-    }
-    present = {c: name for c, name in columns.items() if name in table.columns}
-    if not present:
-        raise SiteDataError(
-            f"site {site_id}: the monthly table has none of {', '.join(columns.values())}"
-        )
-    full = pd.period_range(f"{months.min().year}-01", f"{months.max().year}-12", freq="M")
-    out = table[list(present.values())].set_axis(months).reindex(full)
-    out.columns = list(present)
-    out.insert(0, "TIMESTAMP", full.strftime("%Y%m"))
-    name = f"FLX_{site_id}_{product}_MM_{full[0].year}-{full[-1].year}_{version}.csv"
-    parse_fluxnet_name(name)
-    path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(path, index=False, na_rep=f"{MISSING:g}")
-    return path
 
 
 def write_sites_table(meta: pd.DataFrame, folder: str | Path) -> Path:
@@ -855,100 +384,6 @@ def read_sites_table(folder: str | Path) -> pd.DataFrame:
     return _read_meta(path if path.suffix.lower() == ".csv" else path / SITES_TABLE)
 
 
-def site_drivers_csv(table: pd.DataFrame) -> str:
-    """Format drivers at the towers as the tidy CSV that `read_site_drivers` reads.
-
-    Parameters
-    ----------
-    table
-        ``site_id``, ``time`` (first of the month) and driver columns, in the order to write.
-
-    Returns
-    -------
-    str
-        CSV text: ``site_id, time, <DRIVER>...``, dates as ``YYYY-MM-DD``, missing values
-        as empty fields (so that no reader takes a nodata number for a value).
-    """
-    out = table.copy()
-    out[TIME] = pd.to_datetime(out[TIME]).dt.strftime("%Y-%m-%d")
-    return out.to_csv(index=False, na_rep="", lineterminator="\n")
-
-
-def _check_options(partitioning: str, qc_min: float, min_coverage: float) -> None:
-    if partitioning not in _PARTITIONINGS:
-        raise ValueError(f"partitioning must be 'NT' or 'DT', got {partitioning!r}")
-    for name, value in (("qc_min", qc_min), ("min_coverage", min_coverage)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
-
-
-def _check_flux_columns(
-    path: Path, header: list[str], partitioning: str, fmt: str = "FLUXNET2015"
-) -> None:
-    """Raise one error listing every missing flux column, with the likely fix."""
-    missing = [c for c in _flux_columns(partitioning, fmt) if c not in header]
-    if not missing:
-        return
-    other = next(p for p in _PARTITIONINGS if p != partitioning)
-    if all(c in header for c in _flux_columns(other, fmt)):
-        fix = f"the file has the {other} partitioning: use --partitioning {other}"
-    else:
-        fix = (
-            "give a FLUXNET2015/ONEFlux FULLSET or SUBSET file (ERAI and AUX products hold "
-            "no fluxes), or a tidy CSV"
-        )
-    raise SiteDataError(
-        f"{path.name}: missing flux column(s) {', '.join(missing)} for partitioning "
-        f"{partitioning}; {fix}"
-    )
-
-
-def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -> pd.DataFrame:
-    """Timestamps as text and values as floats, ``-9999`` as NaN."""
-    wanted = {*time_columns, *value_columns}
-    try:
-        table = pd.read_csv(
-            path,
-            usecols=lambda c: c.strip() in wanted,
-            dtype={c: str for c in time_columns},
-        )
-    except (pd.errors.ParserError, ValueError) as err:
-        raise SiteDataError(f"{path.name}: cannot be read as a FLUXNET CSV ({err})") from None
-    table.columns = [c.strip() for c in table.columns]
-    values = parse_numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
-    table[value_columns] = values.mask(values == MISSING)
-    return table
-
-
-def _spread_weeks(
-    path: Path, weeks: pd.DataFrame, end: pd.DatetimeIndex, *, errors: list[str] = ()
-) -> pd.DataFrame:
-    """Repeat each week's daily means on every day of the week.
-
-    ``errors`` are the uncertainty columns: a week's value is the error of its whole mean,
-    shared by its days, not independent day to day. Each day carries it times the square
-    root of the week's days, so that aggregating days as independent
-    ([`monthly_uncertainty`][upscale.monthly.monthly_uncertainty]) gives the error of a
-    month of independent weeks (slightly more for a week split between two months).
-    """
-    start = weeks.index
-    if len(start) > 1 and np.any(end[:-1] == start[1:]):
-        # TIMESTAMP_END is the next week's start: the period is half-open.
-        end = end - pd.Timedelta(days=1)
-    days = np.asarray((end - start).days) + 1
-    if (days < 1).any():
-        bad = start[days < 1][0]
-        raise SiteDataError(
-            f"{path.name}: a week ends before it starts (TIMESTAMP_START {bad:%Y%m%d}); "
-            "fix TIMESTAMP_END"
-        )
-    first_row = np.repeat(np.cumsum(days) - days, days)
-    offset = pd.to_timedelta(np.arange(days.sum()) - first_row, unit="D")
-    daily = weeks.iloc[np.repeat(np.arange(len(weeks)), days)].copy()
-    daily[errors] = daily[errors].mul(np.sqrt(np.repeat(days, days)), axis=0)
-    return daily.set_axis(start.repeat(days) + offset)
-
-
 def _read_meta(path: Path) -> pd.DataFrame:
     """Read and validate ``sites.csv``, indexed by ``site_id``."""
     if not path.exists():
@@ -998,3 +433,42 @@ def _read_meta(path: Path) -> pd.DataFrame:
             "ecosystem": ecosystem,
         },
     ).set_axis(pd.Index(table[SITE_ID], name=SITE_ID))
+
+
+def _read_fluxnet_tower(
+    path: Path, *, partitioning: Partitioning, qc_min: float, min_coverage: float
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read a FLUXNET-family file with the columns it was read from."""
+    monthly = fluxnet.read_fluxnet(
+        path, partitioning=partitioning, qc_min=qc_min, min_coverage=min_coverage
+    )
+    return monthly, fluxnet.fluxnet_methods(path, partitioning=partitioning)
+
+
+def _read_ameriflux_tower(
+    path: Path, *, partitioning: Partitioning, qc_min: float, min_coverage: float
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read an AmeriFlux BASE file; ``partitioning`` is FLUXNET's, a BASE file has its own."""
+    return ameriflux.read_ameriflux(path, qc_min=qc_min, min_coverage=min_coverage)
+
+
+# AmeriFlux BASE first: its names (AMF_<SITE>_BASE_HH_<ver>.csv) also match FLUXNET's
+# network-prefixed pattern.
+register_tower_format(
+    TowerFormat(
+        name=ameriflux.FORMAT,
+        pattern=ameriflux.BASE_PATTERN,
+        claims=ameriflux.is_base_name,
+        parse_name=ameriflux.parse_base_name,
+        read=_read_ameriflux_tower,
+    )
+)
+register_tower_format(
+    TowerFormat(
+        name="FLUXNET",
+        pattern=fluxnet.FILE_PATTERN,
+        claims=fluxnet.is_fluxnet_name,
+        parse_name=fluxnet.flux_file_parts,
+        read=_read_fluxnet_tower,
+    )
+)

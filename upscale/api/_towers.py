@@ -24,7 +24,8 @@ from upscale.samples import (
     with_site_drivers,
 )
 from upscale.schema import DRIVERS, WETLAND_FRACTION, validate_cube
-from upscale.sites import SITE_ID, Partitioning, SiteData, read_site_drivers, read_sites
+from upscale.sites import SITE_ID, Partitioning, SiteData, read_sites
+from upscale.tidy import read_site_drivers
 from upscale.training import MIN_TOWERS, TrainConfig, require_temporal_split
 
 

@@ -14,7 +14,8 @@ from upscale.errors import CubeError, refuse_overwrite
 from upscale.pixels import drivers_at_towers, monthly_variables, tower_pixels
 from upscale.progress import dask_progress
 from upscale.schema import validate_cube
-from upscale.sites import read_sites_table, site_drivers_csv
+from upscale.sites import read_sites_table
+from upscale.tidy import site_drivers_csv
 
 
 @dataclass(frozen=True)

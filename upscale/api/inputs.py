@@ -10,17 +10,16 @@ from pathlib import Path
 import pandas as pd
 from pyproj.exceptions import CRSError
 
-from upscale.api._common import write_text_atomic
 from upscale.api.budgets import RegionSpec
 from upscale.artifact import software_versions
 from upscale.catalogue import resolve_regions
 from upscale.cube import DEFAULT_TILE, open_cube, write_store
+from upscale.durable import refuse_overwrite, write_text
 from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, fetch_points, initialize
 from upscale.errors import (
     CubeError,
     FetchError,
     MaskError,
-    refuse_overwrite,
 )
 from upscale.gaps import fill_gaps, gap_summary
 from upscale.grid import TargetGrid
@@ -359,12 +358,12 @@ def extract(
     with dask_progress(f"reading {len(meta)} tower pixel(s)"):
         table = drivers_at_towers(grid, meta, features)
     write_site_drivers(table, out)
-    write_text_atomic(beside, pixels.to_csv(index=False, lineterminator="\n"))
+    write_text(beside, pixels.to_csv(index=False, lineterminator="\n"))
     return ExtractReport(path=out, pixels_path=beside, pixels=pixels)
 
 
 def write_site_drivers(table: pd.DataFrame, out: Path) -> Path:
     """Write drivers at the towers (from a cube or Earth Engine) atomically as a tidy CSV."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, site_drivers_csv(table))
+    write_text(out, site_drivers_csv(table))
     return out

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import torch
 
+from upscale.annual import Period, export_layers
 from upscale.artifact import read_card
 from upscale.cube import open_cube, open_maps, open_mask, write_store
+from upscale.durable import output_lock, refuse_overwrite
 from upscale.engine import flux_maps
 from upscale.errors import (
     ModelArtifactError,
     SchedulerError,
-    refuse_overwrite,
 )
 from upscale.gaps import gap_summary
-from upscale.geotiff import Period, export_cogs
-from upscale.locking import output_lock
+from upscale.geotiff import export_cogs
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 
@@ -136,7 +136,10 @@ def export(
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
 
-    See [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
+    See [`export_layers`][upscale.annual.export_layers] for the files of each period and
+    [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
     ([`write_netcdf`][upscale.netcdf.write_netcdf]).
     """
-    return export_cogs(open_maps(maps), out, periods=periods, netcdf=netcdf, overwrite=overwrite)
+    opened = open_maps(maps)
+    layers = export_layers(opened, periods)
+    return export_cogs(opened, layers, out, netcdf=netcdf, overwrite=overwrite)

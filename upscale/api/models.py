@@ -18,13 +18,12 @@ from upscale.attribution import TowerExplanation, explain_towers
 from upscale.balance import NEE_MODES
 from upscale.config import save_train_config
 from upscale.cube import open_cube, open_mask, open_store, write_store
+from upscale.durable import output_lock, refuse_overwrite, resumable, staged, write_text
 from upscale.errors import (
     ConfigError,
     SiteDataError,
-    refuse_overwrite,
 )
 from upscale.gaps import FILLED
-from upscale.locking import output_lock
 from upscale.metrics import COMPONENTS
 from upscale.plots import (
     importance_figure,
@@ -33,7 +32,6 @@ from upscale.plots import (
     sweep_figure,
 )
 from upscale.progress import dask_progress
-from upscale.resume import resumable
 from upscale.samples import (
     TOWER,
     SiteSeries,
@@ -418,10 +416,9 @@ def tower_series(
     if cache:
         # The key goes last: a crash while writing leaves no key, so no stale reuse.
         stamp.unlink(missing_ok=True)
-        partial = Path(f"{cache}.partial.npz")
-        series.save(partial)
-        partial.replace(cache)
-        stamp.write_text(key)
+        with staged(cache, overwrite=True, suffix=".npz") as partial:
+            series.save(partial)
+        write_text(stamp, key)
     return series
 
 
@@ -548,7 +545,7 @@ class ExplainReport:
 
 
 EXPLAIN_PLAN = ".upscale-explain.json"
-"""File in the explain folder recording a run under way (see `upscale.resume`)."""
+"""File in the explain folder recording a run under way (see `upscale.durable.resumable`)."""
 
 
 def _write_tower_explanations(

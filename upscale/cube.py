@@ -7,6 +7,7 @@ into place at the end, so a crash leaves either the previous complete store or n
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 import warnings
@@ -438,8 +439,7 @@ def _write_tiles(
             ds.drop_vars(elsewhere)  # time and spatial_ref: written with the template
             .isel(row)
             .to_zarr(partial, region=row, compute=False, consolidated=False),
-            record,
-            _tile_name(row),
+            functools.partial(record.mark, _tile_name(row)),
         )
         for row in todo
     ]
@@ -447,9 +447,9 @@ def _write_tiles(
         dask.compute(*records)
 
 
-def _record_row(stored: None, record: ResumeRecord, row: str) -> None:
+def _record_row(stored: None, mark: Callable[[], None]) -> None:
     """Mark a row of chunks as written; ``stored`` is the row's write, done before."""
-    record.mark(row)
+    mark()
 
 
 @contextmanager

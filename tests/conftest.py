@@ -17,9 +17,9 @@ from upscale.artifact import (
     as_float_list,
     save_model,
     software_versions,
-    utc_now,
 )
 from upscale.demo_region import DemoRegion, DemoSpec, make_demo_region
+from upscale.durable import utc_now
 from upscale.nets import build_net
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 

@@ -3,6 +3,7 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
+from upscale.annual import export_layers
 from upscale.cube import open_store, write_store
 from upscale.engine import flux_maps
 from upscale.errors import OutputExistsError
@@ -17,7 +18,7 @@ def maps(small_region, model_folders, tmp_path):
 
 
 def test_annual_and_monthly_cogs(maps, tmp_path):
-    paths = export_cogs(maps, tmp_path / "cogs", periods=("annual", "monthly"))
+    paths = export_cogs(maps, export_layers(maps, ("annual", "monthly")), tmp_path / "cogs")
     names = sorted(p.name for p in paths)
     layers = ("GPP", "RE", "NEE", "GPP_std", "RE_std", "NEE_std")
     expected = [f"{v}_{p}.tif" for v in layers for p in ("annual", "monthly")]
@@ -45,13 +46,13 @@ def test_annual_and_monthly_cogs(maps, tmp_path):
 
 
 def test_refuses_to_overwrite(maps, tmp_path):
-    export_cogs(maps, tmp_path / "cogs")
+    export_cogs(maps, export_layers(maps), tmp_path / "cogs")
     with pytest.raises(OutputExistsError, match="GPP_annual.tif"):
-        export_cogs(maps, tmp_path / "cogs")
+        export_cogs(maps, export_layers(maps), tmp_path / "cogs")
 
 
 def test_spread_and_extrapolation_layers(maps, tmp_path):
-    export_cogs(maps, tmp_path / "cogs")
+    export_cogs(maps, export_layers(maps), tmp_path / "cogs")
     with rasterio.open(tmp_path / "cogs" / "NEE_std_annual.tif") as src:
         assert src.descriptions[0] == "NEE_std 2011 total"
         spread = src.read(1)

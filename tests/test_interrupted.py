@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import upscale
+from upscale.annual import export_layers
 from upscale.cube import open_maps, write_store
 from upscale.demo_region import write_demo_region
 from upscale.engine import flux_maps
@@ -102,29 +103,34 @@ def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_pat
     _run_until_killed(
         "import os, signal, sys\n"
         "import upscale.geotiff as geotiff\n"
+        "from upscale.annual import export_layers\n"
         "from upscale.cube import open_maps\n"
         "write = geotiff.write_cog\n"
         "def write_and_die(*args, **kwargs):\n"
         "    write(*args, **kwargs)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "geotiff.write_cog = write_and_die\n"
-        "geotiff.export_cogs(open_maps(sys.argv[1]), sys.argv[2], periods=('annual', 'monthly'))\n",
+        "maps = open_maps(sys.argv[1])\n"
+        "layers = export_layers(maps, ('annual', 'monthly'))\n"
+        "geotiff.export_cogs(maps, layers, sys.argv[2])\n",
         maps_path,
         folder,
     )
     assert (folder / EXPORT_PLAN).exists()
     assert len(list(folder.glob("*.tif"))) == 1
 
-    paths = export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))
+    maps = open_maps(maps_path)
+    layers = export_layers(maps, ("annual", "monthly"))
+    paths = export_cogs(maps, layers, folder)
     assert not (folder / EXPORT_PLAN).exists()
-    whole = export_cogs(open_maps(maps_path), tmp_path / "whole", periods=("annual", "monthly"))
+    whole = export_cogs(maps, layers, tmp_path / "whole")
     assert [p.name for p in paths] == [p.name for p in whole] and len(paths) > 2
     for resumed, uninterrupted in zip(paths, whole, strict=True):
         with rasterio.open(resumed) as a, rasterio.open(uninterrupted) as b:
             np.testing.assert_array_equal(a.read(), b.read())
             assert a.descriptions == b.descriptions
     with pytest.raises(OutputExistsError):
-        export_cogs(open_maps(maps_path), folder, periods=("annual", "monthly"))
+        export_cogs(maps, layers, folder)
 
 
 def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
@@ -132,16 +138,19 @@ def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
     _run_until_killed(
         "import os, signal, sys\n"
         "import upscale.geotiff as geotiff\n"
+        "from upscale.annual import export_layers\n"
         "from upscale.cube import open_maps\n"
         "geotiff.write_netcdf = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "geotiff.export_cogs(open_maps(sys.argv[1]), sys.argv[2], netcdf=True)\n",
+        "maps = open_maps(sys.argv[1])\n"
+        "geotiff.export_cogs(maps, export_layers(maps), sys.argv[2], netcdf=True)\n",
         maps_path,
         folder,
     )
     cogs = {path: path.stat().st_mtime_ns for path in folder.glob("*.tif")}
     assert cogs and not (folder / "maps.nc").exists()
 
-    paths = export_cogs(open_maps(maps_path), folder, netcdf=True)
+    maps = open_maps(maps_path)
+    paths = export_cogs(maps, export_layers(maps), folder, netcdf=True)
     assert folder / "maps.nc" in paths and (folder / "maps.nc").exists()
     assert {path: path.stat().st_mtime_ns for path in folder.glob("*.tif")} == cogs
     assert not (folder / EXPORT_PLAN).exists()

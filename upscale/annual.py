@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 import pandas as pd
 import xarray as xr
 
 from upscale.errors import MapsError
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
+    EXTRAPOLATED,
     FLUXES,
     MONTHLY_FLUX_UNITS,
     spread_attrs,
     spread_name,
 )
+
+Period = Literal["annual", "monthly"]
+"""The time steps of exported layers: annual totals or monthly means."""
+
+Layer = tuple[xr.DataArray, list[str]]
+"""Bands ``(band, y, x)`` of one exported file, and a label per band."""
 
 
 def valid_period(maps: xr.Dataset) -> xr.Dataset:
@@ -80,3 +90,41 @@ def monthly_amounts(maps: xr.Dataset) -> xr.Dataset:
     for name in names:
         amounts[name].attrs = maps[name].attrs | {"units": MONTHLY_FLUX_UNITS}
     return amounts
+
+
+def export_layers(maps: xr.Dataset, periods: Sequence[Period] = ("annual",)) -> dict[str, Layer]:
+    """Return the layers an export writes, one file each, by name: totals, means and shares.
+
+    Parameters
+    ----------
+    maps
+        Output of [`flux_maps`][upscale.engine.flux_maps], as written and reopened.
+    periods
+        ``annual``: one band per complete year of each flux and its spread (``GPP_std``...),
+        totals in gC m-2 yr-1 ([`annual_totals`][upscale.annual.annual_totals]), layers
+        ``<VAR>_annual``. ``monthly``: one band per month of the valid period, in gC m-2 d-1,
+        layers ``<VAR>_monthly``. The share of months outside the towers' domain is one
+        layer, ``extrapolated_fraction``, whatever the periods.
+
+    Returns
+    -------
+    dict of str to Layer
+        Lazy bands and their labels (``GPP 2012 total``, ``GPP 2012-03 mean``) by layer
+        name, for a writer such as [`export_cogs`][upscale.geotiff.export_cogs].
+    """
+    layers: dict[str, Layer] = {}
+    if "annual" in periods:
+        totals = annual_totals(maps)
+        for name in totals.data_vars:
+            labels = [f"{name} {year} total" for year in totals["year"].values]
+            layers[f"{name}_annual"] = (totals[name], labels)
+    if "monthly" in periods:
+        monthly = valid_period(maps)
+        for name in (n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps):
+            labels = [f"{name} {t:%Y-%m} mean" for t in monthly.indexes["time"]]
+            layers[f"{name}_monthly"] = (monthly[name], labels)
+    if EXTRAPOLATED.name in maps:
+        months = valid_period(maps).indexes["time"]
+        label = f"{EXTRAPOLATED.name} {months[0]:%Y-%m}..{months[-1]:%Y-%m}"
+        layers[EXTRAPOLATED.name] = (maps[EXTRAPOLATED.name].expand_dims(band=1), [label])
+    return layers

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from upscale.balance import NeeMode, derive_nee
-from upscale.errors import ModelArtifactError, refuse_overwrite
-from upscale.locking import output_lock
+from upscale.durable import staged
+from upscale.errors import ModelArtifactError
 from upscale.nets import build_net
 from upscale.samples import window_views
 
@@ -124,11 +122,6 @@ def software_versions() -> dict[str, str]:
     """Versions of the packages that shape a model's numbers, for cards and provenance."""
     packages = ("upscale", "torch", "numpy", "xarray", "zarr", "dask")
     return {"python": platform.python_version()} | {p: version(p) for p in packages}
-
-
-def utc_now() -> str:
-    """Return the current time as an ISO 8601 UTC string."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -333,12 +326,9 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         When the folder exists and ``overwrite`` is False.
     """
     folder = Path(folder)
-    with output_lock(folder):
-        refuse_overwrite([folder], overwrite=overwrite)
-        # Both files go to a sibling folder that replaces the old one whole: a crash never
-        # leaves new weights beside an old card.
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+    # Both files go to a sibling folder that replaces the old one whole: a crash never
+    # leaves new weights beside an old card.
+    with staged(folder, overwrite=overwrite) as partial:
         partial.mkdir(parents=True)
         tensors = {
             _MEMBER.format(m) + key: value.detach().cpu().contiguous()
@@ -349,9 +339,6 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
         card = json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n"
         (partial / CARD).write_text(card)
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
     return folder
 
 

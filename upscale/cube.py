@@ -9,7 +9,7 @@ previous complete store or none.
 
 from __future__ import annotations
 
-import json
+import functools
 import shutil
 import threading
 import warnings
@@ -26,16 +26,15 @@ import rioxarray
 import xarray as xr
 import zarr.codecs
 
+from upscale.durable import ResumeRecord, output_lock, staged
 from upscale.errors import (
     CubeError,
     GridMappingWarning,
     MapsError,
     MaskError,
-    OutputExistsError,
     OutputWriteError,
     UpscaleError,
 )
-from upscale.locking import output_lock
 from upscale.schema import (
     DEFAULT_FEATURES,
     ECOSYSTEMS,
@@ -436,9 +435,10 @@ def write_store(
     """Write a dataset to a Zarr v3 store atomically, keeping its CRS.
 
     The dataset (lazy or not) is written to ``<path>.partial``, marked complete, and
-    renamed into place, so a crash never leaves a half-written store under ``path``. The
-    store's lock ([`output_lock`][upscale.locking.output_lock]) is held throughout: a second run
-    writing the same store is refused.
+    renamed into place ([`staged`][upscale.durable.staged]), so a crash never leaves a
+    half-written store under ``path``. The store's lock
+    ([`output_lock`][upscale.durable.output_lock]) is held throughout: a second run writing
+    the same store is refused.
 
     Parameters
     ----------
@@ -464,41 +464,38 @@ def write_store(
     """
     given = Path(path)
     path = given.absolute()  # dask workers resolve paths in folders of their own
-    with output_lock(path):  # inside it, no other run writes this store
+    with output_lock(path):  # inside it, no other run writes this store or its row records
         if path.exists() and not path.is_dir():
             raise OutputWriteError(
                 f"{path} is a file, not a Zarr store; choose another destination, or remove it"
             )
-        if path.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{path} exists; pass --overwrite (overwrite=True) to replace it"
-            )
-        partial = path.with_name(path.name + ".partial")
-        replaced = path.with_name(path.name + ".replaced")
-        if replaced.exists():  # an earlier swap was killed after moving the old store aside
-            shutil.rmtree(replaced)
         ds = ds.drop_encoding()
         for name in ds.data_vars:
             if "spatial_ref" in ds.coords:
                 ds[name].attrs.pop("grid_mapping", None)
-        if resume:
-            _write_tiles(ds, partial, progress)
-        else:
-            if partial.exists():
-                shutil.rmtree(partial)
-            encoding = _encoding(ds)
-            ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
-        group = zarr.open_group(partial, mode="r+")
-        group.attrs[COMPLETE] = True
-        # Renames, then deletions: a kill at any point leaves under ``path`` the old store,
-        # the new one or, between the renames, nothing; never a store half deleted. The
-        # row records go last, so a run killed before the swap finds its rows done.
-        if path.exists():
-            path.rename(replaced)
-        partial.rename(path)
-        shutil.rmtree(replaced, ignore_errors=True)
+        with staged(path, overwrite=overwrite, resume=resume) as partial:
+            if resume:
+                _write_tiles(ds, partial, progress)
+            else:
+                encoding = _encoding(ds)
+                ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+            group = zarr.open_group(partial, mode="r+")
+            group.attrs[COMPLETE] = True
+        # The row records go after the swap, so a run killed before it finds its rows done.
         shutil.rmtree(_tiles_folder(partial), ignore_errors=True)
     return given
+
+
+def _row_record(ds: xr.Dataset, partial: Path) -> ResumeRecord:
+    """Return the record of a resumable write: its plan, and its rows written, beside it."""
+    tiles = _tiles_folder(partial)
+    plan = {
+        "sizes": dict(ds.sizes),
+        "chunks": {d: list(ds.chunks[d]) for d in ("y", "x")},
+        "variables": sorted(map(str, ds.data_vars)),
+        "attrs": {k: str(v) for k, v in ds.attrs.items() if k not in {"created", "command"}},
+    }
+    return ResumeRecord(tiles / "plan.json", plan, parts=tiles)
 
 
 def _write_tiles(
@@ -513,23 +510,12 @@ def _write_tiles(
     """
     if not ds.chunks or not {"y", "x"} <= set(ds.chunks):
         raise ValueError("a resumable write needs a dataset chunked in y and x")
-    plan = json.dumps(
-        {
-            "sizes": dict(ds.sizes),
-            "chunks": {d: list(ds.chunks[d]) for d in ("y", "x")},
-            "variables": sorted(map(str, ds.data_vars)),
-            "attrs": {k: str(v) for k, v in ds.attrs.items() if k not in {"created", "command"}},
-        },
-        sort_keys=True,
-    )
-    done = _tiles_folder(partial)
-    plan_file = done / "plan.json"
-    if not partial.exists() or not plan_file.exists() or plan_file.read_text() != plan:
+    record = _row_record(ds, partial)
+    if not partial.exists() or not record.resumes():
         # An interrupted run of something else, or records left after a swap: start over,
         # records first, so that no record outlives the rows it stands for.
-        for leftover in (done, partial):
-            if leftover.exists():
-                shutil.rmtree(leftover)
+        record.clear()
+        shutil.rmtree(partial, ignore_errors=True)
         ds.to_zarr(
             partial,
             mode="w",
@@ -538,14 +524,14 @@ def _write_tiles(
             encoding=_encoding(ds),
             compute=False,
         )
-        done.mkdir()
-        plan_file.write_text(plan)  # last: the template is complete
+        record.start()  # last: the template is complete
     elsewhere = [v for v in ds.variables if not {"y", "x"} & set(ds[v].dims)]
     # One row of spatial chunks per region write: xarray's per-call overhead made single
     # tiles 40 % slower on the demo, and a row's tiles still compute in parallel.
     width = slice(0, ds.sizes["x"])
     rows = [{"y": y, "x": width} for y in _chunk_slices(ds.chunks["y"])]
-    todo = [row for row in rows if not (done / _tile_name(row)).exists()]
+    done = record.finished()
+    todo = [row for row in rows if _tile_name(row) not in done]
     # All rows in one graph, each followed by the task that records it: no barrier
     # between rows leaves a thread idle, and a row is recorded as soon as it is stored.
     records = [
@@ -553,30 +539,30 @@ def _write_tiles(
             ds.drop_vars(elsewhere)  # time and spatial_ref: written with the template
             .isel(row)
             .to_zarr(partial, region=row, compute=False, consolidated=False),
-            done / _tile_name(row),
+            functools.partial(record.mark, _tile_name(row)),
         )
         for row in todo
     ]
-    with _watch_rows(done, len(rows), progress):
+    with _watch_rows(record, len(rows), progress):
         dask.compute(*records)
 
 
-def _record_row(stored: None, marker: Path) -> None:
+def _record_row(stored: None, mark: Callable[[], None]) -> None:
     """Mark a row of chunks as written; ``stored`` is the row's write, done before."""
-    marker.touch()
+    mark()
 
 
 @contextmanager
 def _watch_rows(
-    done: Path, total: int, progress: Callable[[int, int], None] | None
+    record: ResumeRecord, total: int, progress: Callable[[int, int], None] | None
 ) -> Iterator[None]:
-    """Report the rows recorded in ``done`` while the block runs, on any dask scheduler."""
+    """Report the rows recorded while the block runs, on any dask scheduler."""
     if progress is None:
         yield
         return
 
     def written() -> int:
-        return sum(1 for marker in done.iterdir() if marker.name.startswith("y"))
+        return len(record.finished())
 
     finished = threading.Event()
 

@@ -31,7 +31,7 @@ import xarray as xr
 from rasterio.features import shapes
 
 from upscale.cube import write_store
-from upscale.errors import refuse_overwrite
+from upscale.durable import refuse_overwrite
 from upscale.fluxnet import write_fluxnet_monthly
 from upscale.schema import (
     DRIVERS,

@@ -31,10 +31,10 @@ import zarr
 from pyproj import CRS
 
 from upscale.cube import DEFAULT_TILE, write_store
+from upscale.durable import ResumeRecord, output_lock
 from upscale.errors import FetchError
 from upscale.gaps import fill_gaps
 from upscale.grid import TargetGrid
-from upscale.locking import output_lock
 from upscale.schema import DRIVERS
 
 NODATA = -9999.0
@@ -502,15 +502,14 @@ def fetch_cube(
         staging = out.with_name(out.name + ".fetching")
         if out.exists() and staging.exists():  # left by a run that finished: stale
             shutil.rmtree(staging)
-        done = staging / "blocks_done"
-        _prepare_staging(staging, plan)
+        record = _prepare_staging(staging, plan)
         request = compute_pixels or ee.data.computePixels
         blocks = plan.blocks()
+        fetched = record.finished()
         for count, block in enumerate(blocks, start=1):
-            marker = done / _block_name(block)
-            if not marker.exists():
+            if _block_name(block) not in fetched:
                 _fetch_block(plan, block, staging, request, sleep)
-                marker.touch()
+                record.mark(_block_name(block))
             if progress is not None:
                 progress(count, len(blocks))
         cube = _finished_cube(staging, plan, provenance or {})
@@ -522,8 +521,12 @@ def fetch_cube(
     return out
 
 
-def _prepare_staging(staging: Path, plan: FetchPlan) -> None:
-    """Create the staging store once; a later run with another plan is refused."""
+def _prepare_staging(staging: Path, plan: FetchPlan) -> ResumeRecord:
+    """Create the staging store once, and return its record of the blocks fetched.
+
+    A later run with the same plan resumes; one with another plan is refused, since the
+    blocks of the first would be lost.
+    """
     settings = {
         "grid": [plan.grid.crs, list(plan.grid.bounds), plan.grid.resolution],
         "variables": list(plan.variables),
@@ -531,16 +534,16 @@ def _prepare_staging(staging: Path, plan: FetchPlan) -> None:
         "tile": plan.tile,
         "months_per_request": plan.months_per_request,
     }
-    plan_file = staging / "plan.json"
-    if plan_file.exists():
-        if json.loads(plan_file.read_text()) != settings:
-            raise FetchError(
-                f"{staging} holds an unfinished fetch with other settings; finish it with "
-                "those settings, or delete the folder to start again"
-            )
-        return
+    record = ResumeRecord(staging / "plan.json", settings, parts=staging / "blocks_done")
+    if record.resumes():
+        return record
+    if record.exists():
+        raise FetchError(
+            f"{staging} holds an unfinished fetch with other settings; finish it with "
+            "those settings, or delete the folder to start again"
+        )
+    record.clear()  # blocks recorded by a start killed before its plan was
     staging.mkdir(parents=True, exist_ok=True)
-    (staging / "blocks_done").mkdir(exist_ok=True)
     height, width = plan.grid.shape
     store = zarr.open_group(staging / "data.zarr", mode="w", zarr_format=3)
     for name in plan.variables:
@@ -552,7 +555,8 @@ def _prepare_staging(staging: Path, plan: FetchPlan) -> None:
             fill_value=np.nan,
             dimension_names=("time", "y", "x"),
         )
-    plan_file.write_text(json.dumps(settings))
+    record.start()  # last: the store is complete
+    return record
 
 
 def _fetch_block(

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from upscale.artifact import WEIGHTS, Model, load_model, software_versions, utc_now
+from upscale.artifact import WEIGHTS, Model, load_model, software_versions
+from upscale.durable import utc_now
 from upscale.errors import CubeError, ModelArtifactError
 from upscale.schema import (
     DOMAIN_DISTANCE,

@@ -6,9 +6,6 @@ prints its message (one line saying what was wrong, where, and what to do) inste
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-
 
 class UpscaleError(Exception):
     """Base class of the errors caused by input or usage, not by a bug."""
@@ -55,7 +52,7 @@ class OutputExistsError(UpscaleError):
 
 
 class OutputLockedError(UpscaleError):
-    """Another run is writing the same output (see [`upscale.locking`][upscale.locking])."""
+    """Another run is writing the same output (see [`output_lock`][upscale.durable.output_lock])."""
 
 
 class OutputWriteError(UpscaleError):
@@ -64,10 +61,3 @@ class OutputWriteError(UpscaleError):
 
 class GridMappingWarning(UserWarning):
     """A store's CRS was taken from a grid-mapping variable that no variable names."""
-
-
-def refuse_overwrite(paths: Iterable[str | Path], *, overwrite: bool) -> None:
-    """Raise `OutputExistsError` naming the paths that exist, unless overwriting."""
-    existing = [str(path) for path in paths if Path(path).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(f"{', '.join(existing)}: exist(s); pass --overwrite to replace")

@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from upscale.artifact import utc_now
 from upscale.cube import COMPLETE
-from upscale.errors import refuse_overwrite
-from upscale.locking import output_lock
+from upscale.durable import staged, utc_now
 from upscale.schema import WETLAND
 
 CARBON_UNITS = "gC m-2 d-1"
@@ -79,8 +77,7 @@ def write_netcdf(maps: xr.Dataset, path: str | Path, *, overwrite: bool = False)
         When the file exists and ``overwrite`` is False.
     """
     path = Path(path)
-    with output_lock(path):
-        refuse_overwrite([path], overwrite=overwrite)
+    with staged(path, overwrite=overwrite) as partial:
         ds = cf_maps(maps)
         encoding = {
             name: {"zlib": True, "complevel": 4}
@@ -89,7 +86,5 @@ def write_netcdf(maps: xr.Dataset, path: str | Path, *, overwrite: bool = False)
         }
         encoding |= {dim: {"_FillValue": None} for dim in ("x", "y")}
         encoding["time"] = {"units": "days since 1970-01-01", "dtype": "int32", "_FillValue": None}
-        partial = path.with_name(path.name + ".partial")
         ds.to_netcdf(partial, encoding=encoding, engine="netcdf4")
-        partial.replace(path)
     return path

@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from upscale.artifact import Model, software_versions, utc_now
+from upscale.artifact import Model, software_versions
 from upscale.attribution import expected_gradients
+from upscale.durable import refuse_overwrite, utc_now
 from upscale.engine import pick_device, prepare_run, wetland_series
-from upscale.errors import CubeError, refuse_overwrite
+from upscale.errors import CubeError
 from upscale.geotiff import write_cog
 
 MEAN_ABS = "mean_abs_shap"

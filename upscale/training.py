@@ -29,9 +29,9 @@ from upscale.artifact import (
     ModelCard,
     as_float_list,
     software_versions,
-    utc_now,
 )
 from upscale.balance import NeeMode, derive_nee, imbalance
+from upscale.durable import utc_now
 from upscale.errors import SiteDataError
 from upscale.metrics import decomposed_skill, skill
 from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters

@@ -1,4 +1,4 @@
-"""Helpers shared by the API modules: status lines, input stamps, atomic text files."""
+"""Helpers shared by the API modules: status lines and input stamps."""
 
 from __future__ import annotations
 
@@ -16,12 +16,6 @@ TABLE_SUFFIXES = (".csv", ".json", ".geojson")
 
 def print_status(message: str) -> None:
     console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def input_stamp(*paths: Path) -> str:

@@ -12,6 +12,7 @@ import xarray as xr
 
 from upscale.api._common import Status, input_stamp, print_status
 from upscale.cube import open_cube, open_mask
+from upscale.durable import staged, write_text
 from upscale.errors import SiteDataError
 from upscale.samples import (
     SiteSeries,
@@ -168,10 +169,9 @@ def tower_series(
     if cache:
         # The key goes last: a crash while writing leaves no key, so no stale reuse.
         stamp.unlink(missing_ok=True)
-        partial = Path(f"{cache}.partial.npz")
-        series.save(partial)
-        partial.replace(cache)
-        stamp.write_text(key)
+        with staged(cache, overwrite=True, suffix=".npz") as partial:
+            series.save(partial)
+        write_text(stamp, key)
     return series
 
 

@@ -15,11 +15,10 @@ from upscale.api._towers import read_towers
 from upscale.artifact import ModelCard, load_model
 from upscale.attribution import TowerExplanation, explain_towers
 from upscale.cube import open_cube, open_mask, open_store, write_store
+from upscale.durable import output_lock, resumable
 from upscale.errors import ConfigError, SiteDataError
-from upscale.locking import output_lock
 from upscale.plots import importance_figure, memory_figure, save_png
 from upscale.progress import dask_progress
-from upscale.resume import resumable
 from upscale.samples import TOWER, SiteSeries
 from upscale.schema import validate_cube
 from upscale.shap_maps import export_shap_cogs, shap_maps
@@ -36,7 +35,7 @@ class ExplainReport:
 
 
 EXPLAIN_PLAN = ".upscale-explain.json"
-"""File in the explain folder recording a run under way (see `upscale.resume`)."""
+"""File in the explain folder recording a run under way (see `upscale.durable.resumable`)."""
 
 
 def _write_tower_explanations(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from upscale.annual import Period, export_layers
 from upscale.cube import open_maps
-from upscale.geotiff import Period, export_cogs
+from upscale.geotiff import export_cogs
 
 
 def export(
@@ -19,7 +20,10 @@ def export(
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
 
-    See [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
+    See [`export_layers`][upscale.annual.export_layers] for the files of each period and
+    [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
     ([`write_netcdf`][upscale.netcdf.write_netcdf]).
     """
-    return export_cogs(open_maps(maps), out, periods=periods, netcdf=netcdf, overwrite=overwrite)
+    opened = open_maps(maps)
+    layers = export_layers(opened, periods)
+    return export_cogs(opened, layers, out, netcdf=netcdf, overwrite=overwrite)

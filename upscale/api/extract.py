@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from upscale.api._common import write_text_atomic
 from upscale.cube import open_cube
-from upscale.errors import CubeError, refuse_overwrite
+from upscale.durable import refuse_overwrite, write_text
+from upscale.errors import CubeError
 from upscale.pixels import drivers_at_towers, monthly_variables, tower_pixels
 from upscale.progress import dask_progress
 from upscale.schema import validate_cube
@@ -87,12 +87,12 @@ def extract(
     with dask_progress(f"reading {len(meta)} tower pixel(s)"):
         table = drivers_at_towers(grid, meta, features)
     write_site_drivers(table, out)
-    write_text_atomic(beside, pixels.to_csv(index=False, lineterminator="\n"))
+    write_text(beside, pixels.to_csv(index=False, lineterminator="\n"))
     return ExtractReport(path=out, pixels_path=beside, pixels=pixels)
 
 
 def write_site_drivers(table: pd.DataFrame, out: Path) -> Path:
     """Write drivers at the towers (from a cube or Earth Engine) atomically as a tidy CSV."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, site_drivers_csv(table))
+    write_text(out, site_drivers_csv(table))
     return out

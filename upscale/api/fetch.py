@@ -10,8 +10,9 @@ from pyproj.exceptions import CRSError
 from upscale.api.extract import write_site_drivers
 from upscale.api.query import RegionSpec
 from upscale.catalogue import resolve_regions
+from upscale.durable import refuse_overwrite
 from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, fetch_points, initialize
-from upscale.errors import FetchError, refuse_overwrite
+from upscale.errors import FetchError
 from upscale.grid import TargetGrid
 from upscale.progress import new_progress
 from upscale.sites import read_sites_table

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from upscale.artifact import software_versions
 from upscale.cube import DEFAULT_TILE, write_store
-from upscale.errors import refuse_overwrite
+from upscale.durable import refuse_overwrite
 from upscale.gaps import fill_gaps, gap_summary
 from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
 

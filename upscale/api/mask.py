@@ -11,7 +11,8 @@ import pandas as pd
 
 from upscale.artifact import software_versions
 from upscale.cube import open_cube, write_store
-from upscale.errors import MaskError, refuse_overwrite
+from upscale.durable import refuse_overwrite
+from upscale.errors import MaskError
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.plots import mask_figure, save_png
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from upscale.cube import open_cube, open_mask, write_store
+from upscale.durable import output_lock, refuse_overwrite
 from upscale.engine import flux_maps, resident_model
-from upscale.errors import ModelArtifactError, SchedulerError, refuse_overwrite
+from upscale.errors import ModelArtifactError, SchedulerError
 from upscale.gaps import gap_summary
-from upscale.locking import output_lock
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 

@@ -9,10 +9,11 @@ import geopandas as gpd
 import pandas as pd
 
 from upscale.annual import annual_totals
-from upscale.api._common import TABLE_SUFFIXES, write_text_atomic
+from upscale.api._common import TABLE_SUFFIXES
 from upscale.catalogue import resolve_regions
 from upscale.cube import open_maps
-from upscale.errors import RegionError, refuse_overwrite
+from upscale.durable import refuse_overwrite, staged, write_text
+from upscale.errors import RegionError
 from upscale.plots import region_fluxes_figure, region_sink_figure, save_png
 from upscale.regions import Period as BudgetPeriod
 from upscale.regions import budget
@@ -89,11 +90,10 @@ def write_budget(table: pd.DataFrame, regions: gpd.GeoDataFrame, out: Path) -> P
     if suffix == ".geojson":
         outlines = regions[["name", "geometry"]].to_crs("EPSG:4326")
         features = outlines.merge(table, on="name")
-        partial = out.with_name(out.name + ".partial")
-        features.to_file(partial, driver="GeoJSON")
-        partial.replace(out)
+        with staged(out, overwrite=True) as partial:
+            features.to_file(partial, driver="GeoJSON")
     elif suffix == ".json":
-        write_text_atomic(out, table.to_json(orient="records", indent=2))
+        write_text(out, table.to_json(orient="records", indent=2))
     else:
-        write_text_atomic(out, table.to_csv(index=False, float_format="%.6g"))
+        write_text(out, table.to_csv(index=False, float_format="%.6g"))
     return out

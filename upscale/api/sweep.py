@@ -9,7 +9,7 @@ from pathlib import Path
 from upscale.api._common import Status, print_status
 from upscale.api._towers import require_towers, tower_series
 from upscale.balance import NEE_MODES
-from upscale.errors import refuse_overwrite
+from upscale.durable import refuse_overwrite
 from upscale.plots import save_png, sweep_figure
 from upscale.sites import Partitioning
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep

@@ -16,11 +16,10 @@ from upscale.api._towers import Towers, read_towers, require_towers, require_wet
 from upscale.artifact import read_card, save_model
 from upscale.config import save_train_config
 from upscale.cube import open_cube
+from upscale.durable import output_lock, resumable
 from upscale.errors import ConfigError
 from upscale.gaps import FILLED
-from upscale.locking import output_lock
 from upscale.metrics import COMPONENTS
-from upscale.resume import resumable
 from upscale.sites import SITE_ID, Partitioning
 from upscale.training import TrainConfig, train_ensemble
 

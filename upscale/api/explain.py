@@ -202,7 +202,9 @@ def explain(
                 rasters.attrs["inputs"] = json.dumps(plan, sort_keys=True, default=str)
                 with dask_progress(f"explaining every wetland pixel ({months} months each)"):
                     write_store(rasters, outputs["shap"], overwrite=True, resume=True)
-            export_shap_cogs(open_store(outputs["shap"], kind="maps"), outputs["shap_cogs"], overwrite=True)
+            export_shap_cogs(
+                open_store(outputs["shap"], kind="maps"), outputs["shap_cogs"], overwrite=True
+            )
     return ExplainReport(outputs=outputs, explanations=explanations)
 
 

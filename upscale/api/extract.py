@@ -52,7 +52,7 @@ def extract(
     out
         CSV to write: ``site_id, time, <DRIVER>...`` (dates ``YYYY-MM-DD``, missing values
         empty), rows by tower in ``sites.csv`` order then month, as
-        [`read_site_drivers`][upscale.sites.read_site_drivers] reads it. The pixel under
+        [`read_site_drivers`][upscale.tidy.read_site_drivers] reads it. The pixel under
         each tower goes beside it, ``<out stem>.pixels.csv`` (see
         [`tower_pixels`][upscale.pixels.tower_pixels]).
     features

@@ -13,7 +13,14 @@ from upscale.cli import app
 from upscale.cube import open_cube
 from upscale.errors import CubeError
 from upscale.grid import TargetGrid
-from upscale.ingest import SourceSpec, build_drivers, read_source_variable
+from upscale.ingest import (
+    DRIVER_SOURCES,
+    DriverSource,
+    SourceSpec,
+    build_drivers,
+    read_source_variable,
+    register_driver_source,
+)
 
 
 def write_config(folder, **fields):
@@ -349,3 +356,35 @@ def test_cube_and_ingest_read_a_store_on_one_grid(y, x, east_of_180, suffix, tmp
         np.testing.assert_array_equal(read["x"], canonical["x"])  # -179.5..179.5, west to east
         np.testing.assert_array_equal(read["y"], canonical["y"])  # north up
         np.testing.assert_array_equal(read.values, canonical["TA"].values)
+
+
+@pytest.fixture
+def csv_source():
+    """A toy kind of driver source, ``csv: <file>``: one value per month for every pixel of a
+    fixed grid; removed from the registry after the test."""
+
+    def read(spec, name, base):
+        table = pd.read_csv(base / spec.location, parse_dates=["time"]).set_index("time")
+        lat, lon = np.arange(26.5, 24.0, -0.5), np.arange(-82.0, -80.0, 0.5)
+        values = np.broadcast_to(table[name].to_numpy()[:, None, None], (len(table), 5, 4))
+        array = xr.DataArray(
+            values.copy(), coords={"time": table.index, "y": lat, "x": lon}, dims=("time", "y", "x")
+        )
+        return array.rio.write_crs("EPSG:4326").assign_attrs(units="K")
+
+    source = register_driver_source(DriverSource("csv", "a CSV of monthly values", read))
+    yield source
+    del DRIVER_SOURCES[source.kind]
+
+
+def test_a_registered_driver_source_is_read_by_its_key(tmp_path, csv_source):
+    (tmp_path / "t.csv").write_text("time,t2m\n2019-01-01,283.15\n2019-02-01,293.15\n")
+    spec = SourceSpec(csv="t.csv", variables={"TA": "t2m"})
+    assert (spec.kind, spec.location) == ("csv", "t.csv")
+    grid = TargetGrid("EPSG:4326", (-82.25, 24.25, -80.25, 26.75), 0.5)
+    cube = build_drivers([spec], grid, ("2019-01", "2019-02"), base=tmp_path)
+    np.testing.assert_allclose(cube["TA"].values[:, 2, 1], [10.0, 20.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="give exactly one of path, pattern, listing, csv"):
+        SourceSpec(csv="t.csv", path="x.nc", variables={"TA": "t2m"})
+    with pytest.raises(ValueError, match="already called 'csv'"):
+        register_driver_source(csv_source)

@@ -11,9 +11,11 @@ Units are converted only when they say what they are: an accumulation without it
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,20 +62,67 @@ _ACCUMULATIONS = {"J m-2", "J/m2", "m", "mm", "kg m-2", "MJ m-2"}
 """Units of amounts accumulated over a period the file does not state."""
 
 
-class SourceSpec(BaseModel):
-    """One driver source: a NetCDF/Zarr file, or a stack of GeoTIFFs.
+SourceReader = Callable[["SourceSpec", str, Path], xr.DataArray]
+"""Reads one variable (by its name in the source) of a source spec, relative paths from a base."""
+
+
+@dataclass(frozen=True)
+class DriverSource:
+    """A kind of local driver source, as a source spec names it.
 
     Attributes
     ----------
-    path
-        NetCDF file or Zarr store.
-    pattern
-        GeoTIFF stack: a path pattern with ``{variable}`` and ``{date:FORMAT}`` fields, e.g.
-        ``modis/{variable}_{date:%Y%m%d}.tif``; without ``{variable}`` every file holds all
-        variables as bands, named in ``variables`` by band description or number (as in
-        the monthly exports of ``upscale fetch --export-to``).
-    listing
-        GeoTIFF stack: a CSV with ``path``, ``variable`` and ``time`` columns.
+    kind
+        The key that gives the source's location in a spec (``path: era5.nc``).
+    description
+        What the location is, for the docs and for messages.
+    read
+        Reads one variable of a spec of this kind: a lazy ``(time, y, x)`` array with a CRS,
+        in the source's units; [`read_source_variable`][upscale.ingest.read_source_variable]
+        does the rest (no data, scale, units).
+    """
+
+    kind: str
+    description: str
+    read: SourceReader
+
+
+DRIVER_SOURCES: dict[str, DriverSource] = {}
+"""The registered kinds of driver source, by the key a spec gives them with."""
+
+
+def register_driver_source(source: DriverSource) -> DriverSource:
+    """Add a kind of driver source; a spec then takes its key as ``<kind>: <location>``.
+
+    Raises
+    ------
+    ValueError
+        When the kind is taken, or clashes with another field of a source spec.
+    """
+    if source.kind in DRIVER_SOURCES or source.kind in SourceSpec.model_fields:
+        raise ValueError(f"a driver source or spec field is already called {source.kind!r}")
+    DRIVER_SOURCES[source.kind] = source
+    return source
+
+
+class SourceSpec(BaseModel):
+    """One driver source: its kind and location, and how to read its variables.
+
+    A spec names its source by one registered kind (see
+    [`DRIVER_SOURCES`][upscale.ingest.DRIVER_SOURCES]), e.g. ``path: era5.nc``,
+    ``pattern: modis/{variable}_{date:%Y%m%d}.tif`` or ``listing: files.csv``.
+
+    Attributes
+    ----------
+    kind
+        The registered kind of source: ``path`` (a NetCDF file or Zarr store), ``pattern``
+        (a GeoTIFF stack: a path pattern with ``{variable}`` and ``{date:FORMAT}`` fields;
+        without ``{variable}`` every file holds all variables as bands, named in
+        ``variables`` by band description or number, as in the monthly exports of
+        ``upscale fetch --export-to``) or ``listing`` (a GeoTIFF stack listed in a CSV with
+        ``path``, ``variable`` and ``time`` columns).
+    location
+        Where the source is, as its kind reads it.
     variables
         Canonical name -> the source's name (the variable in a file, or the ``{variable}``
         value of a stack), e.g. ``{"TA": "t2m"}``.
@@ -89,21 +138,31 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = None
-    pattern: str | None = None
-    listing: str | None = None
+    kind: str
+    location: str
     variables: dict[str, str]
     units: dict[str, str] = {}
     scale: dict[str, float] = {}
     offset: dict[str, float] = {}
     nodata: dict[str, float] = {}
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> SourceSpec:
-        kinds = [k for k in ("path", "pattern", "listing") if getattr(self, k)]
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, given: Any) -> Any:
+        if not isinstance(given, dict) or "kind" in given:
+            return given
+        kinds = [k for k in DRIVER_SOURCES if given.get(k)]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of path, pattern or listing")
-        return self
+            raise ValueError(f"give exactly one of {', '.join(DRIVER_SOURCES)}")
+        rest = {k: v for k, v in given.items() if k not in DRIVER_SOURCES}
+        return {"kind": kinds[0], "location": str(given[kinds[0]]), **rest}
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        if kind not in DRIVER_SOURCES:
+            raise ValueError(f"{kind!r} is not a driver source ({', '.join(DRIVER_SOURCES)})")
+        return kind
 
     @field_validator("variables")
     @classmethod
@@ -116,7 +175,7 @@ class SourceSpec(BaseModel):
     @property
     def label(self) -> str:
         """How error messages name this source."""
-        return str(self.path or self.pattern or self.listing)
+        return self.location
 
 
 def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()) -> xr.DataArray:
@@ -142,10 +201,7 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
         When the source is unreadable, lacks the variable, or its units are unknown.
     """
     name = spec.variables[variable]
-    if spec.path is not None:
-        array = _from_store(base / spec.path, name)
-    else:
-        array = _from_stack(spec, name, base)
+    array = DRIVER_SOURCES[spec.kind].read(spec, name, base)
     array = _check_source(array, spec.label)
     if variable in spec.nodata:
         array = array.where(array != spec.nodata[variable])
@@ -160,6 +216,10 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
     return _to_canonical_units(array, variable, units, f"{spec.label}: {name}")
 
 
+def _read_store(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
+    return _from_store(base / spec.location, name)
+
+
 def _from_store(path: Path, name: str) -> xr.DataArray:
     ds = open_gridded(path, kind="source")
     if name not in ds.data_vars:
@@ -172,23 +232,23 @@ def _from_store(path: Path, name: str) -> xr.DataArray:
 
 def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd.Timestamp]]:
     """List the files of one variable of a GeoTIFF stack, with their dates."""
-    if spec.listing is not None:
+    if spec.kind == "listing":
         try:
-            listing = pd.read_csv(base / spec.listing)
+            listing = pd.read_csv(base / spec.location)
         except (OSError, pd.errors.ParserError) as err:
-            raise CubeError(f"{spec.listing}: not a readable listing ({err})") from None
+            raise CubeError(f"{spec.location}: not a readable listing ({err})") from None
         missing = {"path", "variable", "time"} - set(listing.columns)
         if missing:
             raise CubeError(
-                f"{spec.listing}: no column(s) {sorted(missing)} (path, variable, time)"
+                f"{spec.location}: no column(s) {sorted(missing)} (path, variable, time)"
             )
         rows = listing[listing["variable"] == name]
         try:
             times = pd.to_datetime(rows["time"])
         except (ValueError, TypeError) as err:
-            raise CubeError(f"{spec.listing}: a time does not parse ({err})") from None
+            raise CubeError(f"{spec.location}: a time does not parse ({err})") from None
         return [(base / p, t) for p, t in zip(rows["path"], times, strict=True)]
-    pattern = spec.pattern
+    pattern = spec.location
     fields = re.findall(r"\{(\w+)(?::([^}]*))?\}", pattern)
     if {f for f, _ in fields} not in ({"variable", "date"}, {"date"}):
         raise CubeError(
@@ -225,7 +285,7 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
         if RASTER_BANDS not in bands:
             raise CubeError(f"{path}: not a GeoTIFF; a stack is made of GeoTIFFs")
         layer = bands[RASTER_BANDS]
-        multiband = spec.pattern is not None and "{variable}" not in spec.pattern
+        multiband = spec.kind == "pattern" and "{variable}" not in spec.location
         band = _band_index(layer, name, path) if multiband else 0
         layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
     crss = {str(layer.rio.crs) for layer in layers}
@@ -239,6 +299,14 @@ def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
         raise CubeError(f"{spec.label}: the GeoTIFFs of '{name}' are not on one grid") from None
     array.attrs.update(layers[0].attrs)
     return array
+
+
+for _source in (
+    DriverSource("path", "a NetCDF file or Zarr store", _read_store),
+    DriverSource("pattern", "a GeoTIFF stack named by a path pattern", _from_stack),
+    DriverSource("listing", "a GeoTIFF stack listed in a CSV (path, variable, time)", _from_stack),
+):
+    register_driver_source(_source)
 
 
 def _band_index(layer: xr.DataArray, name: str, path: Path) -> int:

@@ -16,7 +16,7 @@ import xarray as xr
 from upscale.annual import export_layers
 from upscale.cube import write_store
 from upscale.errors import OutputWriteError
-from upscale.geotiff import export_cogs
+from upscale.exports import export_maps
 
 
 @contextmanager
@@ -65,7 +65,7 @@ def test_a_read_only_destination_is_one_clear_error(small_region, tmp_path):
             write_store(_incompressible(0.1), readonly / "maps.zarr")
         maps = small_region.cube[["TA"]].rename(TA="GPP")
         with pytest.raises(OutputWriteError, match="cogs: cannot write there"):
-            export_cogs(maps, export_layers(maps), readonly / "cogs")
+            export_maps(maps, export_layers(maps), readonly / "cogs")
 
 
 def test_an_unreadable_input_inside_the_lock_is_not_called_an_output_error(tmp_path):

@@ -1,13 +1,15 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from upscale.annual import export_layers
+from upscale.annual import annual_totals, export_layers
 from upscale.cube import open_store, write_store
 from upscale.engine import flux_maps
 from upscale.errors import OutputExistsError
-from upscale.geotiff import export_cogs
+from upscale.exports import EXPORT_FORMATS, ExportFormat, export_maps, register_export_format
 
 
 @pytest.fixture
@@ -18,7 +20,7 @@ def maps(small_region, model_folders, tmp_path):
 
 
 def test_annual_and_monthly_cogs(maps, tmp_path):
-    paths = export_cogs(maps, export_layers(maps, ("annual", "monthly")), tmp_path / "cogs")
+    paths = export_maps(maps, export_layers(maps, ("annual", "monthly")), tmp_path / "cogs")
     names = sorted(p.name for p in paths)
     layers = ("GPP", "RE", "NEE", "GPP_std", "RE_std", "NEE_std")
     expected = [f"{v}_{p}.tif" for v in layers for p in ("annual", "monthly")]
@@ -46,13 +48,13 @@ def test_annual_and_monthly_cogs(maps, tmp_path):
 
 
 def test_refuses_to_overwrite(maps, tmp_path):
-    export_cogs(maps, export_layers(maps), tmp_path / "cogs")
+    export_maps(maps, export_layers(maps), tmp_path / "cogs")
     with pytest.raises(OutputExistsError, match="GPP_annual.tif"):
-        export_cogs(maps, export_layers(maps), tmp_path / "cogs")
+        export_maps(maps, export_layers(maps), tmp_path / "cogs")
 
 
 def test_spread_and_extrapolation_layers(maps, tmp_path):
-    export_cogs(maps, export_layers(maps), tmp_path / "cogs")
+    export_maps(maps, export_layers(maps), tmp_path / "cogs")
     with rasterio.open(tmp_path / "cogs" / "NEE_std_annual.tif") as src:
         assert src.descriptions[0] == "NEE_std 2011 total"
         spread = src.read(1)
@@ -65,3 +67,38 @@ def test_spread_and_extrapolation_layers(maps, tmp_path):
     wetland = maps["wetland"].values > 0
     assert np.isfinite(share[wetland]).all() and np.isnan(share[~wetland]).all()
     assert ((share[wetland] >= 0) & (share[wetland] <= 1)).all()
+
+
+@pytest.fixture
+def csv_format():
+    """A toy export format, ``csv``: the regional mean of each band, one CSV per layer."""
+
+    def files(maps, layers, folder):
+        def writer(name, data, labels):
+            path = folder / f"{name}.csv"
+            means = data.mean(("y", "x")).values
+            path.write_text(
+                "".join(
+                    f"{label},{value:.6g}\n" for label, value in zip(labels, means, strict=True)
+                )
+            )
+            return path
+
+        return {folder / f"{n}.csv": partial(writer, n, d, lb) for n, (d, lb) in layers.items()}
+
+    fmt = register_export_format(ExportFormat("csv", "regional means as CSV", files))
+    yield fmt
+    del EXPORT_FORMATS[fmt.name]
+
+
+def test_a_registered_export_format_is_written_beside_the_cogs(maps, tmp_path, csv_format):
+    layers = export_layers(maps)
+    paths = export_maps(maps, layers, tmp_path / "out", formats=("cog", "csv"))
+    assert sorted(p.suffix for p in paths) == sorted([".tif", ".csv"] * len(layers))
+    gpp = (tmp_path / "out" / "GPP_annual.csv").read_text().splitlines()
+    totals = annual_totals(maps)["GPP"].mean(("y", "x")).values
+    assert [float(line.split(",")[1]) for line in gpp] == pytest.approx(totals, rel=1e-5)
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_maps(maps, layers, tmp_path / "other", formats=("kml",))
+    with pytest.raises(ValueError, match="already called 'csv'"):
+        register_export_format(csv_format)

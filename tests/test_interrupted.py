@@ -20,7 +20,7 @@ from upscale.cube import open_maps, write_store
 from upscale.demo_region import write_demo_region
 from upscale.engine import flux_maps
 from upscale.errors import OutputExistsError
-from upscale.geotiff import EXPORT_PLAN, export_cogs
+from upscale.exports import EXPORT_PLAN, export_maps
 from upscale.training import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -102,6 +102,7 @@ def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_pat
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"
+        "import upscale.exports as exports\n"
         "import upscale.geotiff as geotiff\n"
         "from upscale.annual import export_layers\n"
         "from upscale.cube import open_maps\n"
@@ -112,7 +113,7 @@ def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_pat
         "geotiff.write_cog = write_and_die\n"
         "maps = open_maps(sys.argv[1])\n"
         "layers = export_layers(maps, ('annual', 'monthly'))\n"
-        "geotiff.export_cogs(maps, layers, sys.argv[2])\n",
+        "exports.export_maps(maps, layers, sys.argv[2])\n",
         maps_path,
         folder,
     )
@@ -121,28 +122,29 @@ def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_pat
 
     maps = open_maps(maps_path)
     layers = export_layers(maps, ("annual", "monthly"))
-    paths = export_cogs(maps, layers, folder)
+    paths = export_maps(maps, layers, folder)
     assert not (folder / EXPORT_PLAN).exists()
-    whole = export_cogs(maps, layers, tmp_path / "whole")
+    whole = export_maps(maps, layers, tmp_path / "whole")
     assert [p.name for p in paths] == [p.name for p in whole] and len(paths) > 2
     for resumed, uninterrupted in zip(paths, whole, strict=True):
         with rasterio.open(resumed) as a, rasterio.open(uninterrupted) as b:
             np.testing.assert_array_equal(a.read(), b.read())
             assert a.descriptions == b.descriptions
     with pytest.raises(OutputExistsError):
-        export_cogs(maps, layers, folder)
+        export_maps(maps, layers, folder)
 
 
 def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"
-        "import upscale.geotiff as geotiff\n"
+        "import upscale.exports as exports\n"
+        "import upscale.netcdf as netcdf\n"
         "from upscale.annual import export_layers\n"
         "from upscale.cube import open_maps\n"
-        "geotiff.write_netcdf = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "netcdf.write_netcdf = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
         "maps = open_maps(sys.argv[1])\n"
-        "geotiff.export_cogs(maps, export_layers(maps), sys.argv[2], netcdf=True)\n",
+        "exports.export_maps(maps, export_layers(maps), sys.argv[2], formats=('cog', 'netcdf'))\n",
         maps_path,
         folder,
     )
@@ -150,7 +152,7 @@ def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
     assert cogs and not (folder / "maps.nc").exists()
 
     maps = open_maps(maps_path)
-    paths = export_cogs(maps, export_layers(maps), folder, netcdf=True)
+    paths = export_maps(maps, export_layers(maps), folder, formats=("cog", "netcdf"))
     assert folder / "maps.nc" in paths and (folder / "maps.nc").exists()
     assert {path: path.stat().st_mtime_ns for path in folder.glob("*.tif")} == cogs
     assert not (folder / EXPORT_PLAN).exists()

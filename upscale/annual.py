@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.errors import MapsError
+from upscale.exports import Layer
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
     EXTRAPOLATED,
@@ -20,9 +21,6 @@ from upscale.schema import (
 
 Period = Literal["annual", "monthly"]
 """The time steps of exported layers: annual totals or monthly means."""
-
-Layer = tuple[xr.DataArray, list[str]]
-"""Bands ``(band, y, x)`` of one exported file, and a label per band."""
 
 
 def valid_period(maps: xr.Dataset) -> xr.Dataset:
@@ -110,7 +108,7 @@ def export_layers(maps: xr.Dataset, periods: Sequence[Period] = ("annual",)) -> 
     -------
     dict of str to Layer
         Lazy bands and their labels (``GPP 2012 total``, ``GPP 2012-03 mean``) by layer
-        name, for a writer such as [`export_cogs`][upscale.geotiff.export_cogs].
+        name, for a writer such as [`export_maps`][upscale.exports.export_maps].
     """
     layers: dict[str, Layer] = {}
     if "annual" in periods:

@@ -1,8 +1,9 @@
-"""Export maps to Cloud-Optimized GeoTIFFs for GIS: one file per variable, bands over time."""
+"""Cloud-Optimized GeoTIFFs for GIS: one file per variable, bands over time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,7 @@ from dask.utils import SerializableLock
 from rasterio.shutil import copy
 from rio_cogeo.cogeo import cog_validate
 
-from upscale.durable import output_lock, resumable, staged
-from upscale.netcdf import NETCDF_NAME, write_netcdf
-
-EXPORT_PLAN = ".upscale-export.json"
-"""File in the export folder recording an export under way (see `upscale.durable.resumable`)."""
-
+from upscale.durable import staged
 
 COG_BLOCK = 512
 """Tile size of the COGs (the GDAL COG driver's default), in pixels."""
@@ -81,57 +77,11 @@ def _write_tiled(
         dst.update_tags(**tags)
 
 
-def export_cogs(
-    maps: xr.Dataset,
-    layers: Mapping[str, tuple[xr.DataArray, Sequence[str]]],
-    folder: str | Path,
-    *,
-    netcdf: bool = False,
-    overwrite: bool = False,
-) -> list[Path]:
-    """Write layers of the maps as COGs, ``<folder>/<layer name>.tif``, and the maps as NetCDF.
-
-    Parameters
-    ----------
-    maps
-        Output of [`flux_maps`][upscale.engine.flux_maps], as written and reopened.
-    layers
-        Bands and labels by layer name, as [`export_layers`][upscale.annual.export_layers]
-        makes them from the maps (annual totals, monthly means, the extrapolated share).
-    folder
-        Destination folder.
-    netcdf
-        Also write the maps as one CF-1.8 NetCDF, ``maps.nc``
-        ([`write_netcdf`][upscale.netcdf.write_netcdf]), as part of the same resumable run.
-    overwrite
-        Replace existing files.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The files written, each COG validated.
-
-    Notes
-    -----
-    An export killed part-way and started again on the same maps writes only the files it
-    had not finished; until all are written, its plan is in ``.upscale-export.json``.
-    """
-    folder = Path(folder)
-    cogs = {folder / f"{name}.tif": layer for name, layer in layers.items()}
-    cf_file = folder / NETCDF_NAME
-    paths = [*cogs] + ([cf_file] if netcdf else [])
-    plan = {
-        "maps": {key: maps.attrs.get(key) for key in ("created", "inputs", "models")},
-        "files": [path.name for path in paths],
+def cog_files(
+    maps: xr.Dataset, layers: Mapping[str, tuple[xr.DataArray, Sequence[str]]], folder: Path
+) -> dict[Path, Callable[[], Path]]:
+    """Plan one COG per layer, ``<folder>/<layer name>.tif`` (the ``cog`` export format)."""
+    return {
+        folder / f"{name}.tif": partial(write_cog, data, labels, folder / f"{name}.tif")
+        for name, (data, labels) in layers.items()
     }
-    with (
-        output_lock(folder),  # one run at a time writes into the folder
-        resumable(folder / EXPORT_PLAN, plan, paths, overwrite=overwrite) as finished,
-    ):
-        for path, (data, labels) in cogs.items():
-            if path not in finished:  # a killed export, started again, writes the rest
-                write_cog(data, labels, path)
-        if netcdf and cf_file not in finished:
-            # An existing file was refused above unless the user replaces it, or finished.
-            write_netcdf(maps, cf_file, overwrite=True)
-    return paths

@@ -9,6 +9,8 @@ and a ``history`` line. The mask's layers carry their own names and flags from
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +90,13 @@ def write_netcdf(maps: xr.Dataset, path: str | Path, *, overwrite: bool = False)
         encoding["time"] = {"units": "days since 1970-01-01", "dtype": "int32", "_FillValue": None}
         ds.to_netcdf(partial, encoding=encoding, engine="netcdf4")
     return path
+
+
+def netcdf_files(maps: xr.Dataset, layers: object, folder: Path) -> dict[Path, Callable[[], Path]]:
+    """Plan the maps as one NetCDF, ``<folder>/maps.nc`` (the ``netcdf`` export format).
+
+    The file holds the maps themselves, whatever ``layers`` an export asked for.
+    """
+    path = folder / NETCDF_NAME
+    # An existing file was refused by the export unless the user replaces it, or finished.
+    return {path: partial(write_netcdf, maps, path, overwrite=True)}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from upscale.annual import Period, export_layers
 from upscale.cube import open_maps
-from upscale.geotiff import export_cogs
+from upscale.exports import export_maps
 
 
 def export(
@@ -20,10 +20,11 @@ def export(
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
 
-    See [`export_layers`][upscale.annual.export_layers] for the files of each period and
-    [`export_cogs`][upscale.geotiff.export_cogs]; with ``netcdf``, also ``<out>/maps.nc``
-    ([`write_netcdf`][upscale.netcdf.write_netcdf]).
+    See [`export_layers`][upscale.annual.export_layers] for the layers of each period and
+    [`export_maps`][upscale.exports.export_maps] for the files; with ``netcdf``, also
+    ``<out>/maps.nc`` ([`write_netcdf`][upscale.netcdf.write_netcdf]).
     """
     opened = open_maps(maps)
     layers = export_layers(opened, periods)
-    return export_cogs(opened, layers, out, netcdf=netcdf, overwrite=overwrite)
+    formats = ("cog", "netcdf") if netcdf else ("cog",)
+    return export_maps(opened, layers, out, formats=formats, overwrite=overwrite)

@@ -16,6 +16,7 @@ from rio_cogeo.cogeo import cog_validate
 from upscale.annual import annual_totals, valid_period
 from upscale.locking import output_lock
 from upscale.netcdf import NETCDF_NAME, write_netcdf
+from upscale.options import OPTIONS
 from upscale.resume import resumable
 from upscale.schema import EXTRAPOLATED, FLUXES, spread_name
 
@@ -24,9 +25,6 @@ Period = Literal["annual", "monthly"]
 EXPORT_PLAN = ".upscale-export.json"
 """File in the export folder recording an export under way (see `upscale.resume`)."""
 
-
-COG_BLOCK = 512
-"""Tile size of the COGs (the GDAL COG driver's default), in pixels."""
 
 STAGED_BLOCK = 256
 """Tile size of the staged GeoTIFF, and the chunks computed for it, in pixels."""
@@ -71,7 +69,7 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
             driver="COG",
             COMPRESS="DEFLATE",
             PREDICTOR="3",
-            BLOCKSIZE=str(COG_BLOCK),
+            BLOCKSIZE=str(OPTIONS["cog_block"]),
             BIGTIFF="IF_SAFER",
         )
     finally:

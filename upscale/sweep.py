@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ import torch
 
 from upscale.config import make_train_config
 from upscale.metrics import COMPONENTS, decomposed_skill
+from upscale.options import OPTIONS, get_options, set_options
 from upscale.samples import SiteSeries
 from upscale.training import TrainConfig, held_out_skill, train_ensemble
 
@@ -70,12 +72,21 @@ class _Job:
     run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
+def _start_worker(options: dict[str, Any]) -> None:
+    """Give a fresh worker process the options of the process that started it.
+
+    A worker imports ``upscale`` anew, with the default options only; an option set by the
+    caller must reach it too.
+    """
+    set_options(**options)
+
+
 def _run(job: _Job, series: SiteSeries, scored: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Train one cross-validated ensemble; score it pooled, fold by fold and tower by tower.
 
     ``scored`` ``(S, T)`` marks the months every memory of the grid is scored on.
     """
-    torch.set_num_threads(1)
+    torch.set_num_threads(OPTIONS["threads"])
     start = time.perf_counter()
     fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
     seconds_per_member = (time.perf_counter() - start) / len(fitted.model.members)
@@ -183,7 +194,9 @@ def run_sweep(
     ecosystems
         Ecosystems to sweep; by default those of the towers.
     workers
-        Processes training in parallel (one torch thread each); by default the CPU count.
+        Processes training in parallel, each with the torch threads of the ``threads``
+        option (1 by default, [`set_options`][upscale.options.set_options]); by default the
+        CPU count. They get this process's options.
     progress
         Called with a line per finished run.
 
@@ -220,7 +233,12 @@ def run_sweep(
     workers = workers or os.cpu_count() or 1
     rows: list[dict] = []
     tower_rows: list[dict] = []
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(get_options(),),
+    ) as pool:
         futures = []
         for job in jobs:
             rows_of = [r for r, eco in enumerate(series.ecosystems) if eco == job.ecosystem]

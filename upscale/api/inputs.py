@@ -14,7 +14,7 @@ from upscale.api._common import write_text_atomic
 from upscale.api.budgets import RegionSpec
 from upscale.artifact import software_versions
 from upscale.catalogue import resolve_regions
-from upscale.cube import DEFAULT_TILE, open_cube, write_store
+from upscale.cube import open_cube, write_store
 from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, fetch_points, initialize
 from upscale.errors import (
     CubeError,
@@ -26,6 +26,7 @@ from upscale.gaps import fill_gaps, gap_summary
 from upscale.grid import TargetGrid
 from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
+from upscale.options import OPTIONS
 from upscale.pixels import drivers_at_towers, monthly_variables, tower_pixels
 from upscale.plots import (
     mask_figure,
@@ -144,7 +145,7 @@ def ingest(
     if config.fill.enabled:
         cube = fill_gaps(cube, max_interpolated=config.fill.max_interpolated)
     cube.attrs["software"] = json.dumps(software_versions())
-    tile = min(DEFAULT_TILE, max(cube.sizes["y"], cube.sizes["x"]))
+    tile = min(OPTIONS["tile"], max(cube.sizes["y"], cube.sizes["x"]))
     write_store(cube.chunk({"time": -1, "y": tile, "x": tile}), out, overwrite=overwrite)
     return IngestReport(path=out, gaps=gap_summary(cube))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -24,6 +24,7 @@ import torch
 
 from upscale.config import make_train_config
 from upscale.metrics import COMPONENTS, decomposed_skill
+from upscale.nets import NETS
 from upscale.options import OPTIONS, get_options, set_options
 from upscale.samples import SiteSeries
 from upscale.training import TrainConfig, held_out_skill, train_ensemble
@@ -72,12 +73,15 @@ class _Job:
     run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
-def _start_worker(options: dict[str, Any]) -> None:
-    """Give a fresh worker process the options of the process that started it.
+def _start_worker(
+    nets: Mapping[str, Callable[..., torch.nn.Module]], options: dict[str, Any]
+) -> None:
+    """Give a fresh worker process the registry and options of the process that started it.
 
-    A worker imports ``upscale`` anew, with the default options only; an option set by the
-    caller must reach it too.
+    A worker imports ``upscale`` anew, with the shipped architectures and default options
+    only; an architecture registered, or an option set, by the caller must reach it too.
     """
+    NETS.update(nets)
     set_options(**options)
 
 
@@ -171,7 +175,7 @@ def run_sweep(
     series: SiteSeries,
     base: TrainConfig,
     *,
-    architectures: Sequence[str] = ("lstm", "transformer"),
+    architectures: Sequence[str] | None = None,
     memories: Sequence[int] = DEFAULT_MEMORIES,
     nee_modes: Sequence[str] = ("direct", "derived", "penalty"),
     ecosystems: Sequence[str] | None = None,
@@ -187,7 +191,10 @@ def run_sweep(
     base
         Settings shared by all runs; its ``memory`` is where NEE modes are compared.
     architectures, memories
-        The grid; memory 1 (no memory) is always added as the baseline.
+        The grid; memory 1 (no memory) is always added as the baseline. By default every
+        registered architecture ([`NETS`][upscale.nets.NETS]) is swept, not only those with
+        a preset: the sweep gives them all the same ``base`` settings, so an architecture
+        needs no preset to be compared, and one just registered is in the grid.
     nee_modes
         NEE modes compared at the base memory (the grid itself predicts NEE directly); with
         ``direct`` alone, no comparison is run.
@@ -196,7 +203,7 @@ def run_sweep(
     workers
         Processes training in parallel, each with the torch threads of the ``threads``
         option (1 by default, [`set_options`][upscale.options.set_options]); by default the
-        CPU count. They get this process's options.
+        CPU count. They get this process's registry and options.
     progress
         Called with a line per finished run.
 
@@ -205,6 +212,7 @@ def run_sweep(
     SweepResult
         Skill tables, the chosen memory per flux and the NEE-mode comparison.
     """
+    architectures = list(NETS if architectures is None else architectures)
     memories = sorted(set(memories) | {1})
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     grid = [
@@ -237,7 +245,7 @@ def run_sweep(
         workers,
         mp_context=get_context("spawn"),
         initializer=_start_worker,
-        initargs=(get_options(),),
+        initargs=(dict(NETS), get_options()),
     ) as pool:
         futures = []
         for job in jobs:

@@ -1,8 +1,9 @@
 """upscale: coastal-wetland tower fluxes to regional carbon-sink maps.
 
 The functions below are the Python face of the command line (``upscale --help``), with the
-readers of the stores they write (``open_cube``, ``open_mask``, ``open_maps``) and the demo
-region's inputs to try them on (``demo_inputs``).
+readers of the stores they write (``open_cube``, ``open_mask``, ``open_maps``), the demo
+region's inputs to try them on (``demo_inputs``), and the package's settings (tile size,
+batch sizes, COG block size, threads: ``set_options``, ``get_options``).
 """
 
 from importlib.metadata import version
@@ -24,6 +25,7 @@ from upscale.api.sweep import sweep  # noqa: E402
 from upscale.api.train import train  # noqa: E402
 from upscale.cube import open_cube, open_maps, open_mask  # noqa: E402
 from upscale.demo_region import DemoSpec  # noqa: E402
+from upscale.options import get_options, set_options  # noqa: E402
 from upscale.training import TrainConfig  # noqa: E402
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "export",
     "extract",
     "fetch",
+    "get_options",
     "ingest",
     "list_regions",
     "mask",
@@ -44,6 +47,7 @@ __all__ = [
     "open_maps",
     "predict",
     "query",
+    "set_options",
     "sweep",
     "train",
 ]

@@ -7,8 +7,8 @@ requested share of the grid as wetland, and measures in one run
 * the I/O floor: the tile engine reading the drivers ``predict`` reads and writing as many
   map layers as ``predict`` writes, with no model;
 * the model floor: the same number of windows through the same ensembles from memory in
-  batches, on every core (a thread per core with one torch thread each), timed on a sample
-  of pixels and scaled to all of them;
+  batches, on every core (a thread per core with the torch threads of an engine's tile
+  each), timed on a sample of pixels and scaled to all of them;
 * ``predict`` end to end, in a process of its own so that its peak memory is its own;
 * the SHAP summary rasters of ``explain``;
 
@@ -40,6 +40,7 @@ from upscale.artifact import Model, load_model
 from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps, pick_device, prepare_run
+from upscale.options import OPTIONS, get_options
 from upscale.samples import window_views
 from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
 from upscale.shap_maps import shap_maps
@@ -250,8 +251,9 @@ def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
     """Seconds to run every window of ``drivers`` through every member's net, all cores busy.
 
     The windows are made and batched before the clock starts: the floor is the nets' time
-    alone (``predict`` also computes the domain distance). Each of ``threads`` threads,
-    with one torch thread each as the engine's tiles, runs all the batches; the time of one
+    alone (``predict`` also computes the domain distance). Each of ``threads`` threads, with
+    the torch threads of an engine's tile (the ``threads`` option,
+    [`set_options`][upscale.options.set_options]), runs all the batches; the time of one
     copy is the wall time over the threads, so no thread waits on an uneven share.
     """
     memory, n_features = model.memory, drivers.shape[-1]
@@ -265,7 +267,7 @@ def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
                 member.fluxes(batch)
 
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(OPTIONS["threads"])
     try:
         with ThreadPoolExecutor(threads) as pool:
             start = time.perf_counter()
@@ -306,19 +308,24 @@ def _io_floor(cube, wetland, models, loaded: dict[str, Model], out: Path) -> Non
 
 
 def predict_in_process(cube: Path, mask: Path, models: list[Path], out: Path, tile: int):
-    """Run ``upscale.predict`` in a fresh process; return its seconds and peak memory (MB)."""
+    """Run ``upscale.predict`` in a fresh process; return its seconds and peak memory (MB).
+
+    The process runs under this one's options ([`get_options`][upscale.options.get_options]).
+    """
     result = out.with_suffix(".json")
     script = (
         "import json, sys, time, upscale\n"
         "from upscale.bench import peak_memory_mb\n"
+        "upscale.set_options(**json.loads(sys.argv[4]))\n"
         "start = time.perf_counter()\n"
         "upscale.predict(*json.loads(sys.argv[1]), tile=int(sys.argv[2]), overwrite=True)\n"
         "seconds = time.perf_counter() - start\n"
         "open(sys.argv[3], 'w').write(json.dumps([seconds, peak_memory_mb()]))\n"
     )
     arguments = json.dumps([str(cube), str(mask), [str(m) for m in models], str(out)])
+    options = json.dumps(get_options())
     process = subprocess.Popen(
-        [sys.executable, "-c", script, arguments, str(tile), str(result)],
+        [sys.executable, "-c", script, arguments, str(tile), str(result), options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -21,7 +21,7 @@ from upscale.api import (
     DEFAULT_MEMORIES,
     FLUXES,
     NEE_MODES,
-    ArchitectureName,
+    NETS,
     TrainConfig,
     UpscaleError,
     console,
@@ -141,6 +141,16 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
         out_console.print(f"  {what:<13} {path}", highlight=False, overflow="ignore", crop=False)
 
 
+def _architectures() -> Any:
+    """Return the registered architectures ([`NETS`][upscale.nets.NETS]) as typer's choices.
+
+    Typer evaluates a command's annotations each time it builds the command (they are
+    strings here, ``from __future__ import annotations``), so the choices are those of the
+    registry when the command runs, an architecture registered after import among them.
+    """
+    return Literal[tuple(NETS)]
+
+
 Sites = Annotated[
     Path, typer.Option(help="Folder with sites.csv and tower files (FLUXNET, AmeriFlux, tidy).")
 ]
@@ -208,10 +218,13 @@ def train(
     name: Annotated[str, typer.Option(help="Prefix of the model names.")] = "model",
     config: Annotated[
         Path | None,
-        typer.Option(help="Training config: a YAML file, or a preset (lstm, transformer)."),
+        typer.Option(
+            help="Training config: a YAML file, or a preset: the name of an architecture "
+            "shipped with its settings."
+        ),
     ] = None,
     architecture: Annotated[
-        ArchitectureName | None, typer.Option(help="Network architecture.")
+        _architectures() | None, typer.Option(help="Network architecture.")
     ] = None,
     memory: Annotated[
         int | None,
@@ -682,8 +695,12 @@ def sweep(
         Path | None, typer.Option(help="Base training config: a YAML file, or a preset.")
     ] = None,
     architectures: Annotated[
-        str, typer.Option(help="Comma-separated architectures.")
-    ] = "lstm,transformer",
+        str | None,
+        typer.Option(
+            help="Comma-separated architectures; by default every registered one, "
+            "as listed by upscale train --help."
+        ),
+    ] = None,
     memories: Annotated[
         str, typer.Option(help="Comma-separated memory lengths (months); 1 is always added.")
     ] = ",".join(map(str, DEFAULT_MEMORIES)),
@@ -708,7 +725,7 @@ def sweep(
         cube,
         out,
         config=settings,
-        architectures=list(_names(architectures) or ()),
+        architectures=_names(architectures),
         memories=_numbers(memories),
         nee_modes=list(_names(nee_modes) or ()),
         partitioning=partitioning,

@@ -15,15 +15,23 @@ import yaml
 from pydantic import ValidationError
 
 from upscale.errors import ConfigError
+from upscale.nets import NETS
 from upscale.training import TrainConfig
-
-PRESETS = ("lstm", "transformer")
-"""Presets shipped with the package: the study's settings of each architecture."""
 
 
 def preset_path(name: str) -> Path:
-    """Return the YAML file of a shipped preset (see [`PRESETS`][upscale.config.PRESETS])."""
+    """Return the YAML file of a shipped preset (see [`presets`][upscale.config.presets])."""
     return Path(str(files("upscale") / "presets" / f"{name}.yaml"))
+
+
+def presets() -> tuple[str, ...]:
+    """Name the shipped presets: the study's settings of an architecture.
+
+    A preset is a registered architecture ([`NETS`][upscale.nets.NETS]) with a shipped file
+    ``upscale/presets/<name>.yaml``. The list is made from the registry at each call, so
+    that no architecture name is written twice.
+    """
+    return tuple(name for name in NETS if preset_path(name).is_file())
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
@@ -33,8 +41,8 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     ----------
     path
         YAML mapping of [`TrainConfig`][upscale.training.TrainConfig] fields, or the name of
-        a shipped preset (``lstm``, ``transformer``), so that no clone of the repository
-        is needed to use them.
+        a shipped preset ([`presets`][upscale.config.presets]), so that no clone of the
+        repository is needed to use them.
     **overrides
         Fields that replace the file's (e.g. from command-line options).
 
@@ -44,13 +52,13 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         When the file is missing, not a YAML mapping, or has an unknown or invalid field.
     """
     path = Path(path)
-    if not path.is_file() and str(path) in PRESETS:  # a file of that name comes first
+    if not path.is_file() and str(path) in presets():  # a file of that name comes first
         path = preset_path(str(path))
     try:
         fields = yaml.safe_load(path.read_bytes()) or {}
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: no such config file; give a YAML file or a preset: {', '.join(PRESETS)}"
+            f"{path}: no such config file; give a YAML file or a preset: {', '.join(presets())}"
         ) from None
     except OSError as err:  # a folder, or no permission
         raise ConfigError(f"{path}: cannot be read as a config file ({err.strerror})") from None

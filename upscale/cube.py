@@ -35,6 +35,7 @@ from upscale.errors import (
     OutputWriteError,
     UpscaleError,
 )
+from upscale.options import OPTIONS
 from upscale.schema import (
     DEFAULT_FEATURES,
     ECOSYSTEMS,
@@ -45,9 +46,6 @@ from upscale.schema import (
     cover_name,
     validate_cube,
 )
-
-DEFAULT_TILE = 256
-"""Spatial tile size of cubes whose own chunks are larger (pixels)."""
 
 StoreKind = Literal["cube", "mask", "maps", "source"]
 """What a store is opened as: a driver cube, a wetland mask, maps, or an ingest source."""
@@ -263,8 +261,9 @@ def open_cube(
     features
         Driver variables that must be present with canonical units.
     tile
-        Spatial chunk size; by default the store's own chunks, or 256 where those are larger
-        (an unchunked NetCDF file would otherwise be one tile). The whole time axis is always
+        Spatial chunk size; by default the store's own chunks, or the ``tile`` option
+        ([`set_options`][upscale.options.set_options], 256) where those are larger (an
+        unchunked NetCDF file would otherwise be one tile). The whole time axis is always
         one chunk, as the engine needs every month of a pixel at once.
 
     Returns
@@ -281,11 +280,12 @@ def open_cube(
     ds = open_gridded(path, kind="cube")
     validate_cube(ds, features, source=str(path))
     if tile is None:
+        default = OPTIONS["tile"]
         try:
             largest = max(max(ds.chunksizes.get(d, (ds.sizes[d],))) for d in SPATIAL_DIMS)
         except ValueError:  # variables stored with chunks of their own: one grid of tiles
-            largest = DEFAULT_TILE + 1
-        tile = DEFAULT_TILE if largest > DEFAULT_TILE else None
+            largest = default + 1
+        tile = default if largest > default else None
     chunks = {"time": -1} if tile is None else {"time": -1, "y": tile, "x": tile}
     return ds.chunk(chunks)
 

@@ -30,11 +30,12 @@ import xarray as xr
 import zarr
 from pyproj import CRS
 
-from upscale.cube import DEFAULT_TILE, write_store
+from upscale.cube import write_store
 from upscale.durable import ResumeRecord, output_lock
 from upscale.errors import FetchError
 from upscale.gaps import fill_gaps
 from upscale.grid import TargetGrid
+from upscale.options import OPTIONS
 from upscale.schema import DRIVERS
 
 NODATA = -9999.0
@@ -513,7 +514,7 @@ def fetch_cube(
             if progress is not None:
                 progress(count, len(blocks))
         cube = _finished_cube(staging, plan, provenance or {})
-        cube = cube.chunk({"time": -1, "y": DEFAULT_TILE, "x": DEFAULT_TILE})
+        cube = cube.chunk({"time": -1, "y": OPTIONS["tile"], "x": OPTIONS["tile"]})
         if max_interpolated is not None:
             cube = fill_gaps(cube, max_interpolated=max_interpolated)
         write_store(cube, out, overwrite=True)

@@ -23,6 +23,7 @@ import xarray as xr
 from upscale.artifact import WEIGHTS, Model, load_model, software_versions
 from upscale.durable import utc_now
 from upscale.errors import CubeError, ModelArtifactError
+from upscale.options import OPTIONS
 from upscale.schema import (
     DOMAIN_DISTANCE,
     ECOSYSTEM_CODES,
@@ -49,15 +50,14 @@ def pick_device(requested: torch.device | str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-BATCH_SIZES = {"cpu": 2048, "cuda": 16384}
-"""Windows per forward pass by device type. On CPU, 1k-2k windows run fastest (larger
-batches leave the caches, NOTES.md); a GPU needs larger batches to fill its cores (not yet
-measured: no GPU was at hand), while every dask thread's tile shares its memory."""
-
-
 def default_batch_size(device: torch.device | str) -> int:
-    """Windows per forward pass for ``device`` (see [`BATCH_SIZES`][upscale.engine.BATCH_SIZES])."""
-    return BATCH_SIZES.get(torch.device(device).type, BATCH_SIZES["cpu"])
+    """Return the windows per forward pass for ``device``: the ``batch_sizes`` option.
+
+    A device type the option does not name takes the CPU's size (see
+    [`set_options`][upscale.options.set_options]).
+    """
+    sizes = OPTIONS["batch_sizes"]
+    return sizes.get(torch.device(device).type, sizes["cpu"])
 
 
 @lru_cache(maxsize=16)
@@ -149,7 +149,8 @@ def wetland_series(
     features
         Names of the drivers' first axis.
     device
-        Where the models run; on the CPU each tile keeps to one torch thread, since dask
+        Where the models run; on the CPU each tile keeps to the ``threads`` option's torch
+        threads (1 by default, [`set_options`][upscale.options.set_options]), since dask
         threads already run tiles in parallel.
     origin
         The tile's first row and column in the grid, to name it in errors.
@@ -166,7 +167,7 @@ def wetland_series(
         When a driver is missing at a wetland pixel of the tile.
     """
     if device == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(OPTIONS["threads"])
     for code, folder in models:
         rows, cols = np.nonzero(wetland == code)
         if len(rows) == 0:

@@ -14,9 +14,7 @@ from rasterio.shutil import copy
 from rio_cogeo.cogeo import cog_validate
 
 from upscale.durable import staged
-
-COG_BLOCK = 512
-"""Tile size of the COGs (the GDAL COG driver's default), in pixels."""
+from upscale.options import OPTIONS
 
 STAGED_BLOCK = 256
 """Tile size of the staged GeoTIFF, and the chunks computed for it, in pixels."""
@@ -43,7 +41,7 @@ def write_cog(bands: xr.DataArray, labels: Sequence[str], path: Path) -> Path:
                 driver="COG",
                 COMPRESS="DEFLATE",
                 PREDICTOR="3",
-                BLOCKSIZE=str(COG_BLOCK),
+                BLOCKSIZE=str(OPTIONS["cog_block"]),
                 BIGTIFF="IF_SAFER",
             )
         finally:

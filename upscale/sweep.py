@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ import torch
 
 from upscale.config import make_train_config
 from upscale.metrics import COMPONENTS, decomposed_skill
+from upscale.nets import NETS
+from upscale.options import OPTIONS, get_options, set_options
 from upscale.samples import SiteSeries
 from upscale.training import TrainConfig, held_out_skill, train_ensemble
 
@@ -70,12 +73,24 @@ class _Job:
     run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
+def _start_worker(
+    nets: Mapping[str, Callable[..., torch.nn.Module]], options: dict[str, Any]
+) -> None:
+    """Give a fresh worker process the registry and options of the process that started it.
+
+    A worker imports ``upscale`` anew, with the shipped architectures and default options
+    only; an architecture registered, or an option set, by the caller must reach it too.
+    """
+    NETS.update(nets)
+    set_options(**options)
+
+
 def _run(job: _Job, series: SiteSeries, scored: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Train one cross-validated ensemble; score it pooled, fold by fold and tower by tower.
 
     ``scored`` ``(S, T)`` marks the months every memory of the grid is scored on.
     """
-    torch.set_num_threads(1)
+    torch.set_num_threads(OPTIONS["threads"])
     start = time.perf_counter()
     fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
     seconds_per_member = (time.perf_counter() - start) / len(fitted.model.members)
@@ -160,7 +175,7 @@ def run_sweep(
     series: SiteSeries,
     base: TrainConfig,
     *,
-    architectures: Sequence[str] = ("lstm", "transformer"),
+    architectures: Sequence[str] | None = None,
     memories: Sequence[int] = DEFAULT_MEMORIES,
     nee_modes: Sequence[str] = ("direct", "derived", "penalty"),
     ecosystems: Sequence[str] | None = None,
@@ -176,14 +191,19 @@ def run_sweep(
     base
         Settings shared by all runs; its ``memory`` is where NEE modes are compared.
     architectures, memories
-        The grid; memory 1 (no memory) is always added as the baseline.
+        The grid; memory 1 (no memory) is always added as the baseline. By default every
+        registered architecture ([`NETS`][upscale.nets.NETS]) is swept, not only those with
+        a preset: the sweep gives them all the same ``base`` settings, so an architecture
+        needs no preset to be compared, and one just registered is in the grid.
     nee_modes
         NEE modes compared at the base memory (the grid itself predicts NEE directly); with
         ``direct`` alone, no comparison is run.
     ecosystems
         Ecosystems to sweep; by default those of the towers.
     workers
-        Processes training in parallel (one torch thread each); by default the CPU count.
+        Processes training in parallel, each with the torch threads of the ``threads``
+        option (1 by default, [`set_options`][upscale.options.set_options]); by default the
+        CPU count. They get this process's registry and options.
     progress
         Called with a line per finished run.
 
@@ -192,6 +212,7 @@ def run_sweep(
     SweepResult
         Skill tables, the chosen memory per flux and the NEE-mode comparison.
     """
+    architectures = list(NETS if architectures is None else architectures)
     memories = sorted(set(memories) | {1})
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     grid = [
@@ -220,7 +241,12 @@ def run_sweep(
     workers = workers or os.cpu_count() or 1
     rows: list[dict] = []
     tower_rows: list[dict] = []
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(dict(NETS), get_options()),
+    ) as pool:
         futures = []
         for job in jobs:
             rows_of = [r for r, eco in enumerate(series.ecosystems) if eco == job.ecosystem]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upscale.artifact import (
     DomainCard,
@@ -34,7 +34,12 @@ from upscale.balance import NeeMode, derive_nee, imbalance
 from upscale.durable import utc_now
 from upscale.errors import SiteDataError
 from upscale.metrics import decomposed_skill, skill
-from upscale.nets import ArchitectureName, build_net, resolve_hyperparameters
+from upscale.nets import (
+    DEFAULT_ARCHITECTURE,
+    build_net,
+    check_architecture,
+    resolve_hyperparameters,
+)
 from upscale.samples import SiteSeries, window_views
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
@@ -55,7 +60,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    architecture: ArchitectureName = "lstm"
+    architecture: str = Field(
+        DEFAULT_ARCHITECTURE, description="a name registered in upscale.nets.NETS"
+    )
     memory: int = Field(6, ge=1, le=36, description="window length L in months")
     features: tuple[str, ...] = DEFAULT_FEATURES
     site_drivers: tuple[str, ...] = Field(
@@ -90,6 +97,12 @@ class TrainConfig(BaseModel):
     )
     reference_windows: int = Field(4000, ge=10, description="tower windows kept for the domain")
     seed: int = 0
+
+    @field_validator("architecture")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        """Refuse a name the registry does not hold, listing those it does."""
+        return check_architecture(name)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

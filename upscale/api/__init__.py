@@ -29,7 +29,7 @@ from upscale.config import load_train_config as load_train_config
 from upscale.config import make_train_config as make_train_config
 from upscale.earthengine import EE_DRIVERS
 from upscale.errors import UpscaleError as UpscaleError
-from upscale.nets import ArchitectureName as ArchitectureName
+from upscale.nets import NETS as NETS
 from upscale.progress import console as console
 from upscale.schema import FLUXES as FLUXES
 from upscale.sites import Partitioning as Partitioning

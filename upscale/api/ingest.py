@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upscale.artifact import software_versions
-from upscale.cube import DEFAULT_TILE, write_store
+from upscale.cube import write_store
 from upscale.durable import refuse_overwrite
 from upscale.gaps import fill_gaps, gap_summary
 from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
+from upscale.options import OPTIONS
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,6 @@ def ingest(
     if config.fill.enabled:
         cube = fill_gaps(cube, max_interpolated=config.fill.max_interpolated)
     cube.attrs["software"] = json.dumps(software_versions())
-    tile = min(DEFAULT_TILE, max(cube.sizes["y"], cube.sizes["x"]))
+    tile = min(OPTIONS["tile"], max(cube.sizes["y"], cube.sizes["x"]))
     write_store(cube.chunk({"time": -1, "y": tile, "x": tile}), out, overwrite=overwrite)
     return IngestReport(path=out, gaps=gap_summary(cube))

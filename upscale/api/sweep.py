@@ -30,7 +30,7 @@ def sweep(
     out: str | Path,
     *,
     config: TrainConfig | None = None,
-    architectures: Sequence[str] = ("lstm", "transformer"),
+    architectures: Sequence[str] | None = None,
     memories: Sequence[int] = DEFAULT_MEMORIES,
     nee_modes: Sequence[str] = NEE_MODES,
     partitioning: Partitioning = "NT",

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import shared_file
 from upscale.ameriflux import read_ameriflux, read_base_steps
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
 from upscale.sites import read_sites, write_sites_table
 
@@ -102,7 +102,7 @@ def test_error_days_long_gap(tmp_path):
     table = base_table().drop(pd.date_range("2015-01-10", "2015-01-13", freq="30min"))
     path = write_base(tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", table)
     with pytest.raises(
-        SiteDataError,
+        InvalidTowerDataError,
         match=r"AMF_US-Xyz_BASE_HH_1-1\.csv: 1 timestamp gap.*from 2015-01-10 00:00 to "
         r"2015-01-13 00:00 \(3\.0 days\).*continuous",
     ):
@@ -113,7 +113,9 @@ def test_error_duplicated_half_hours(tmp_path):
     table = base_table()
     table = pd.concat([table, table.iloc[[10, 11]]]).sort_index()
     path = write_base(tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", table)
-    with pytest.raises(SiteDataError, match=r"HH_1-1\.csv: duplicated half-hours \(2, the first"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"HH_1-1\.csv: duplicated half-hours \(2, the first"
+    ):
         read_ameriflux(path)
 
 
@@ -122,7 +124,7 @@ def test_error_hourly_rows_named_hh(tmp_path):
         tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", base_table(step="60min"), step="60min"
     )
     with pytest.raises(
-        SiteDataError, match=r"60 minutes long but the name says HH.*name the file HR"
+        InvalidTowerDataError, match=r"60 minutes long but the name says HH.*name the file HR"
     ):
         read_ameriflux(path)
 
@@ -130,13 +132,15 @@ def test_error_hourly_rows_named_hh(tmp_path):
 def test_error_no_flux_column(tmp_path):
     table = base_table().drop(columns=["FC", "FC_PI_F"])
     path = write_base(tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", table)
-    with pytest.raises(SiteDataError, match=r"HH_1-1\.csv: no CO2 flux column \(FC, NEE_PI_F"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"HH_1-1\.csv: no CO2 flux column \(FC, NEE_PI_F"
+    ):
         read_ameriflux(path)
 
 
 def test_error_bad_base_name(tmp_path):
     path = write_base(tmp_path, "AMF_US-Xyz_BASE_DD_1-1.csv", base_table())
-    with pytest.raises(SiteDataError, match=r"not an AmeriFlux BASE file name.*<HH\|HR>"):
+    with pytest.raises(InvalidTowerDataError, match=r"not an AmeriFlux BASE file name.*<HH\|HR>"):
         read_ameriflux(path)
 
 
@@ -146,7 +150,9 @@ def test_error_without_hesseflux_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "hesseflux", None)
     table = base_table().drop(columns=["GPP_PI_F", "RECO_PI_F"])
     path = write_base(tmp_path, "AMF_US-Xyz_BASE_HH_1-1.csv", table)
-    with pytest.raises(SiteDataError, match=r"HH_1-1\.csv.*pip install 'upscale\[partition\]'"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"HH_1-1\.csv.*pip install 'upscale\[partition\]'"
+    ):
         read_ameriflux(path)
 
 

@@ -4,7 +4,7 @@ import pytest
 import xarray as xr
 
 from upscale.annual import annual_totals
-from upscale.errors import MapsError
+from upscale.errors import InvalidMapsError
 
 
 def constant_maps(start="2011-06", months=31, valid_from=None, value=1.0):
@@ -37,5 +37,5 @@ def test_months_before_first_window_are_excluded():
 
 
 def test_no_complete_year():
-    with pytest.raises(MapsError, match=r"no complete calendar year in .* 2011-03..2011-12"):
+    with pytest.raises(InvalidMapsError, match=r"no complete calendar year in .* 2011-03..2011-12"):
         annual_totals(constant_maps(start="2011-03", months=10))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from upscale.artifact import CARD, WEIGHTS, load_model, save_model
-from upscale.errors import ModelArtifactError, OutputExistsError
+from upscale.errors import InvalidModelError, OutputExistsError
 
 from .conftest import untrained_model
 
@@ -58,7 +58,7 @@ def test_a_planted_pickle_payload_is_refused_and_never_runs(tmp_path, planted):
     marker = tmp_path / "payload-ran"
     (folder / planted).write_bytes(pickle.dumps(_Payload(marker)))
     torch.save({"payload": _Payload(marker)}, folder / "weights.pt")  # a torch checkpoint beside
-    with pytest.raises(ModelArtifactError, match=f"{planted}: not"):
+    with pytest.raises(InvalidModelError, match=f"{planted}: not"):
         load_model(folder)
     assert not marker.exists()
 
@@ -97,14 +97,14 @@ def test_cards_need_two_members(tmp_path):
     card = json.loads((folder / CARD).read_text())
     card["members"] = card["members"][:1]
     (folder / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="members: List should have at least 2 items"):
+    with pytest.raises(InvalidModelError, match="members: List should have at least 2 items"):
         load_model(folder)
 
 
 def test_missing_weights(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
     (folder / WEIGHTS).unlink()
-    with pytest.raises(ModelArtifactError, match="no weights.safetensors"):
+    with pytest.raises(InvalidModelError, match="no weights.safetensors"):
         load_model(folder)
 
 
@@ -113,14 +113,14 @@ def test_weights_of_another_architecture(tmp_path):
     card = json.loads((folder / CARD).read_text())
     card["hyperparameters"]["hidden"] = 16
     (folder / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="member 0 does not match the card"):
+    with pytest.raises(InvalidModelError, match="member 0 does not match the card"):
         load_model(folder)
 
 
 def test_invalid_card(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
     (folder / CARD).write_text('{"card_format": 2, "name": "x"}')
-    with pytest.raises(ModelArtifactError, match=r"not a valid model card: architecture: Field"):
+    with pytest.raises(InvalidModelError, match=r"not a valid model card: architecture: Field"):
         load_model(folder)
 
 
@@ -129,7 +129,7 @@ def test_card_of_another_format(tmp_path):
     card = json.loads((folder / CARD).read_text())
     card["card_format"] = 1
     (folder / CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelArtifactError, match="card format 1 is not the format 2.*retrain"):
+    with pytest.raises(InvalidModelError, match="card format 1 is not the format 2.*retrain"):
         load_model(folder)
 
 
@@ -151,10 +151,10 @@ def test_refuses_to_overwrite(tmp_path):
 def test_corrupt_weights_and_reference(tmp_path):
     folder = save_model(untrained_model("mangrove"), tmp_path / "m")
     (folder / WEIGHTS).write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelArtifactError, match="not a readable weights file"):
+    with pytest.raises(InvalidModelError, match="not a readable weights file"):
         load_model(folder)
     model = untrained_model("mangrove")
     model.reference = torch.randn(5, 7)
     folder = save_model(model, tmp_path / "n")
-    with pytest.raises(ModelArtifactError, match=r"domain.reference should be \(N, 30\)"):
+    with pytest.raises(InvalidModelError, match=r"domain.reference should be \(N, 30\)"):
         load_model(folder)

@@ -5,7 +5,7 @@ import pytest
 import shapely
 
 from upscale.catalogue import catalogue_regions, catalogue_table, resolve_regions
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 
 
 @pytest.fixture
@@ -41,15 +41,17 @@ def test_catalogue_lists_every_file_in_lonlat(catalogue):
 def test_names_must_be_unique_across_files(catalogue):
     clash = gpd.GeoDataFrame({"name": ["Bay"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
     clash.to_file(catalogue / "more.geojson")
-    with pytest.raises(RegionError, match="unique across files: 'Bay' in bay.gpkg, more.geojson"):
+    with pytest.raises(
+        InvalidRegionsError, match="unique across files: 'Bay' in bay.gpkg, more.geojson"
+    ):
         catalogue_regions(catalogue)
 
 
 def test_missing_catalogue(tmp_path):
-    with pytest.raises(RegionError, match="no region catalogue folder; create it"):
+    with pytest.raises(InvalidRegionsError, match="no region catalogue folder; create it"):
         catalogue_regions(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RegionError, match="empty: holds no region file"):
+    with pytest.raises(InvalidRegionsError, match="empty: holds no region file"):
         catalogue_regions(tmp_path / "empty")
 
 
@@ -97,17 +99,17 @@ def test_bbox_and_wkt_in_another_crs():
 
 
 def test_spec_errors(catalogue):
-    with pytest.raises(RegionError, match="'Estuary' is not a region .* did you mean"):
+    with pytest.raises(InvalidRegionsError, match="'Estuary' is not a region .* did you mean"):
         resolve_regions("Estuary", catalogue=catalogue)
-    with pytest.raises(RegionError, match="list them with `upscale regions list`"):
+    with pytest.raises(InvalidRegionsError, match="list them with `upscale regions list`"):
         resolve_regions("Nowhere", catalogue=catalogue)
-    with pytest.raises(RegionError, match="give west,south,east,north with west < east"):
+    with pytest.raises(InvalidRegionsError, match="give west,south,east,north with west < east"):
         resolve_regions("1,0,0,1")
-    with pytest.raises(RegionError, match="not a valid WKT polygon"):
+    with pytest.raises(InvalidRegionsError, match="not a valid WKT polygon"):
         resolve_regions("POLYGON ((0 0, 1 1")
-    with pytest.raises(RegionError, match="not a GeoJSON geometry or feature"):
+    with pytest.raises(InvalidRegionsError, match="not a GeoJSON geometry or feature"):
         resolve_regions('{"type": "Polygon"}')
-    with pytest.raises(RegionError, match="--crs 'EPSG:0': not a CRS"):
+    with pytest.raises(InvalidRegionsError, match="--crs 'EPSG:0': not a CRS"):
         resolve_regions("0,0,1,1", crs="EPSG:0")
-    with pytest.raises(RegionError, match=r"\['Estuary A'\] given twice"):
+    with pytest.raises(InvalidRegionsError, match=r"\['Estuary A'\] given twice"):
         resolve_regions(["Estuary A", "Estuary A"], catalogue=catalogue)

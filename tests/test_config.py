@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from upscale.cli import app
 from upscale.config import load_train_config, save_train_config
 from upscale.demo_region import write_demo_region
-from upscale.errors import ConfigError
+from upscale.errors import InvalidConfigError
 from upscale.nets import resolve_hyperparameters
 from upscale.training import TrainConfig
 
@@ -41,15 +41,17 @@ def test_round_trip_and_overrides(tmp_path):
 
 def test_config_errors(tmp_path):
     (tmp_path / "typo.yaml").write_text("architecture: lstm\nmemroy: 6\n")
-    with pytest.raises(ConfigError, match=r"typo.yaml: memroy: Extra inputs are not permitted"):
+    with pytest.raises(
+        InvalidConfigError, match=r"typo.yaml: memroy: Extra inputs are not permitted"
+    ):
         load_train_config(tmp_path / "typo.yaml")
     (tmp_path / "bad.yaml").write_text("memory: 0\n")
-    with pytest.raises(ConfigError, match="bad.yaml: memory: Input should be greater than"):
+    with pytest.raises(InvalidConfigError, match="bad.yaml: memory: Input should be greater than"):
         load_train_config(tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match="a config is a mapping"):
+    with pytest.raises(InvalidConfigError, match="a config is a mapping"):
         load_train_config(tmp_path / "list.yaml")
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(InvalidConfigError, match="no such config file"):
         load_train_config(tmp_path / "none.yaml")
 
 
@@ -102,14 +104,14 @@ def test_a_saved_config_repeats_the_run(small_region, tmp_path):
 def test_configs_that_would_fail_in_training_are_refused(tmp_path, fields, message):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(fields))
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(InvalidConfigError, match=message):
         load_train_config(path)
 
 
 def test_a_preset_is_found_by_name_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no clone of the repository here
     assert load_train_config("transformer") == load_train_config(PRESETS / "transformer.yaml")
-    with pytest.raises(ConfigError, match=r"lstn: no such config file; .* preset: lstm"):
+    with pytest.raises(InvalidConfigError, match=r"lstn: no such config file; .* preset: lstm"):
         load_train_config("lstn")
 
 
@@ -117,5 +119,5 @@ def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lstm").mkdir()  # e.g. the output of `upscale sweep --out lstm`
     assert load_train_config("lstm").architecture == "lstm"
-    with pytest.raises(ConfigError, match=r"cannot be read as a config file"):
+    with pytest.raises(InvalidConfigError, match=r"cannot be read as a config file"):
         load_train_config(tmp_path)

@@ -15,10 +15,10 @@ from upscale.cube import (
     write_store,
 )
 from upscale.errors import (
-    CubeError,
     GridMappingWarning,
-    MapsError,
-    MaskError,
+    InvalidCubeError,
+    InvalidMapsError,
+    InvalidMaskError,
     OutputExistsError,
 )
 from upscale.schema import WETLAND, WETLAND_FRACTION
@@ -59,11 +59,13 @@ def test_mask_from_geotiff_without_fraction(small_region, tmp_path):
 def test_mask_on_another_grid(small_region, tmp_path):
     coarse = small_region.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2))
     write_store(coarse, tmp_path / "coarse.zarr")
-    with pytest.raises(MaskError, match=r"coarse.zarr: mask grid is \(10, 12\).*reproject_match"):
+    with pytest.raises(
+        InvalidMaskError, match=r"coarse.zarr: mask grid is \(10, 12\).*reproject_match"
+    ):
         open_mask(tmp_path / "coarse.zarr", small_region.cube)
     shifted = small_region.mask.assign_coords(x=small_region.mask["x"] + 0.5)
     write_store(shifted, tmp_path / "shifted.zarr")
-    with pytest.raises(MaskError, match="x coordinates differ"):
+    with pytest.raises(InvalidMaskError, match="x coordinates differ"):
         open_mask(tmp_path / "shifted.zarr", small_region.cube)
 
 
@@ -71,13 +73,13 @@ def test_mask_with_unknown_codes(small_region, tmp_path):
     bad = small_region.mask.copy()
     bad[WETLAND] = xr.where(bad[WETLAND] == 2, 7, bad[WETLAND]).astype("uint8")
     write_store(bad, tmp_path / "bad.zarr")
-    with pytest.raises(MaskError, match=r"codes \[7\]"):
+    with pytest.raises(InvalidMaskError, match=r"codes \[7\]"):
         open_mask(tmp_path / "bad.zarr")
 
 
 def test_mask_without_wetland_variable(small_region, tmp_path):
     write_store(small_region.cube[["LAI"]], tmp_path / "nomask.zarr")
-    with pytest.raises(MaskError, match="no 'wetland' variable"):
+    with pytest.raises(InvalidMaskError, match="no 'wetland' variable"):
         open_mask(tmp_path / "nomask.zarr")
 
 
@@ -87,7 +89,9 @@ def test_mask_fraction_must_be_a_fraction(small_region, tmp_path, bad):
     rows, cols = np.nonzero(mask[WETLAND].values > 0)
     mask[WETLAND_FRACTION][rows[0], cols[0]] = bad
     write_store(mask, tmp_path / "mask.zarr")
-    with pytest.raises(MaskError, match="1 wetland pixel\\(s\\) that are NaN or outside 0..1"):
+    with pytest.raises(
+        InvalidMaskError, match="1 wetland pixel\\(s\\) that are NaN or outside 0..1"
+    ):
         open_mask(tmp_path / "mask.zarr")
 
 
@@ -100,29 +104,35 @@ def test_geotiff_nodata_means_no_wetland(small_region, tmp_path):
 
 def test_unreadable_cube(tmp_path):
     (tmp_path / "sites.csv").write_text("site_id,lat\n")
-    with pytest.raises(CubeError, match="sites.csv: not a readable Zarr store, NetCDF file"):
+    with pytest.raises(InvalidCubeError, match="sites.csv: not a readable Zarr store, NetCDF file"):
         open_cube(tmp_path / "sites.csv")
 
 
 def test_open_maps_refuses_other_stores(small_region, tmp_path):
     write_store(small_region.cube, tmp_path / "cube.zarr")
-    with pytest.raises(MapsError, match="not a maps store written by `upscale predict`"):
+    with pytest.raises(InvalidMapsError, match="not a maps store written by `upscale predict`"):
         open_maps(tmp_path / "cube.zarr")
 
 
 def test_each_reader_raises_the_error_of_what_it_opens(small_region, tmp_path):
-    with pytest.raises(MapsError, match="maps.zarr: no such file or store; pass a maps store"):
+    with pytest.raises(
+        InvalidMapsError, match="maps.zarr: no such file or store; pass a maps store"
+    ):
         open_maps(tmp_path / "maps.zarr")
     (tmp_path / "maps.csv").write_text("GPP\n1\n")
-    with pytest.raises(MapsError, match="maps.csv: not a readable Zarr store, NetCDF file"):
+    with pytest.raises(InvalidMapsError, match="maps.csv: not a readable Zarr store, NetCDF file"):
         open_maps(tmp_path / "maps.csv")
     path = write_store(small_region.cube, tmp_path / "cube.zarr")
     zarr.open_group(path, mode="r+").attrs["upscale_complete"] = False
-    with pytest.raises(MapsError, match="cube.zarr: an incomplete store"):
+    with pytest.raises(InvalidMapsError, match="cube.zarr: an incomplete store"):
         open_maps(path)
-    with pytest.raises(MaskError, match="mask.zarr: no such file or store; pass a wetland mask"):
+    with pytest.raises(
+        InvalidMaskError, match="mask.zarr: no such file or store; pass a wetland mask"
+    ):
         open_mask(tmp_path / "mask.zarr")
-    with pytest.raises(CubeError, match="cube.nc: no such file or store; pass the path of a"):
+    with pytest.raises(
+        InvalidCubeError, match="cube.nc: no such file or store; pass the path of a"
+    ):
         open_cube(tmp_path / "cube.nc")
 
 
@@ -221,14 +231,16 @@ def test_mask_without_crs_opened_on_its_own_is_one_clear_error(tmp_path):
     codes = xr.DataArray(np.array([[0, 1], [2, 0]], "uint8"), dims=("y", "x"))
     mask = xr.Dataset({"wetland": codes}, coords={"y": [1.5, 0.5], "x": [100.5, 101.5]})
     mask.to_netcdf(tmp_path / "mask.nc")
-    with pytest.raises(MaskError, match="mask.nc: the mask has no CRS; write one"):
+    with pytest.raises(InvalidMaskError, match="mask.nc: the mask has no CRS; write one"):
         open_mask(tmp_path / "mask.nc")
 
 
 def test_cube_with_a_column_left_out_is_refused(small_region, tmp_path):
     gappy = small_region.cube.drop_isel(x=5)
     path = write_store(gappy, tmp_path / "gappy.zarr")
-    with pytest.raises(CubeError, match=r"gappy.zarr: the x coordinates are not evenly spaced"):
+    with pytest.raises(
+        InvalidCubeError, match=r"gappy.zarr: the x coordinates are not evenly spaced"
+    ):
         open_cube(path)
 
 
@@ -236,7 +248,7 @@ def test_mask_with_nan_for_no_wetland_says_to_store_0(small_region, tmp_path):
     mask = small_region.mask.copy()
     mask[WETLAND] = mask[WETLAND].astype("float32").where(mask[WETLAND] > 0)
     write_store(mask, tmp_path / "nan.zarr")
-    with pytest.raises(MaskError, match="codes \\[nan\\].*store no wetland as 0, not NaN"):
+    with pytest.raises(InvalidMaskError, match="codes \\[nan\\].*store no wetland as 0, not NaN"):
         open_mask(tmp_path / "nan.zarr")
 
 
@@ -314,5 +326,7 @@ def test_mask_with_an_unnamed_grid_mapping_opens_on_the_cube(small_region, tmp_p
 
 def test_cube_without_any_crs_is_still_refused(tmp_path):
     utm_cube().to_netcdf(tmp_path / "bare.nc")
-    with pytest.raises(CubeError, match=r"bare.nc: no CRS found \(no 'spatial_ref' grid mapping"):
+    with pytest.raises(
+        InvalidCubeError, match=r"bare.nc: no CRS found \(no 'spatial_ref' grid mapping"
+    ):
         open_cube(tmp_path / "bare.nc", ["TA"])

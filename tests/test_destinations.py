@@ -15,7 +15,7 @@ import xarray as xr
 
 from upscale.annual import export_layers
 from upscale.cube import write_store
-from upscale.errors import OutputWriteError
+from upscale.errors import OutputNotWritableError
 from upscale.exports import export_maps
 
 
@@ -49,7 +49,7 @@ def _incompressible(size_mb: float) -> xr.Dataset:
 def test_a_full_disk_is_one_clear_error(tmp_path):
     with mounted(tmp_path / "small", "size=1m") as small:
         with pytest.raises(
-            OutputWriteError,
+            OutputNotWritableError,
             match=r"maps.zarr: cannot write there \(No space left on device\); free space",
         ):
             write_store(_incompressible(3), small / "maps.zarr")
@@ -60,11 +60,11 @@ def test_a_full_disk_is_one_clear_error(tmp_path):
 def test_a_read_only_destination_is_one_clear_error(small_region, tmp_path):
     with mounted(tmp_path / "readonly", "ro,size=1m") as readonly:
         with pytest.raises(
-            OutputWriteError, match=r"maps.zarr: cannot write there \(Read-only file system\)"
+            OutputNotWritableError, match=r"maps.zarr: cannot write there \(Read-only file system\)"
         ):
             write_store(_incompressible(0.1), readonly / "maps.zarr")
         maps = small_region.cube[["TA"]].rename(TA="GPP")
-        with pytest.raises(OutputWriteError, match="cogs: cannot write there"):
+        with pytest.raises(OutputNotWritableError, match="cogs: cannot write there"):
             export_maps(maps, export_layers(maps), readonly / "cogs")
 
 
@@ -75,16 +75,16 @@ def test_an_unreadable_input_inside_the_lock_is_not_called_an_output_error(tmp_p
     with pytest.raises(PermissionError, match="card.json"):
         with output_lock(tmp_path / "maps.zarr"):
             raise unreadable
-    with pytest.raises(OutputWriteError, match="maps.zarr: cannot write there"):
+    with pytest.raises(OutputNotWritableError, match="maps.zarr: cannot write there"):
         with output_lock(tmp_path / "maps.zarr"):
             raise PermissionError(13, "Permission denied", str(tmp_path / "maps.zarr.partial"))
 
 
 def test_a_file_in_the_way_is_one_clear_error_before_any_work(tmp_path):
     (tmp_path / "notes.txt").write_text("not a folder")
-    with pytest.raises(OutputWriteError, match=r"notes.txt is a file, not a folder; choose"):
+    with pytest.raises(OutputNotWritableError, match=r"notes.txt is a file, not a folder; choose"):
         write_store(_incompressible(0.01), tmp_path / "notes.txt" / "maps.zarr")
-    with pytest.raises(OutputWriteError, match=r"notes.txt is a file, not a Zarr store"):
+    with pytest.raises(OutputNotWritableError, match=r"notes.txt is a file, not a Zarr store"):
         write_store(_incompressible(0.01), tmp_path / "notes.txt", overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "not a folder"
 

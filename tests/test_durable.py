@@ -29,7 +29,7 @@ from upscale.durable import (
     staged,
     write_text,
 )
-from upscale.errors import CubeError, MapsError, OutputExistsError, OutputLockedError
+from upscale.errors import InvalidCubeError, InvalidMapsError, OutputExistsError, OutputLockedError
 
 from .conftest import untrained_model
 
@@ -264,7 +264,7 @@ def test_predict_killed_and_resumed_gives_the_uninterrupted_result(
     total = 10  # rows of tiles: 20 pixels in tiles of 2
     assert 2 <= written < total
     assert not out.exists()  # nothing under the final name
-    with pytest.raises(CubeError, match="incomplete store"):
+    with pytest.raises(InvalidCubeError, match="incomplete store"):
         open_store(tmp_path / "maps.zarr.partial")
 
     resumed = subprocess.run(
@@ -286,7 +286,7 @@ def test_readers_refuse_an_interrupted_store(small_region, tmp_path):
 
     group = zarr.open_group(inputs.mask, mode="r+")
     del group.attrs["upscale_complete"]
-    with pytest.raises(CubeError, match="mask.zarr: an incomplete store .* run the command"):
+    with pytest.raises(InvalidCubeError, match="mask.zarr: an incomplete store .* run the command"):
         open_store(inputs.mask)
-    with pytest.raises((CubeError, MapsError), match="incomplete store"):
+    with pytest.raises((InvalidCubeError, InvalidMapsError), match="incomplete store"):
         open_maps(inputs.mask)

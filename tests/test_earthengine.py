@@ -25,7 +25,7 @@ from upscale.earthengine import (
     pixel_grid,
     points_expression,
 )
-from upscale.errors import FetchError
+from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
 
 GRID = TargetGrid("EPSG:4326", (-81.9, 25.1, -81.4, 25.5), 0.05)  # 8 x 10 pixels
@@ -170,20 +170,22 @@ def test_quota_errors_are_retried_with_back_off(offline_ee):
     assert call_with_retries(request, what="a tile", base_delay=1.0, sleep=waits.append) == 42
     assert request.calls == 4
     assert len(waits) == 3 and all(2**k <= w <= 1.5 * 2**k for k, w in enumerate(waits))
-    with pytest.raises(FetchError, match="kept refusing a tile after 2 retries .* run the same"):
+    with pytest.raises(
+        FetchFailedError, match="kept refusing a tile after 2 retries .* run the same"
+    ):
         call_with_retries(Flaky(9), what="a tile", retries=2, sleep=lambda seconds: None)
 
 
 def test_other_errors_stop_at_once(offline_ee):
     request = Flaky(1, "Image.load: Asset not found.")
-    with pytest.raises(FetchError, match="refused a tile: Image.load: Asset not found"):
+    with pytest.raises(FetchFailedError, match="refused a tile: Image.load: Asset not found"):
         call_with_retries(request, what="a tile", sleep=pytest.fail)
     assert request.calls == 1
 
 
 def test_a_crashed_fetch_resumes_with_the_missing_blocks_only(offline_ee, tmp_path):
     crashing = FakeServer(fail_at={7})
-    with pytest.raises(FetchError, match="refused rows"):
+    with pytest.raises(FetchFailedError, match="refused rows"):
         fetch(tmp_path, crashing)
     staging = tmp_path / "cube.zarr.fetching"
     assert len(list((staging / "blocks_done").iterdir())) == 6
@@ -200,9 +202,9 @@ def test_a_crashed_fetch_resumes_with_the_missing_blocks_only(offline_ee, tmp_pa
 
 
 def test_a_resume_with_other_settings_is_refused(offline_ee, tmp_path):
-    with pytest.raises(FetchError):
+    with pytest.raises(FetchFailedError):
         fetch(tmp_path, FakeServer(fail_at={2}))
-    with pytest.raises(FetchError, match="unfinished fetch with other settings"):
+    with pytest.raises(FetchFailedError, match="unfinished fetch with other settings"):
         fetch_cube(
             GRID,
             ("2019-01", "2019-09"),
@@ -221,7 +223,7 @@ def test_export_tasks_target_the_grid(offline_ee):
     assert destination == {"bucket": "my-bucket", "filenamePrefix": "upscale_2019-01"}
     text = tasks[0].config["expression"].serialize()
     assert "EPSG:4326" in text and "-81.9" in text
-    with pytest.raises(FetchError, match="either a Cloud Storage bucket or a Drive folder"):
+    with pytest.raises(FetchFailedError, match="either a Cloud Storage bucket or a Drive folder"):
         export_tasks(GRID, PERIOD)
 
 
@@ -237,7 +239,7 @@ def test_failed_initialisation_never_shows_the_key(tmp_path, capsys):
             }
         )
     )
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(FetchFailedError) as caught:
         initialize("my-project", service_account="bot@p.iam.gserviceaccount.com", key_file=key)
     message = str(caught.value)
     assert "earthengine authenticate" in message
@@ -282,9 +284,9 @@ def test_grids_without_an_epsg_code_go_as_wkt():
 def test_exports_declare_nodata_and_check_their_inputs(offline_ee):
     (task,) = export_tasks(GRID, ("2019-01", "2019-01"), variables=VARIABLES, bucket="b")
     assert str(NODATA) in json.dumps(task.config["fileExportOptions"], default=str)
-    with pytest.raises(FetchError, match=r"no Earth Engine recipe for \['TEMP'\]"):
+    with pytest.raises(FetchFailedError, match=r"no Earth Engine recipe for \['TEMP'\]"):
         export_tasks(GRID, PERIOD, variables=["NDVI", "TEMP"], bucket="b")
-    with pytest.raises(FetchError, match="holds no month \\(is it reversed\\?\\)"):
+    with pytest.raises(FetchFailedError, match="holds no month \\(is it reversed\\?\\)"):
         export_tasks(GRID, ("2019-05", "2019-01"), variables=VARIABLES, bucket="b")
 
 

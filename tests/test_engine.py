@@ -7,7 +7,7 @@ import torch
 from upscale.artifact import load_model, save_model
 from upscale.cube import open_store, write_store
 from upscale.engine import default_batch_size, flux_maps
-from upscale.errors import CubeError, ModelArtifactError
+from upscale.errors import InvalidCubeError, InvalidModelError
 from upscale.schema import ECOSYSTEM_CODES, WETLAND
 
 from .helpers import raise_if_dask_computes
@@ -77,14 +77,14 @@ def test_maps_carry_grid_crs_and_cf_attributes(inputs, model_folders, tmp_path):
 
 def test_missing_model_for_an_ecosystem(inputs, model_folders):
     cube, mask = inputs
-    with pytest.raises(ModelArtifactError, match="no model for ecosystem\\(s\\) saltmarsh"):
+    with pytest.raises(InvalidModelError, match="no model for ecosystem\\(s\\) saltmarsh"):
         flux_maps(cube, mask, {"mangrove": model_folders["mangrove"]})
 
 
 def test_model_of_the_wrong_ecosystem(inputs, model_folders):
     cube, mask = inputs
     swapped = {"mangrove": model_folders["saltmarsh"], "saltmarsh": model_folders["mangrove"]}
-    with pytest.raises(ModelArtifactError, match="model is for saltmarsh, not mangrove"):
+    with pytest.raises(InvalidModelError, match="model is for saltmarsh, not mangrove"):
         flux_maps(cube, mask, swapped)
 
 
@@ -94,14 +94,14 @@ def test_gap_at_a_wetland_pixel_is_an_error(inputs, model_folders, small_region,
     lai = cube["LAI"].load().copy()
     lai[5, rows[0], cols[0]] = np.nan
     cube = cube.assign(LAI=lai.chunk({"y": 8, "x": 8}))
-    with pytest.raises(CubeError, match="driver LAI is missing at 1 wetland pixel-months"):
+    with pytest.raises(InvalidCubeError, match="driver LAI is missing at 1 wetland pixel-months"):
         write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr")
     assert not (tmp_path / "maps.zarr").exists()
 
 
 def test_cube_shorter_than_the_memory(inputs, model_folders):
     cube, mask = inputs
-    with pytest.raises(CubeError, match="the cube has 2 months; the models need at least 3"):
+    with pytest.raises(InvalidCubeError, match="the cube has 2 months; the models need at least 3"):
         flux_maps(cube.isel(time=slice(0, 2)), mask, model_folders)
 
 
@@ -224,5 +224,7 @@ def test_implausible_driver_at_a_wetland_pixel_is_an_error(
     values = cube[driver].load().copy()
     values[:, rows[0], cols[0]] = change(values[:, rows[0], cols[0]])
     cube = cube.assign({driver: values.chunk({"y": 8, "x": 8})})
-    with pytest.raises(CubeError, match=f"driver {driver} ranges {shown}.*outside the plausible"):
+    with pytest.raises(
+        InvalidCubeError, match=f"driver {driver} ranges {shown}.*outside the plausible"
+    ):
         write_store(flux_maps(cube, mask, model_folders), tmp_path / "maps.zarr")

@@ -24,13 +24,13 @@ from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import write_demo_region
 from upscale.engine import flux_maps
 from upscale.errors import (
-    ConfigError,
-    CubeError,
-    MaskError,
-    ModelArtifactError,
+    InvalidConfigError,
+    InvalidCubeError,
+    InvalidMaskError,
+    InvalidModelError,
+    InvalidRegionsError,
+    InvalidTowerDataError,
     OutputExistsError,
-    RegionError,
-    SiteDataError,
 )
 from upscale.fluxnet import read_fluxnet
 from upscale.samples import site_pixels, tower_site_series
@@ -108,22 +108,22 @@ CATALOGUE = {
     # Driver cubes
     "cube-missing-variable": (
         lambda r, t: open_cube(_cube(r, t, lambda c: c.drop_vars("LAI"))),
-        CubeError,
+        InvalidCubeError,
         r"cube.zarr: missing driver variable\(s\) LAI .*add them, or choose features",
     ),
     "cube-wrong-units": (
         lambda r, t: open_cube(_cube(r, t, lambda c: _with_units(c, "TA", "K"))),
-        CubeError,
+        InvalidCubeError,
         r"variable TA is in 'K', expected 'degC'; convert it",
     ),
     "cube-no-units": (
         lambda r, t: open_cube(_cube(r, t, lambda c: _with_units(c, "TA", None))),
-        CubeError,
+        InvalidCubeError,
         r"variable TA has no 'units' attribute; set it to 'degC'",
     ),
     "cube-gap-in-time": (
         lambda r, t: open_cube(_cube(r, t, lambda c: c.drop_isel(time=5))),
-        CubeError,
+        InvalidCubeError,
         r"not a gapless monthly series \(jump at 2010-07\); fill missing months with NaN",
     ),
     "cube-daily-steps": (
@@ -136,12 +136,12 @@ CATALOGUE = {
                 ),
             )
         ),
-        CubeError,
+        InvalidCubeError,
         r"time steps must be monthly, stamped on the first of the month; found 2010-01-02",
     ),
     "cube-unsorted-time": (
         lambda r, t: open_cube(_cube(r, t, lambda c: c.isel(time=slice(None, None, -1)))),
-        CubeError,
+        InvalidCubeError,
         r"time is not sorted or has duplicates; sort it",
     ),
     "cube-implausible-values": (  # a nodata value stored as a number
@@ -153,20 +153,20 @@ CATALOGUE = {
             ),
             t / "maps.zarr",
         ),
-        CubeError,
+        InvalidCubeError,
         r"driver NDVI ranges -9999..-9999, outside the plausible -1..1 at the wetland pixels "
         r"of the tile starting at y=\d+, x=\d+; check its units, and that a nodata value such as "
         r"-9999 is stored as NaN",
     ),
     "cube-no-crs": (
         lambda r, t: open_cube(_without_crs(r, t)),
-        CubeError,
+        InvalidCubeError,
         r"no CRS found .*ds.rio.write_crs",
     ),
     # FLUXNET files
     "fluxnet-file-name": (
         lambda r, t: read_fluxnet(t / "US-Bad_daily.csv"),
-        SiteDataError,
+        InvalidTowerDataError,
         r"US-Bad_daily.csv: not a FLUXNET file name; expected .*rename it",
     ),
     "fluxnet-missing-flux-column": (
@@ -175,24 +175,24 @@ CATALOGUE = {
                 t, "DD", [row.rsplit(",", 1)[0] for row in DD_ROWS], DD_HEADER.rsplit(",", 1)[0]
             )
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"missing flux column\(s\) NEE_VUT_REF for partitioning NT",
     ),
     "fluxnet-other-partitioning": (
         lambda r, t: read_fluxnet(_fluxnet(t, "DD", DD_ROWS, DD_HEADER.replace("_NT_", "_DT_"))),
-        SiteDataError,
+        InvalidTowerDataError,
         r"the file has the DT partitioning: use --partitioning DT",
     ),
     "fluxnet-duplicated-timestamp": (
         lambda r, t: read_fluxnet(_fluxnet(t, "DD", [*DD_ROWS, DD_ROWS[3]], DD_HEADER)),
-        SiteDataError,
+        InvalidTowerDataError,
         r"duplicated timestamp 2004-01-04.*remove the repeated rows",
     ),
     "fluxnet-all-missing": (
         lambda r, t: read_fluxnet(
             _fluxnet(t, "DD", [f"200401{d:02d},-9999,-9999,-9999" for d in range(1, 32)], DD_HEADER)
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"no month keeps a valid flux.*lower qc_min or min_coverage, or leave this tower out",
     ),
     "fluxnet-wrong-resolution": (  # a half-hourly file labelled monthly
@@ -204,19 +204,19 @@ CATALOGUE = {
                 "TIMESTAMP_START,GPP_NT_VUT_REF,RECO_NT_VUT_REF,NEE_VUT_REF",
             )
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"MM_2004-2005_1-4\.csv: the rows look half-hourly .*TIMESTAMP_START instead of TIMESTAMP",
     ),
     "fluxnet-mixed-resolutions": (  # half-hourly rows pasted into a daily file
         lambda r, t: read_fluxnet(_fluxnet(t, "DD", [*DD_ROWS, "200402010000,3,2,-1"], DD_HEADER)),
-        SiteDataError,
+        InvalidTowerDataError,
         r"TIMESTAMP has values not in the %Y%m%d format FLUXNET uses at this resolution",
     ),
     "fluxnet-text-in-numbers": (
         lambda r, t: read_fluxnet(
             _fluxnet(t, "DD", [*DD_ROWS[:-1], "20040131,3.0x,2,-1"], DD_HEADER)
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"column GPP_NT_VUT_REF has non-numeric values \(e.g. '3.0x'\); FLUXNET files write -9999",
     ),
     # AmeriFlux BASE files
@@ -224,25 +224,25 @@ CATALOGUE = {
         lambda r, t: read_ameriflux(
             _base(t, lambda b: b.drop(pd.date_range("2015-01-10", "2015-01-13", freq="30min")))
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"HH_1-1\.csv: 1 timestamp gap.*from 2015-01-10 00:00 to 2015-01-13 00:00 \(3\.0 days\)",
     ),
     "base-duplicated-half-hours": (
         lambda r, t: read_ameriflux(_base(t, lambda b: pd.concat([b, b.iloc[[10]]]).sort_index())),
-        SiteDataError,
+        InvalidTowerDataError,
         r"HH_1-1\.csv: duplicated half-hours \(1, the first",
     ),
     "fluxnet-half-hours-in-daily-file": (  # µmol m-2 s-1 half-hours in a file named DD
         lambda r, t: read_fluxnet(
             _fluxnet(t, "DD", [f"20040101,{v},2,-1" for v in range(48)], DD_HEADER)
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"DD_2004-2005_1-4\.csv: the rows look half-hourly in µmol m-2 s-1",
     ),
     # Site-level studies
     "tower-feature-missing": (
         lambda r, t: _marsh_series(t, ("TA", "WTD"), _without_wtd_at_one_tower),
-        SiteDataError,
+        InvalidTowerDataError,
         r"site US-Plm \(marshes\.csv\) has no WTD; give it in its file or a --site-drivers",
     ),
     "temporal-split-too-short": (
@@ -250,12 +250,12 @@ CATALOGUE = {
             _marsh_series(t, ("TA", "PAR")),
             TrainConfig(cv="temporal", memory=36, test_fraction=0.5),
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"site US-Plm: holding out its last 50% of 60 measured months leaves 30 before them",
     ),
     "cv-too-few-towers": (
         lambda r, t: _one_tower(t),
-        SiteDataError,
+        InvalidTowerDataError,
         r"saltmarsh has 1 tower\(s\) with 1 distinct driver series.*\(--cv temporal\)",
     ),
     # Towers
@@ -263,7 +263,7 @@ CATALOGUE = {
         lambda r, t: upscale.train(
             *_sites_with(r, t, lat=10.0), t / "models", status=lambda line: None
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"site\(s\) outside the cube extent: .*remove them from sites.csv",
     ),
     "site-on-dry-pixel": (
@@ -273,7 +273,7 @@ CATALOGUE = {
             t / "models",
             mask=_dry_at_first_tower(r, t),
         ),
-        SiteDataError,
+        InvalidTowerDataError,
         r"site\(s\) on pixels without wetland in dry.zarr: ZZ-Mg1 \(.*check their coordinates",
     ),
     # Models
@@ -283,7 +283,7 @@ CATALOGUE = {
             r.mask,
             {e: save_model(untrained_model(e), t / e) for e in ("mangrove", "saltmarsh")},
         ),
-        CubeError,
+        InvalidCubeError,
         r"cube lacks driver\(s\) LAI that the models need",
     ),
     "model-memory-longer-than-cube": (
@@ -292,7 +292,7 @@ CATALOGUE = {
             r.mask,
             {e: save_model(untrained_model(e, memory=3), t / e) for e in ("mangrove", "saltmarsh")},
         ),
-        CubeError,
+        InvalidCubeError,
         r"the cube has 2 months; the models need at least 3 \(their memory length\)",
     ),
     "model-other-ecosystem": (
@@ -301,23 +301,23 @@ CATALOGUE = {
             r.mask,
             {e: save_model(untrained_model("saltmarsh"), t / e) for e in ("mangrove", "saltmarsh")},
         ),
-        ModelArtifactError,
+        InvalidModelError,
         r"mangrove: model is for saltmarsh, not mangrove",
     ),
     "model-no-weights": (
         lambda r, t: load_model(_without_weights(t)),
-        ModelArtifactError,
+        InvalidModelError,
         r"no weights.safetensors; a model folder holds card.json and weights.safetensors",
     ),
     "model-name-escapes": (
         lambda r, t: upscale.train(t / "sites", t / "cube.zarr", t / "models", name="../../etc/x"),
-        ConfigError,
+        InvalidConfigError,
         r"model name '../../etc/x' is not a plain file name; use letters, digits",
     ),
     # Configs
     "config-unknown-key": (
         lambda r, t: load_train_config(_text(t / "config.yaml", "epoch: 3\n")),
-        ConfigError,
+        InvalidConfigError,
         r"config.yaml: epoch: Extra inputs are not permitted .*fields are architecture",
     ),
     # Masks and regions
@@ -325,17 +325,17 @@ CATALOGUE = {
         lambda r, t: open_mask(
             write_store(r.mask.isel(y=slice(0, None, 2), x=slice(0, None, 2)), t / "m.zarr"), r.cube
         ),
-        MaskError,
+        InvalidMaskError,
         r"m.zarr: mask grid is \(10, 12\).*reproject_match",
     ),
     "region-empty-geometry": (
         lambda r, t: resolve_regions([str(_empty_region(t))]),
-        RegionError,
+        InvalidRegionsError,
         r"have no area",
     ),
     "region-off-the-maps": (
         lambda r, t: upscale.query(_maps(r, t), [_far_region(t)], out=t / "budget.csv"),
-        RegionError,
+        InvalidRegionsError,
         r"far away do not overlap the maps",
     ),
     # Outputs

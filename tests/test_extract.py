@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from upscale import api
 from upscale.cli import app
 from upscale.cube import open_cube, write_store
-from upscale.errors import CubeError, OutputExistsError, SiteDataError
+from upscale.errors import InvalidCubeError, InvalidTowerDataError, OutputExistsError
 from upscale.pixels import drivers_at_towers, monthly_variables
 from upscale.schema import DEFAULT_FEATURES
 from upscale.sites import read_sites_table, write_sites_table
@@ -93,7 +93,7 @@ def test_features_choose_and_order_the_columns(inputs, tmp_path):
     api.extract(inputs / "sites", inputs / "cube.zarr", tmp_path / "d.csv", features=["TA", "LAI"])
     header = (tmp_path / "d.csv").read_text().splitlines()[0]
     assert header == "site_id,time,TA,LAI"
-    with pytest.raises(CubeError, match=r"cube.zarr: missing driver variable\(s\) SALINITY"):
+    with pytest.raises(InvalidCubeError, match=r"cube.zarr: missing driver variable\(s\) SALINITY"):
         api.extract(
             inputs / "sites", inputs / "cube.zarr", tmp_path / "e.csv", features=["SALINITY"]
         )
@@ -111,7 +111,9 @@ def test_towers_outside_the_cube_are_named(inputs, small_region, tmp_path):
     sites = small_region.sites.copy()
     sites.iloc[0, [0, 1]] = (10.0, -60.0)
     write_sites_table(sites, tmp_path / "sites")
-    with pytest.raises(SiteDataError, match=rf"outside the cube extent: {sites.index[0]} \(10"):
+    with pytest.raises(
+        InvalidTowerDataError, match=rf"outside the cube extent: {sites.index[0]} \(10"
+    ):
         api.extract(tmp_path / "sites", inputs / "cube.zarr", tmp_path / "d.csv")
     assert not (tmp_path / "d.csv").exists()
 

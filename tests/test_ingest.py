@@ -11,7 +11,7 @@ import upscale
 from tests.conftest import shared_file
 from upscale.cli import app
 from upscale.cube import open_cube
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 from upscale.grid import TargetGrid
 from upscale.ingest import (
     DRIVER_SOURCES,
@@ -99,13 +99,15 @@ def test_units_dims_and_steps_are_converted(tmp_path):
 def test_unit_problems_are_refused(tmp_path):
     path = synthetic_netcdf(tmp_path / "bad.nc", ssrd=("J m-2", [1.0] * 59), t2m=("F", [50.0] * 59))
     accumulation = SourceSpec(path=str(path), variables={"SW_IN": "ssrd"})
-    with pytest.raises(CubeError, match="'J m-2' is an amount accumulated over an unstated"):
+    with pytest.raises(InvalidCubeError, match="'J m-2' is an amount accumulated over an unstated"):
         read_source_variable(accumulation, "SW_IN")
     stated = SourceSpec(path=str(path), variables={"SW_IN": "ssrd"}, units={"SW_IN": "J m-2 h-1"})
     assert float(read_source_variable(stated, "SW_IN").max()) == pytest.approx(1 / 3600)
-    with pytest.raises(CubeError, match="cannot convert 'F' to TA's 'degC'"):
+    with pytest.raises(InvalidCubeError, match="cannot convert 'F' to TA's 'degC'"):
         read_source_variable(SourceSpec(path=str(path), variables={"TA": "t2m"}), "TA")
-    with pytest.raises(CubeError, match=r"bad.nc: no variable 'rh'; it has \['ssrd', 't2m'\]"):
+    with pytest.raises(
+        InvalidCubeError, match=r"bad.nc: no variable 'rh'; it has \['ssrd', 't2m'\]"
+    ):
         read_source_variable(SourceSpec(path=str(path), variables={"VPD": "rh"}), "VPD")
 
 
@@ -149,7 +151,9 @@ def test_unscaled_modis_is_caught(tmp_path):
         pattern="modis/{variable}_{date:%Y%j}.tif", variables={"NDVI": "ndvi"}, units={"NDVI": "1"}
     )
     grid = TargetGrid("EPSG:32617", (402_500, 2_882_500, 417_500, 2_897_500), 2500)
-    with pytest.raises(CubeError, match="NDVI ranges 5000..7000, outside the plausible -1..1"):
+    with pytest.raises(
+        InvalidCubeError, match="NDVI ranges 5000..7000, outside the plausible -1..1"
+    ):
         build_drivers([spec], grid, ("2019-01", "2019-02"), base=tmp_path)
 
 
@@ -160,10 +164,12 @@ def test_config_errors(tmp_path):
         period=["2019-01", "2019-02"],
         sources=[{"path": "x.nc", "variables": {"TEMP": "t2m"}}],
     )
-    with pytest.raises(CubeError, match=r"ingest.yaml: sources.0.variables: .*\['TEMP'\] are not"):
+    with pytest.raises(
+        InvalidCubeError, match=r"ingest.yaml: sources.0.variables: .*\['TEMP'\] are not"
+    ):
         upscale.ingest(config, tmp_path / "cube.zarr")
     config.write_text("grid: [1, 2]\n")
-    with pytest.raises(CubeError, match="ingest.yaml: grid: "):
+    with pytest.raises(InvalidCubeError, match="ingest.yaml: grid: "):
         upscale.ingest(config, tmp_path / "cube.zarr")
 
 
@@ -193,7 +199,7 @@ def test_monthly_multiband_exports_are_a_stack(tmp_path):
     np.testing.assert_allclose(cube["NDVI"].values[:, 0, 0], [0.4, 0.6], rtol=1e-6)
     np.testing.assert_allclose(cube["TA"].values[:, 1, 1], [21.0, 23.0], rtol=1e-6)
     wrong = spec.model_copy(update={"variables": {"EVI": "EVI"}})
-    with pytest.raises(CubeError, match=r"no band 'EVI' \(bands: \['NDVI', 'TA'\]\)"):
+    with pytest.raises(InvalidCubeError, match=r"no band 'EVI' \(bands: \['NDVI', 'TA'\]\)"):
         build_drivers([wrong], grid, ("2019-01", "2019-02"), base=tmp_path)
 
 
@@ -255,20 +261,20 @@ def test_positions_survive_ascending_latitudes_and_0_360_longitudes(tmp_path):
 def test_sources_that_cannot_be_placed_or_scaled_are_refused(tmp_path):
     across = varying_netcdf(tmp_path / "a.nc", np.arange(175.0, 185.0, 1.0))
     grid = TargetGrid("EPSG:4326", (176.5, 20.5, 179.5, 22.5), 1.0)
-    with pytest.raises(CubeError, match="0-360 longitudes that cross 180 E"):
+    with pytest.raises(InvalidCubeError, match="0-360 longitudes that cross 180 E"):
         build_drivers(
             [SourceSpec(path=str(across), variables={"TA": "t2m"})], grid, ("2019-01", "2019-01")
         )
     inside = varying_netcdf(tmp_path / "b.nc", np.arange(270.0, 280.0, 1.0))
     grid = TargetGrid("EPSG:4326", (-88.5, 20.5, -83.5, 22.5), 1.0)
     with pytest.raises(
-        CubeError, match=r"TA has no value in 1 month\(s\) of the period \(2019-02\)"
+        InvalidCubeError, match=r"TA has no value in 1 month\(s\) of the period \(2019-02\)"
     ):
         build_drivers(
             [SourceSpec(path=str(inside), variables={"TA": "t2m"})], grid, ("2019-01", "2019-02")
         )
     far = TargetGrid("EPSG:4326", (0, 0, 2, 2), 1.0)
-    with pytest.raises(CubeError, match="does not cover the target grid"):
+    with pytest.raises(InvalidCubeError, match="does not cover the target grid"):
         build_drivers(
             [SourceSpec(path=str(inside), variables={"TA": "t2m"})], far, ("2019-01", "2019-01")
         )
@@ -282,7 +288,7 @@ def test_a_file_scale_factor_is_not_applied_twice(tmp_path):
         units={"NDVI": "1"},
         scale={"NDVI": 0.0001},
     )
-    with pytest.raises(CubeError, match="carries its own scale factor, already applied"):
+    with pytest.raises(InvalidCubeError, match="carries its own scale factor, already applied"):
         read_source_variable(spec, "NDVI", base=tmp_path)
 
 
@@ -308,7 +314,7 @@ def test_declared_nodata_and_mixed_crs_stacks(tmp_path):
         units={"NDVI": "1"},
         nodata={"NDVI": -9999},
     )
-    with pytest.raises(CubeError, match="in several CRSs"):
+    with pytest.raises(InvalidCubeError, match="in several CRSs"):
         read_source_variable(spec, "NDVI", base=tmp_path)
     (tmp_path / "s" / "ndvi_2019-02.tif").unlink()
     ndvi = read_source_variable(spec, "NDVI", base=tmp_path).values[0]

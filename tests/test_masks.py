@@ -8,7 +8,7 @@ from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 
 from tests.conftest import shared_file
-from upscale.errors import MaskError
+from upscale.errors import InvalidMaskError
 from upscale.grid import pixel_areas
 from upscale.masks import (
     ecosystem_covers,
@@ -180,13 +180,15 @@ def test_raster_errors(tmp_path):
     }
     with rasterio.open(tmp_path / "nocrs.tif", "w", **profile) as dst:
         dst.write(np.ones((4, 4), "float32"), 1)
-    with pytest.raises(MaskError, match="nocrs.tif: no CRS"):
+    with pytest.raises(InvalidMaskError, match="nocrs.tif: no CRS"):
         raster_cover([tmp_path / "nocrs.tif"], target, "mangrove")
     with rasterio.open(tmp_path / "pct.tif", "w", crs="EPSG:4326", **profile) as dst:
         dst.write(np.full((4, 4), 80.0, "float32"), 1)
-    with pytest.raises(MaskError, match="pct.tif: float values from 0 to 80; a float raster must"):
+    with pytest.raises(
+        InvalidMaskError, match="pct.tif: float values from 0 to 80; a float raster must"
+    ):
         raster_cover([tmp_path / "pct.tif"], target, "mangrove")
-    with pytest.raises(MaskError, match="missing.tif: no such file"):
+    with pytest.raises(InvalidMaskError, match="missing.tif: no such file"):
         raster_cover([tmp_path / "missing.tif"], target, "mangrove")
 
 
@@ -194,19 +196,21 @@ def test_vector_errors(tmp_path):
     target = grid(0, 2, 0, 2, 1.0)
     frame = gpd.GeoDataFrame({"kind": ["mud"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
     frame.to_file(tmp_path / "k.geojson")
-    with pytest.raises(MaskError, match="k.geojson: no 'ecosystem' column .* it has \\['kind'\\]"):
+    with pytest.raises(
+        InvalidMaskError, match="k.geojson: no 'ecosystem' column .* it has \\['kind'\\]"
+    ):
         ecosystem_covers(target, vectors=[tmp_path / "k.geojson"])
-    with pytest.raises(MaskError, match="column 'kind' holds 'mud', not one of"):
+    with pytest.raises(InvalidMaskError, match="column 'kind' holds 'mud', not one of"):
         ecosystem_covers(target, vectors=[tmp_path / "k.geojson"], column="kind")
-    with pytest.raises(MaskError, match="no polygon maps to an ecosystem"):
+    with pytest.raises(InvalidMaskError, match="no polygon maps to an ecosystem"):
         ecosystem_covers(
             target, vectors=[tmp_path / "k.geojson"], column="kind", classes={"sand": "mangrove"}
         )
-    with pytest.raises(MaskError, match="no wetland source given"):
+    with pytest.raises(InvalidMaskError, match="no wetland source given"):
         ecosystem_covers(target)
     lines = gpd.GeoDataFrame(geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=4326)
     lines.to_file(tmp_path / "lines.geojson")
-    with pytest.raises(MaskError, match="lines.geojson: wetlands must be polygons"):
+    with pytest.raises(InvalidMaskError, match="lines.geojson: wetlands must be polygons"):
         ecosystem_covers(target, sources={"mangrove": [tmp_path / "lines.geojson"]})
 
 
@@ -223,7 +227,9 @@ def test_sources_off_the_grid_and_south_up_rasters_are_refused(tmp_path):
     target = grid(0, 2, 0, 2, 1.0)
     far = gpd.GeoDataFrame(geometry=[shapely.box(50, 50, 51, 51)], crs=4326)
     far.to_file(tmp_path / "far.geojson")
-    with pytest.raises(MaskError, match="the mangrove sources cover none of the cube's grid"):
+    with pytest.raises(
+        InvalidMaskError, match="the mangrove sources cover none of the cube's grid"
+    ):
         ecosystem_covers(target, sources={"mangrove": [tmp_path / "far.geojson"]})
     profile = {
         "driver": "GTiff",
@@ -236,7 +242,7 @@ def test_sources_off_the_grid_and_south_up_rasters_are_refused(tmp_path):
     }
     with rasterio.open(tmp_path / "south_up.tif", "w", **profile) as dst:
         dst.write(np.ones((4, 4), "uint8"), 1)
-    with pytest.raises(MaskError, match="south_up.tif: not a north-up raster"):
+    with pytest.raises(InvalidMaskError, match="south_up.tif: not a north-up raster"):
         raster_cover([tmp_path / "south_up.tif"], target, "mangrove")
 
 
@@ -245,5 +251,5 @@ def test_rows_without_geometry_are_named(tmp_path):
         {"ecosystem": ["mangrove", "saltmarsh"]}, geometry=[shapely.box(0, 0, 1, 1), None], crs=4326
     )
     frame.to_file(tmp_path / "holes.gpkg")
-    with pytest.raises(MaskError, match="holes.gpkg: 1 row\\(s\\) have no geometry"):
+    with pytest.raises(InvalidMaskError, match="holes.gpkg: 1 row\\(s\\) have no geometry"):
         read_wetland_vectors(tmp_path / "holes.gpkg")

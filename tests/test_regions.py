@@ -7,7 +7,7 @@ import xarray as xr
 from pyproj import Geod, Transformer
 
 from tests.helpers import raise_if_dask_computes
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 from upscale.regions import budget, read_regions, region_area_km2, region_weights
 
 
@@ -177,25 +177,25 @@ def test_region_off_the_maps_is_an_error():
     crs, x, y, *_ = geographic_case()
     maps = synthetic_maps(crs, x, y)
     far = gpd.GeoDataFrame({"name": ["far away"]}, geometry=[shapely.box(0, 10, 1, 11)], crs=4326)
-    with pytest.raises(RegionError, match="far away do not overlap the maps"):
+    with pytest.raises(InvalidRegionsError, match="far away do not overlap the maps"):
         budget(maps, far)
 
 
 def test_read_regions_errors(tmp_path):
     unnamed = gpd.GeoDataFrame({"label": ["a"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
     unnamed.to_file(tmp_path / "unnamed.geojson")
-    with pytest.raises(RegionError, match="unnamed.geojson: no 'name' column"):
+    with pytest.raises(InvalidRegionsError, match="unnamed.geojson: no 'name' column"):
         read_regions(tmp_path / "unnamed.geojson")
     twice = gpd.GeoDataFrame({"name": ["a", "a"]}, geometry=[shapely.box(0, 0, 1, 1)] * 2, crs=4326)
     twice.to_file(tmp_path / "twice.geojson")
-    with pytest.raises(RegionError, match=r"duplicated region names \['a'\]"):
+    with pytest.raises(InvalidRegionsError, match=r"duplicated region names \['a'\]"):
         read_regions(tmp_path / "twice.geojson")
     (tmp_path / "junk.geojson").write_text("not json")
-    with pytest.raises(RegionError, match="not a readable vector file"):
+    with pytest.raises(InvalidRegionsError, match="not a readable vector file"):
         read_regions(tmp_path / "junk.geojson")
     points = gpd.GeoDataFrame({"name": ["p"]}, geometry=[shapely.Point(0, 0)], crs=4326)
     points.to_file(tmp_path / "points.geojson")
-    with pytest.raises(RegionError, match=r"region\(s\) \['p'\] have no area"):
+    with pytest.raises(InvalidRegionsError, match=r"region\(s\) \['p'\] have no area"):
         read_regions(tmp_path / "points.geojson")
 
 
@@ -281,11 +281,11 @@ def test_bad_region_tables_and_periods(tmp_path):
     box = gpd.GeoDataFrame(
         {"name": ["b"]}, geometry=[shapely.box(-81.7, 25.4, -81.2, 25.9)], crs=crs
     )
-    with pytest.raises(RegionError, match="budget by 'months': choose 'year' or 'month'"):
+    with pytest.raises(InvalidRegionsError, match="budget by 'months': choose 'year' or 'month'"):
         budget(maps, box, by="months")
     unnamed = gpd.GeoDataFrame({"name": [None]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
     unnamed.to_file(tmp_path / "unnamed.geojson")
-    with pytest.raises(RegionError, match="1 region\\(s\\) without a name"):
+    with pytest.raises(InvalidRegionsError, match="1 region\\(s\\) without a name"):
         read_regions(tmp_path / "unnamed.geojson")
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from upscale.cube import open_cube, write_store
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 from upscale.schema import DEFAULT_FEATURES, FLUXES, units_match, validate_cube
 
 
@@ -17,14 +17,14 @@ def test_demo_cube_is_valid(cube):
 
 
 def test_missing_variable(cube):
-    with pytest.raises(CubeError, match=r"demo.zarr: missing driver variable\(s\) LAI"):
+    with pytest.raises(InvalidCubeError, match=r"demo.zarr: missing driver variable\(s\) LAI"):
         validate_cube(cube.drop_vars("LAI"), source="demo.zarr")
 
 
 def test_wrong_units(cube):
     cube = cube.copy()
     cube["TA"] = cube["TA"].assign_attrs(units="K")
-    with pytest.raises(CubeError, match="variable TA is in 'K', expected 'degC'"):
+    with pytest.raises(InvalidCubeError, match="variable TA is in 'K', expected 'degC'"):
         validate_cube(cube)
 
 
@@ -32,7 +32,7 @@ def test_missing_units(cube):
     cube = cube.copy()
     cube["VPD"] = cube["VPD"].assign_attrs(units=None)
     cube["VPD"].attrs.pop("units")
-    with pytest.raises(CubeError, match="VPD has no 'units' attribute"):
+    with pytest.raises(InvalidCubeError, match="VPD has no 'units' attribute"):
         validate_cube(cube)
 
 
@@ -43,18 +43,18 @@ def test_unit_spellings():
 
 
 def test_unsorted_time(cube):
-    with pytest.raises(CubeError, match="not sorted"):
+    with pytest.raises(InvalidCubeError, match="not sorted"):
         validate_cube(cube.isel(time=[1, 0, *range(2, cube.sizes["time"])]))
 
 
 def test_mid_month_stamps(cube):
     shifted = cube.assign_coords(time=cube.indexes["time"] + pd.Timedelta(days=14))
-    with pytest.raises(CubeError, match="stamped on the first of the month; found .*-15"):
+    with pytest.raises(InvalidCubeError, match="stamped on the first of the month; found .*-15"):
         validate_cube(shifted)
 
 
 def test_missing_month(cube):
-    with pytest.raises(CubeError, match=r"gapless monthly series \(jump at 2010-06\)"):
+    with pytest.raises(InvalidCubeError, match=r"gapless monthly series \(jump at 2010-06\)"):
         validate_cube(cube.drop_sel(time="2010-05-01"))
 
 
@@ -63,7 +63,7 @@ def test_no_crs(cube):
     for name in bare.data_vars:
         bare[name].attrs.pop("grid_mapping", None)
         bare[name].encoding.pop("grid_mapping", None)
-    with pytest.raises(CubeError, match="no CRS found"):
+    with pytest.raises(InvalidCubeError, match="no CRS found"):
         validate_cube(bare)
 
 
@@ -88,7 +88,7 @@ def test_open_cube_rechunks_to_tiles(cube, tmp_path):
 
 
 def test_open_missing_path(tmp_path):
-    with pytest.raises(CubeError, match="no such file or store"):
+    with pytest.raises(InvalidCubeError, match="no such file or store"):
         open_cube(tmp_path / "nope.zarr")
 
 

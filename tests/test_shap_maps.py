@@ -93,7 +93,7 @@ def test_shap_cogs_validate_with_band_names(small_region, model_folders, tmp_pat
 def test_a_chosen_period(small_region, model_folders):
     import pytest
 
-    from upscale.errors import CubeError
+    from upscale.errors import InvalidCubeError
 
     shap = shap_maps(
         small_region.cube.chunk({"y": 8, "x": 8}),
@@ -104,7 +104,7 @@ def test_a_chosen_period(small_region, model_folders):
         samples=4,
     )
     assert json.loads(shap.attrs["sampled_months"]) == ["2011-01", "2011-07", "2011-12"]
-    with pytest.raises(CubeError, match="no month of 2030-01..2030-12 has a full window"):
+    with pytest.raises(InvalidCubeError, match="no month of 2030-01..2030-12 has a full window"):
         shap_maps(
             small_region.cube, small_region.mask, model_folders, period=("2030-01", "2030-12")
         )

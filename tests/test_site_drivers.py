@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from upscale.cli import app
 from upscale.config import make_train_config
 from upscale.demo_region import write_demo_region
-from upscale.errors import ConfigError, SiteDataError
+from upscale.errors import InvalidConfigError, InvalidTowerDataError
 from upscale.samples import SiteSeries, driver_agreement, with_site_drivers
 from upscale.tidy import read_site_drivers
 
@@ -52,14 +52,14 @@ def test_site_drivers_replace_the_measured_months_only():
     np.testing.assert_allclose(swapped.drivers[0, :, 0], series.drivers[0, :, 0] - 1.5, rtol=1e-6)
     np.testing.assert_array_equal(swapped.drivers[1, :3, 0], series.drivers[1, :3, 0])
     np.testing.assert_array_equal(swapped.drivers[..., 1], series.drivers[..., 1])  # NDVI kept
-    with pytest.raises(SiteDataError, match="site A has no NDVI of its own"):
+    with pytest.raises(InvalidTowerDataError, match="site A has no NDVI of its own"):
         with_site_drivers(series, measured_from(series, 0.0), ["NDVI"])
-    with pytest.raises(SiteDataError, match="site driver VPD is not among the features"):
+    with pytest.raises(InvalidTowerDataError, match="site driver VPD is not among the features"):
         with_site_drivers(series, measured_from(series, 0.0), ["VPD"])
 
 
 def test_site_drivers_must_be_features():
-    with pytest.raises(ConfigError, match=r"site_drivers \['VPD'\] must also be features"):
+    with pytest.raises(InvalidConfigError, match=r"site_drivers \['VPD'\] must also be features"):
         make_train_config({"features": ["TA"], "site_drivers": ["VPD"]})
 
 
@@ -77,7 +77,9 @@ def test_point_extractions_are_read_monthly(tmp_path):
     table.rename(columns={"NDVI": "ndvi_250m"}).to_csv(tmp_path / "own.csv", index=False)
     np.testing.assert_allclose(read_site_drivers(tmp_path / "own.csv")["ndvi_250m"], [0.4, 0.6])
     table.rename(columns={"NDVI": "GPP"}).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(SiteDataError, match=r"bad.csv: a site-driver table has .* no fluxes"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"bad.csv: a site-driver table has .* no fluxes"
+    ):
         read_site_drivers(tmp_path / "bad.csv")
 
 
@@ -128,6 +130,6 @@ def test_site_drivers_in_wrong_units_are_refused(tmp_path):
     )
     table.to_csv(tmp_path / "kelvin.csv", index=False)
     with pytest.raises(
-        SiteDataError, match="kelvin.csv: driver TA ranges 296..298, outside the plausible"
+        InvalidTowerDataError, match="kelvin.csv: driver TA ranges 296..298, outside the plausible"
     ):
         read_site_drivers(tmp_path / "kelvin.csv")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from upscale.cli import app
 from upscale.demo_region import write_demo_region
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.metrics import skill
 from upscale.samples import SiteSeries, tower_site_series
 from upscale.schema import uncertainty_name
@@ -117,9 +117,11 @@ def test_a_feature_missing_at_one_tower_names_it(tmp_path):
     table = marsh_table()
     table.loc[table["site_id"] == "US-Plm", "WTD"] = np.nan
     data = read_sites(write_marshes(tmp_path / "towers", table))
-    with pytest.raises(SiteDataError, match=r"site US-Plm \(marshes.csv\) has no WTD"):
+    with pytest.raises(InvalidTowerDataError, match=r"site US-Plm \(marshes.csv\) has no WTD"):
         tower_site_series(data, FEATURES)
-    with pytest.raises(SiteDataError, match="feature.s. DEPTH are not columns of the tower"):
+    with pytest.raises(
+        InvalidTowerDataError, match="feature.s. DEPTH are not columns of the tower"
+    ):
         tower_site_series(data, ("TA", "DEPTH"))
 
 
@@ -286,10 +288,12 @@ def test_a_site_level_study_runs_with_no_cube(marshes, small_region, tmp_path):
 def test_explaining_a_model_of_cube_features_needs_the_cube():
     from tests.conftest import untrained_model
     from upscale.api.explain import _explained_config
-    from upscale.errors import ConfigError
+    from upscale.errors import InvalidConfigError
 
     card = untrained_model("saltmarsh").card.model_copy(update={"feature_sources": {"TA": "tower"}})
-    with pytest.raises(ConfigError, match="reads LAI, FAPAR.* from a driver cube; pass --cube"):
+    with pytest.raises(
+        InvalidConfigError, match="reads LAI, FAPAR.* from a driver cube; pass --cube"
+    ):
         _explained_config(card, "m", None)
     assert _explained_config(card, "m", "cube.zarr").site_drivers == ("TA",)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.fluxnet import fluxnet_methods, read_fluxnet, write_fluxnet_monthly
 from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
 from upscale.schema import uncertainty_name
@@ -410,13 +410,15 @@ def test_read_sites_prefers_the_monthly_file_and_skips_auxiliary_products(site_f
 
 def test_error_bad_file_name(tmp_path):
     path = write_csv(tmp_path, "FLX_US-Xyz_daily.csv", {"TIMESTAMP": ["20100101"]})
-    with pytest.raises(SiteDataError, match=r"FLX_US-Xyz_daily\.csv.*FLX_<SITE>_<PRODUCT>_<RES>"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"FLX_US-Xyz_daily\.csv.*FLX_<SITE>_<PRODUCT>_<RES>"
+    ):
         read_fluxnet(path)
 
 
 def test_error_annual_file(tmp_path):
     path = write_csv(tmp_path, "FLX_US-Xyz_FLUXNET2015_FULLSET_YY_2010-2011_1-4.csv", {"A": [1]})
-    with pytest.raises(SiteDataError, match="YY_2010-2011_1-4.csv: annual"):
+    with pytest.raises(InvalidTowerDataError, match="YY_2010-2011_1-4.csv: annual"):
         read_fluxnet(path)
 
 
@@ -432,7 +434,7 @@ def test_error_missing_flux_columns_suggests_dt(tmp_path):
         },
     )
     with pytest.raises(
-        SiteDataError,
+        InvalidTowerDataError,
         match=r"FLX_US-Xyz.*GPP_NT_VUT_REF, RECO_NT_VUT_REF.*use --partitioning DT",
     ):
         read_fluxnet(path)
@@ -443,14 +445,16 @@ def test_error_no_flux_columns_at_all(tmp_path):
     path = write_csv(
         tmp_path, "FLX_US-Xyz_FLUXNET2015_FULLSET_DD_2010-2010_1-4.csv", {"TIMESTAMP": ["20100101"]}
     )
-    with pytest.raises(SiteDataError, match=r"FLX_US-Xyz.*missing flux column\(s\) GPP_NT_VUT_REF"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"FLX_US-Xyz.*missing flux column\(s\) GPP_NT_VUT_REF"
+    ):
         read_fluxnet(path)
 
 
 def test_error_no_valid_month(tmp_path):
     monthly = demo_monthly().assign(NEE_QC=0.1)
     path = write_fluxnet_monthly("ZZ-Bad", monthly, tmp_path)
-    with pytest.raises(SiteDataError, match=r"FLX_ZZ-Bad.*no month keeps a valid flux"):
+    with pytest.raises(InvalidTowerDataError, match=r"FLX_ZZ-Bad.*no month keeps a valid flux"):
         read_fluxnet(path)
 
 
@@ -460,13 +464,13 @@ def rewrite_sites(folder: Path, text: str) -> None:
 
 def test_error_sites_table_missing_column(site_folder):
     rewrite_sites(site_folder, "site_id,lat,lon\nZZ-Flx,25,-81\nZZ-Tdy,25,-81\n")
-    with pytest.raises(SiteDataError, match=r"sites\.csv: missing column\(s\) ecosystem"):
+    with pytest.raises(InvalidTowerDataError, match=r"sites\.csv: missing column\(s\) ecosystem"):
         read_sites(site_folder)
 
 
 def test_error_sites_table_absent(site_folder):
     (site_folder / "sites.csv").unlink()
-    with pytest.raises(SiteDataError, match=r"sites\.csv: missing"):
+    with pytest.raises(InvalidTowerDataError, match=r"sites\.csv: missing"):
         read_sites(site_folder)
 
 
@@ -474,7 +478,7 @@ def test_error_unknown_ecosystem(site_folder):
     rewrite_sites(
         site_folder, "site_id,lat,lon,ecosystem\nZZ-Flx,25,-81,seagrass\nZZ-Tdy,25,-81,saltmarsh\n"
     )
-    with pytest.raises(SiteDataError, match=r"ZZ-Flx \('seagrass'\).*mangrove, saltmarsh"):
+    with pytest.raises(InvalidTowerDataError, match=r"ZZ-Flx \('seagrass'\).*mangrove, saltmarsh"):
         read_sites(site_folder)
 
 
@@ -484,55 +488,59 @@ def test_error_duplicated_site_id(site_folder):
         "site_id,lat,lon,ecosystem\nZZ-Flx,25,-81,mangrove\nZZ-Tdy,25,-81,saltmarsh\n"
         "ZZ-Flx,26,-81,mangrove\n",
     )
-    with pytest.raises(SiteDataError, match="ZZ-Flx listed more than once"):
+    with pytest.raises(InvalidTowerDataError, match="ZZ-Flx listed more than once"):
         read_sites(site_folder)
 
 
 def test_error_site_file_without_row(site_folder):
     write_fluxnet_monthly("ZZ-Xtr", demo_monthly(), site_folder)
-    with pytest.raises(SiteDataError, match=r"no row for site\(s\) ZZ-Xtr \(FLX_ZZ-Xtr_"):
+    with pytest.raises(InvalidTowerDataError, match=r"no row for site\(s\) ZZ-Xtr \(FLX_ZZ-Xtr_"):
         read_sites(site_folder)
 
 
 def test_error_site_row_without_file(site_folder):
     with (site_folder / "sites.csv").open("a") as f:
         f.write("ZZ-Mss,25,-81,mangrove\n")
-    with pytest.raises(SiteDataError, match=r"no flux data for site\(s\) ZZ-Mss"):
+    with pytest.raises(InvalidTowerDataError, match=r"no flux data for site\(s\) ZZ-Mss"):
         read_sites(site_folder)
 
 
 def test_error_site_in_two_files(site_folder):
     write_tidy_daily(site_folder, site="ZZ-Flx", name="more.csv")
-    with pytest.raises(SiteDataError, match=r"ZZ-Flx has data in both FLX_ZZ-Flx.*more\.csv"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"ZZ-Flx has data in both FLX_ZZ-Flx.*more\.csv"
+    ):
         read_sites(site_folder)
 
 
 def test_error_unparseable_fluxnet_name_in_folder(site_folder):
     write_csv(site_folder, "FLX_ZZ-Flx_monthly.csv", {"TIMESTAMP": ["201001"]})
-    with pytest.raises(SiteDataError, match=r"FLX_ZZ-Flx_monthly\.csv: not a FLUXNET file name"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"FLX_ZZ-Flx_monthly\.csv: not a FLUXNET file name"
+    ):
         read_sites(site_folder)
 
 
 def test_error_csv_that_is_neither_fluxnet_nor_tidy(site_folder):
     write_csv(site_folder, "notes.csv", {"station": ["ZZ-Flx"], "date": ["2011-05-01"]})
-    with pytest.raises(SiteDataError, match=r"notes\.csv: not a tidy site table"):
+    with pytest.raises(InvalidTowerDataError, match=r"notes\.csv: not a tidy site table"):
         read_sites(site_folder)
 
 
 def test_error_tidy_without_fluxes_or_with_text(tmp_path):
     no_flux = write_csv(tmp_path, "a.csv", {"site_id": ["ZZ-Tdy"], "time": ["2011-05-01"]})
-    with pytest.raises(SiteDataError, match=r"a\.csv: no flux column"):
+    with pytest.raises(InvalidTowerDataError, match=r"a\.csv: no flux column"):
         read_tidy(no_flux)
     text = write_csv(
         tmp_path, "b.csv", {"site_id": ["ZZ-Tdy"], "time": ["2011-05-01"], "GPP": ["low"]}
     )
-    with pytest.raises(SiteDataError, match=r"b\.csv: column GPP has non-numeric values"):
+    with pytest.raises(InvalidTowerDataError, match=r"b\.csv: column GPP has non-numeric values"):
         read_tidy(text)
     infinite = write_csv(
         tmp_path, "c.csv", {"site_id": ["ZZ-Tdy"], "time": ["2011-05-01"], "GPP": ["inf"]}
     )
     with pytest.raises(
-        SiteDataError, match=r"c\.csv: column GPP has non-numeric values \(e\.g\. 'inf'\)"
+        InvalidTowerDataError, match=r"c\.csv: column GPP has non-numeric values \(e\.g\. 'inf'\)"
     ):
         read_tidy(infinite)
 
@@ -541,7 +549,7 @@ def test_error_tidy_without_fluxes_or_with_text(tmp_path):
 def test_error_tidy_dates_that_are_not_iso(tmp_path, written):
     path = write_csv(tmp_path, "d.csv", {"site_id": ["ZZ-Tdy"], "time": [written], "GPP": [1.0]})
     with pytest.raises(
-        SiteDataError,
+        InvalidTowerDataError,
         match=rf"d\.csv: column time has values that are not ISO dates \(e\.g\. '{written}'\)",
     ):
         read_tidy(path)
@@ -568,13 +576,17 @@ def test_error_implausible_tower_fluxes(tmp_path, change, shown):
         index=pd.Index(["ZZ-Flx"], name="site_id"),
     )
     write_sites_table(meta, tmp_path)
-    with pytest.raises(SiteDataError, match=rf"site ZZ-Flx \(FLX_ZZ-Flx_.*\): {shown}.*signs"):
+    with pytest.raises(
+        InvalidTowerDataError, match=rf"site ZZ-Flx \(FLX_ZZ-Flx_.*\): {shown}.*signs"
+    ):
         read_sites(tmp_path)
 
 
 def test_error_sites_table_names_the_columns_it_has(tmp_path):
     (tmp_path / "sites.csv").write_text("Site_ID,Lat,Lon,Ecosystem\nZZ-Flx,25.3,-81.0,mangrove\n")
-    with pytest.raises(SiteDataError, match="missing column.*lower case.*has Site_ID, Lat, Lon"):
+    with pytest.raises(
+        InvalidTowerDataError, match="missing column.*lower case.*has Site_ID, Lat, Lon"
+    ):
         read_sites(tmp_path)
 
 
@@ -674,7 +686,7 @@ TOY_NAME = re.compile(r"^TOY_(?P<site>[A-Za-z0-9]+-[A-Za-z0-9]+)\.csv$")
 def toy_parse_name(path: Path) -> dict[str, str]:
     match = TOY_NAME.match(path.name)
     if match is None:
-        raise SiteDataError(f"{path.name}: not a TOY_<SITE>.csv name")
+        raise InvalidTowerDataError(f"{path.name}: not a TOY_<SITE>.csv name")
     return {"site": match["site"], "res": "MM"}
 
 
@@ -732,10 +744,12 @@ def test_registered_tower_format_is_named_where_files_are_listed(tmp_path, toy_f
         ),
         tmp_path,
     )
-    with pytest.raises(SiteDataError, match=r"no flux files; add .*toy files \(TOY_<SITE>\.csv\)"):
+    with pytest.raises(
+        InvalidTowerDataError, match=r"no flux files; add .*toy files \(TOY_<SITE>\.csv\)"
+    ):
         read_sites(tmp_path)
     (tmp_path / "TOY_bad.csv").write_text("month,gpp,re,nee\n")
-    with pytest.raises(SiteDataError, match="TOY_bad.csv: not a TOY_<SITE>.csv name"):
+    with pytest.raises(InvalidTowerDataError, match="TOY_bad.csv: not a TOY_<SITE>.csv name"):
         read_sites(tmp_path)
     with pytest.raises(ValueError, match="'toy' is registered already"):
         register_tower_format(toy_format)
@@ -755,7 +769,7 @@ def test_error_half_hourly_rows_in_a_daily_or_monthly_file(tmp_path, res):
         },
     )
     with pytest.raises(
-        SiteDataError,
+        InvalidTowerDataError,
         match=rf"{res}_2015-2015_1-4\.csv: the rows look half-hourly in µmol m-2 s-1 "
         r"\(timestamps with a time of day.*name the file HH",
     ):
@@ -774,5 +788,5 @@ def test_error_several_rows_per_day_in_a_dd_file(tmp_path):
             "RECO_NT_VUT_REF": np.full(len(days), 3.0),
         },
     )
-    with pytest.raises(SiteDataError, match=r"look half-hourly.*48 rows on 20150101"):
+    with pytest.raises(InvalidTowerDataError, match=r"look half-hourly.*48 rows on 20150101"):
         read_fluxnet(path)

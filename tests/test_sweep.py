@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from upscale.errors import ConfigError
+from upscale.errors import InvalidConfigError
 from upscale.samples import extract_site_series
 from upscale.schema import DEFAULT_FEATURES
 from upscale.sites import SiteData
@@ -72,7 +72,7 @@ def test_sweep_tables(small_sweep):
 
 
 def test_unknown_architecture_in_a_sweep(small_region):
-    with pytest.raises(ConfigError, match="sweep: architecture"):
+    with pytest.raises(InvalidConfigError, match="sweep: architecture"):
         run_sweep(None, TrainConfig(), architectures=["gru"], memories=[1], ecosystems=["m"])
 
 

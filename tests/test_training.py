@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.samples import SiteSeries, extract_site_series, site_pixels
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 from upscale.sites import SiteData
@@ -46,7 +46,7 @@ def test_site_outside_the_cube(small_region):
     meta = data.meta.copy()
     meta.loc[meta.index[0], "lat"] = 40.0
     with pytest.raises(
-        SiteDataError, match=f"outside the cube extent: {meta.index[0]} \\(40.0000 N"
+        InvalidTowerDataError, match=f"outside the cube extent: {meta.index[0]} \\(40.0000 N"
     ):
         extract_site_series(small_region.cube, SiteData(meta, data.fluxes), DEFAULT_FEATURES)
 
@@ -215,7 +215,7 @@ def test_a_target_no_tower_has_is_refused_before_training(series):
 
     fluxes = series.fluxes.copy()
     fluxes[..., list(series.targets).index("NEE")] = np.nan  # a tidy CSV without NEE
-    with pytest.raises(SiteDataError, match="towers: no saltmarsh tower has NEE values"):
+    with pytest.raises(InvalidTowerDataError, match="towers: no saltmarsh tower has NEE values"):
         require_towers(replace(series, fluxes=fluxes), "towers", ["saltmarsh"], QUICK)
 
 
@@ -226,5 +226,7 @@ def test_implausible_driver_at_a_tower_is_refused(small_region):
     ndvi = small_region.cube["NDVI"].copy()
     ndvi[:3, rows[0], cols[0]] = -9999  # a nodata value stored as a number
     cube = small_region.cube.assign(NDVI=ndvi)
-    with pytest.raises(SiteDataError, match=f"NDVI ranges -9999.* at the pixel of site {site}"):
+    with pytest.raises(
+        InvalidTowerDataError, match=f"NDVI ranges -9999.* at the pixel of site {site}"
+    ):
         extract_site_series(cube, data, DEFAULT_FEATURES)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import (
     MISSING,
     QC,
@@ -100,13 +100,13 @@ def parse_base_name(path: str | Path) -> dict[str, str]:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the name does not follow ``AMF_<SITE>_BASE_<HH|HR>_<ver>.csv``.
     """
     name = Path(path).name
     match = _BASE_RE.match(name)
     if match is None:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{name}: not an AmeriFlux BASE file name; expected {BASE_PATTERN} "
             "(e.g. AMF_US-Tw3_BASE_HH_5-5.csv); rename it"
         )
@@ -148,7 +148,7 @@ def read_base_steps(path: str | Path) -> BaseSteps:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the name does not parse, the file has no CO2 flux column (``FC``,
         ``NEE_PI_F`` or ``FC_PI_F``), a value or timestamp does not parse, half-hours are
         repeated, the step disagrees with the name, or rows are missing for a day or more.
@@ -165,20 +165,20 @@ def read_base_steps(path: str | Path) -> BaseSteps:
     header = read_header(path, comment="#")
     candidates = resolve_columns(header)
     if "NEE_PI" not in candidates and MEASURED not in candidates:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: no CO2 flux column (FC, NEE_PI_F or FC_PI_F); a BASE file for "
             "upscale needs the tower's FC, or give the site's FLUXNET product instead"
         )
     for column in (_START, _END):
         if column not in header:
-            raise SiteDataError(f"{path.name}: no {column} column; BASE files have both")
+            raise InvalidTowerDataError(f"{path.name}: no {column} column; BASE files have both")
     wanted = sorted({c for cs in candidates.values() for c in cs})
     try:
         table = pd.read_csv(
             path, comment="#", usecols=[_START, _END, *wanted], dtype={_START: str, _END: str}
         )
     except (pd.errors.ParserError, ValueError) as err:
-        raise SiteDataError(f"{path.name}: cannot be read as a BASE CSV ({err})") from None
+        raise InvalidTowerDataError(f"{path.name}: cannot be read as a BASE CSV ({err})") from None
     numbers = parse_numbers(table, wanted, path, "BASE files write -9999 for missing")
     numbers = numbers.mask(numbers == MISSING)
     start = parse_time(path, table[_START], _TIME_FORMAT)
@@ -196,7 +196,7 @@ def _check_steps(path: Path, start: pd.DatetimeIndex, end: pd.DatetimeIndex, res
     """Refuse repeated rows, a step other than the name's, and lost rows."""
     if start.has_duplicates:
         repeated = start[start.duplicated()]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: duplicated half-hours ({len(repeated)}, the first at "
             f"{repeated[0]:%Y-%m-%d %H:%M}); remove the repeated rows"
         )
@@ -206,7 +206,7 @@ def _check_steps(path: Path, start: pd.DatetimeIndex, end: pd.DatetimeIndex, res
         found = lengths.median()
         other = next((r for r, s in _STEP.items() if s == found), None)
         fix = f"name the file {other}" if other else "check TIMESTAMP_START and TIMESTAMP_END"
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: the rows are {found.total_seconds() / 60:g} minutes long but the "
             f"name says {res} ({step.total_seconds() / 60:g} minutes); {fix}"
         )
@@ -216,7 +216,7 @@ def _check_steps(path: Path, start: pd.DatetimeIndex, end: pd.DatetimeIndex, res
     if len(long):
         first = long[0]
         after, before = ordered[first], ordered[first + 1]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: {len(long)} timestamp gap(s) of a day or more; the first has no rows "
             f"from {after + step:%Y-%m-%d %H:%M} to {before - step:%Y-%m-%d %H:%M} "
             f"({(before - after - step) / pd.Timedelta(days=1):.1f} days). BASE files are "
@@ -272,7 +272,7 @@ def read_ameriflux(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         As [`read_base_steps`][upscale.ameriflux.read_base_steps]; and when the file has
         no partitioned fluxes and hesseflux is missing or cannot partition it.
 

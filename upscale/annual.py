@@ -8,7 +8,7 @@ from typing import Literal
 import pandas as pd
 import xarray as xr
 
-from upscale.errors import MapsError
+from upscale.errors import InvalidMapsError
 from upscale.exports import Layer
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
@@ -50,7 +50,7 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
 
     Raises
     ------
-    MapsError
+    InvalidMapsError
         When the maps hold no complete year.
     """
     names = [n for flux in FLUXES for n in (flux, spread_name(flux)) if n in maps]
@@ -59,7 +59,7 @@ def annual_totals(maps: xr.Dataset) -> xr.Dataset:
     months_per_year = pd.Series(times.month, index=times.year).groupby(level=0).nunique()
     years = months_per_year.index[months_per_year == 12]
     if len(years) == 0:
-        raise MapsError(
+        raise InvalidMapsError(
             f"the maps hold no complete calendar year in their valid period "
             f"{times[0]:%Y-%m}..{times[-1]:%Y-%m}; annual totals need all twelve months"
         )

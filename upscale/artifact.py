@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from upscale.balance import NeeMode, derive_nee
 from upscale.durable import staged
-from upscale.errors import ModelArtifactError
+from upscale.errors import InvalidModelError
 from upscale.nets import build_net
 from upscale.samples import window_views
 
@@ -344,7 +344,7 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
 
 def _require(folder: Path, name: str) -> Path:
     if not (folder / name).is_file():
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"{folder}: no {name}; a model folder holds {CARD} and {WEIGHTS} "
             "(written by `upscale train`)"
         )
@@ -356,17 +356,17 @@ def read_card(folder: str | Path) -> ModelCard:
 
     Raises
     ------
-    ModelArtifactError
+    InvalidModelError
         When the folder has no card, or the card is of another format or invalid.
     """
     path = _require(Path(folder), CARD)
     try:
         raw = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelArtifactError(f"{path}: not JSON ({err})") from None
+        raise InvalidModelError(f"{path}: not JSON ({err})") from None
     found = raw.get("card_format") if isinstance(raw, dict) else None
     if found != CARD_FORMAT:
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"{path}: card format {found} is not the format {CARD_FORMAT} of upscale "
             f"{version('upscale')}; retrain the model with this version (upscale train)"
         )
@@ -375,7 +375,7 @@ def read_card(folder: str | Path) -> ModelCard:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"]))
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"{path}: not a valid model card: {where}: {first['msg']} "
             f"({err.error_count()} problem(s) in all)"
         ) from None
@@ -386,7 +386,7 @@ def load_model(folder: str | Path) -> Model:
 
     Raises
     ------
-    ModelArtifactError
+    InvalidModelError
         When a file is missing, the card is invalid, or the weights do not fit the card.
     """
     folder = Path(folder)
@@ -394,7 +394,7 @@ def load_model(folder: str | Path) -> Model:
     try:
         tensors = load_file(_require(folder, WEIGHTS))
     except SafetensorError as err:
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"{folder / WEIGHTS}: not a readable weights file ({err})"
         ) from None
     members = []
@@ -411,7 +411,7 @@ def load_model(folder: str | Path) -> Model:
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
-            raise ModelArtifactError(
+            raise InvalidModelError(
                 f"{folder / WEIGHTS}: member {m} does not match the card's architecture "
                 f"({str(err).splitlines()[0]})"
             ) from None
@@ -419,13 +419,13 @@ def load_model(folder: str | Path) -> Model:
     expected = card.memory * len(card.features)
     reference = tensors.get(_REFERENCE)
     if reference is None or reference.ndim != 2 or reference.shape[1] != expected:
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"{folder / WEIGHTS}: {_REFERENCE} should be (N, {expected}) tower windows "
             f"(memory x features), found {None if reference is None else tuple(reference.shape)}"
         )
     for name in ("feature_mean", "feature_std"):
         if len(getattr(card.domain, name)) != len(card.features):
-            raise ModelArtifactError(f"{folder / CARD}: domain.{name} does not match features")
+            raise InvalidModelError(f"{folder / CARD}: domain.{name} does not match features")
     return Model(members=members, card=card, reference=reference)
 
 

@@ -21,7 +21,7 @@ import shapely.geometry
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 from upscale.regions import in_lonlat, read_regions, region_area_km2, valid_regions
 
 CATALOGUE_ENV = "UPSCALE_REGIONS"
@@ -46,18 +46,20 @@ def catalogue_regions(folder: str | Path | None = None) -> gpd.GeoDataFrame:
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When the folder is missing or empty, a file is unusable, or two regions share a name.
     """
     folder = Path(folder) if folder is not None else default_catalogue()
     if not folder.is_dir():
-        raise RegionError(
+        raise InvalidRegionsError(
             f"{folder}: no region catalogue folder; create it and put vector files of named "
             f"regions in it, or point {CATALOGUE_ENV} (--catalogue) to one"
         )
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in VECTOR_SUFFIXES)
     if not files:
-        raise RegionError(f"{folder}: holds no region file ({', '.join(sorted(VECTOR_SUFFIXES))})")
+        raise InvalidRegionsError(
+            f"{folder}: holds no region file ({', '.join(sorted(VECTOR_SUFFIXES))})"
+        )
     frames = []
     for path in files:
         frames.append(in_lonlat(read_regions(path)).assign(file=path.name))
@@ -65,7 +67,7 @@ def catalogue_regions(folder: str | Path | None = None) -> gpd.GeoDataFrame:
     clash = merged[merged["name"].duplicated(keep=False)]
     if not clash.empty:
         where = "; ".join(f"{n!r} in {', '.join(g['file'])}" for n, g in clash.groupby("name"))
-        raise RegionError(f"{folder}: region names must be unique across files: {where}")
+        raise InvalidRegionsError(f"{folder}: region names must be unique across files: {where}")
     return merged
 
 
@@ -113,13 +115,13 @@ def resolve_regions(
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When a spec is none of the above, or names repeat.
     """
     if isinstance(specs, (str, Path)):
         specs = [specs]
     if not specs:
-        raise RegionError("no region given; name one, or give a file, a bbox or a polygon")
+        raise InvalidRegionsError("no region given; name one, or give a file, a bbox or a polygon")
     typed_crs = _crs(crs)
     frames: list[gpd.GeoDataFrame] = []
     known: gpd.GeoDataFrame | None = None
@@ -134,9 +136,13 @@ def resolve_regions(
         elif _BBOX.match(text):
             west, south, east, north = (float(v) for v in text.split(","))
             if not (west < east and south < north):
-                raise RegionError(f"bbox {text!r}: give west,south,east,north with west < east")
+                raise InvalidRegionsError(
+                    f"bbox {text!r}: give west,south,east,north with west < east"
+                )
             if typed_crs.is_geographic and max(abs(south), abs(north)) > 90:
-                raise RegionError(f"bbox {text!r} is not in degrees; give its CRS (--crs EPSG:...)")
+                raise InvalidRegionsError(
+                    f"bbox {text!r} is not in degrees; give its CRS (--crs EPSG:...)"
+                )
             frames.append(
                 _shape_frame(f"bbox {text}", shapely.box(west, south, east, north), typed_crs)
             )
@@ -146,7 +152,9 @@ def resolve_regions(
             try:
                 shape = shapely.from_wkt(text)
             except shapely.errors.GEOSException as err:
-                raise RegionError(f"region {number}: not a valid WKT polygon ({err})") from None
+                raise InvalidRegionsError(
+                    f"region {number}: not a valid WKT polygon ({err})"
+                ) from None
             frames.append(_shape_frame(f"polygon {number}", shape, typed_crs))
         else:
             if known is None:
@@ -159,7 +167,7 @@ def resolve_regions(
                     if close
                     else "; list them with `upscale regions list`"
                 )
-                raise RegionError(
+                raise InvalidRegionsError(
                     f"{text!r} is not a region of the catalogue, a file, a bbox "
                     f"(west,south,east,north) or a polygon{hint}"
                 )
@@ -167,7 +175,7 @@ def resolve_regions(
     regions = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
     twice = sorted(set(regions.loc[regions["name"].duplicated(), "name"]))
     if twice:
-        raise RegionError(f"region(s) {twice} given twice; give each region once")
+        raise InvalidRegionsError(f"region(s) {twice} given twice; give each region once")
     return regions[["name", "geometry"]]
 
 
@@ -175,7 +183,7 @@ def _crs(text: str | None) -> CRS:
     try:
         return CRS.from_user_input(text or "EPSG:4326")
     except CRSError as err:
-        raise RegionError(f"--crs {text!r}: not a CRS pyproj knows ({err})") from None
+        raise InvalidRegionsError(f"--crs {text!r}: not a CRS pyproj knows ({err})") from None
 
 
 def _shape_frame(name: str, shape: shapely.Geometry, crs: CRS) -> gpd.GeoDataFrame:
@@ -193,7 +201,9 @@ def _geojson_regions(text: str, number: int) -> gpd.GeoDataFrame:
         else:
             frame = gpd.GeoDataFrame(geometry=[shapely.geometry.shape(data)], crs="EPSG:4326")
     except (ValueError, AttributeError, TypeError, KeyError) as err:
-        raise RegionError(f"region {number}: not a GeoJSON geometry or feature ({err})") from None
+        raise InvalidRegionsError(
+            f"region {number}: not a GeoJSON geometry or feature ({err})"
+        ) from None
     if "name" not in frame.columns:
         count = len(frame)
         frame["name"] = (
@@ -207,7 +217,7 @@ def _geojson_regions(text: str, number: int) -> gpd.GeoDataFrame:
 def _catalogue_or_hint(folder: str | Path | None, name: str) -> gpd.GeoDataFrame:
     try:
         return catalogue_regions(folder)
-    except RegionError as err:
-        raise RegionError(
+    except InvalidRegionsError as err:
+        raise InvalidRegionsError(
             f"{name!r} is not a file, a bbox or a polygon, and no catalogue to look it up: {err}"
         ) from None

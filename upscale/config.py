@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from upscale.errors import ConfigError
+from upscale.errors import InvalidConfigError
 from upscale.nets import NETS
 from upscale.training import TrainConfig
 
@@ -48,7 +48,7 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
     Raises
     ------
-    ConfigError
+    InvalidConfigError
         When the file is missing, not a YAML mapping, or has an unknown or invalid field.
     """
     path = Path(path)
@@ -57,23 +57,25 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     try:
         fields = yaml.safe_load(path.read_bytes()) or {}
     except FileNotFoundError:
-        raise ConfigError(
+        raise InvalidConfigError(
             f"{path}: no such config file; give a YAML file or a preset: {', '.join(presets())}"
         ) from None
     except OSError as err:  # a folder, or no permission
-        raise ConfigError(f"{path}: cannot be read as a config file ({err.strerror})") from None
+        raise InvalidConfigError(
+            f"{path}: cannot be read as a config file ({err.strerror})"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise InvalidConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(fields, dict):
-        raise ConfigError(f"{path}: a config is a mapping of field: value")
+        raise InvalidConfigError(f"{path}: a config is a mapping of field: value")
     return make_train_config(fields | overrides, source=str(path))
 
 
 def make_train_config(fields: dict[str, Any], *, source: str = "options") -> TrainConfig:
-    """Validate config fields, turning pydantic's report into one `ConfigError` line."""
+    """Validate config fields, turning pydantic's report into one `InvalidConfigError` line."""
     names = [name for name in fields if not isinstance(name, str)]
     if names:
-        raise ConfigError(
+        raise InvalidConfigError(
             f"{source}: {names[0]!r} is not a field name; fields are "
             f"{', '.join(TrainConfig.model_fields)}"
         )
@@ -82,7 +84,7 @@ def make_train_config(fields: dict[str, Any], *, source: str = "options") -> Tra
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "config"
-        raise ConfigError(
+        raise InvalidConfigError(
             f"{source}: {where}: {first['msg']} ({err.error_count()} problem(s) in all; "
             f"fields are {', '.join(TrainConfig.model_fields)})"
         ) from None

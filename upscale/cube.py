@@ -28,11 +28,11 @@ import zarr.codecs
 
 from upscale.durable import ResumeRecord, output_lock, staged
 from upscale.errors import (
-    CubeError,
     GridMappingWarning,
-    MapsError,
-    MaskError,
-    OutputWriteError,
+    InvalidCubeError,
+    InvalidMapsError,
+    InvalidMaskError,
+    OutputNotWritableError,
     UpscaleError,
 )
 from upscale.options import OPTIONS
@@ -51,10 +51,10 @@ StoreKind = Literal["cube", "mask", "maps", "source"]
 """What a store is opened as: a driver cube, a wetland mask, maps, or an ingest source."""
 
 _KINDS: dict[StoreKind, tuple[type[UpscaleError], str]] = {
-    "cube": (CubeError, "pass the path of a Zarr or NetCDF driver cube"),
-    "mask": (MaskError, "pass a wetland mask on the cube's grid"),
-    "maps": (MapsError, "pass a maps store written by `upscale predict`"),
-    "source": (CubeError, "check the source's path in the ingest config"),
+    "cube": (InvalidCubeError, "pass the path of a Zarr or NetCDF driver cube"),
+    "mask": (InvalidMaskError, "pass a wetland mask on the cube's grid"),
+    "maps": (InvalidMapsError, "pass a maps store written by `upscale predict`"),
+    "source": (InvalidCubeError, "check the source's path in the ingest config"),
 }
 """Each kind of store: the error its problems raise, and the fix a missing path names."""
 
@@ -101,11 +101,11 @@ def open_gridded(path: str | Path, *, kind: StoreKind) -> xr.Dataset:
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         For a cube or an ingest source that does not exist or cannot be read.
-    MaskError
+    InvalidMaskError
         For such a mask.
-    MapsError
+    InvalidMapsError
         For such maps.
 
     See Also
@@ -273,7 +273,7 @@ def open_cube(
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         When the cube breaks the contract (see [`validate_cube`][upscale.schema.validate_cube]).
     """
     path = Path(path)
@@ -310,7 +310,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
 
     Raises
     ------
-    MaskError
+    InvalidMaskError
         When the mask has no ``wetland`` variable, unknown codes, or another grid.
     """
     path = Path(path)
@@ -318,7 +318,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     if RASTER_BANDS in ds:
         ds = _wetland_band(ds[RASTER_BANDS].isel(band=0, drop=True)).to_dataset(name=WETLAND)
     if WETLAND not in ds:
-        raise MaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
+        raise InvalidMaskError(f"{path}: no '{WETLAND}' variable; it holds {list(ds.data_vars)}")
     # The source's own attributes (a GeoTIFF band's scale_factor, add_offset...) would clash
     # with the encoding of the maps the mask travels into.
     wetland = ds[WETLAND].load().drop_attrs()
@@ -326,7 +326,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
     unknown = {c for c in codes if c not in ECOSYSTEMS}
     if unknown:
         nodata = "; store no wetland as 0, not NaN" if any(c != c for c in unknown) else ""
-        raise MaskError(
+        raise InvalidMaskError(
             f"{path}: '{WETLAND}' has codes {sorted(unknown)}; allowed are 0 (none) and "
             + ", ".join(f"{c} ({n})" for c, n in ECOSYSTEMS.items())
             + nodata
@@ -336,7 +336,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
         fraction = fraction.astype("float32")
         bad = ~((fraction >= 0) & (fraction <= 1))  # NaN fails both
         if bool(bad.any()):
-            raise MaskError(
+            raise InvalidMaskError(
                 f"{path}: '{WETLAND_FRACTION}' has {int(bad.sum())} wetland pixel(s) that are "
                 "NaN or outside 0..1; give a cover fraction (not a percentage) on every "
                 "wetland pixel"
@@ -366,7 +366,7 @@ def open_mask(path: str | Path, cube: xr.Dataset | None = None) -> xr.Dataset:
             mask = mask.chunk({d: cube.chunksizes[d] for d in SPATIAL_DIMS})
     crs = ds.rio.crs or (cube.rio.crs if cube is not None else None)
     if crs is None:
-        raise MaskError(
+        raise InvalidMaskError(
             f"{path}: the mask has no CRS; write one into it (e.g. rioxarray's "
             "rio.write_crs), or use lat/lon coordinates, which are read as EPSG:4326"
         )
@@ -389,17 +389,19 @@ def _cover_attrs(what: str) -> dict[str, str]:
 def _check_same_grid(mask: xr.Dataset, cube: xr.Dataset, path: Path) -> None:
     fix = "rebuild it on the cube's grid (e.g. rioxarray's reproject_match)"
     if mask.rio.crs is not None and cube.rio.crs is not None and mask.rio.crs != cube.rio.crs:
-        raise MaskError(
+        raise InvalidMaskError(
             f"{path}: mask CRS {mask.rio.crs} differs from the cube's {cube.rio.crs}; {fix}"
         )
     shape = tuple(mask.sizes[d] for d in SPATIAL_DIMS)
     expected = tuple(cube.sizes[d] for d in SPATIAL_DIMS)
     if shape != expected:
-        raise MaskError(f"{path}: mask grid is {shape} (y, x), the cube's is {expected}; {fix}")
+        raise InvalidMaskError(
+            f"{path}: mask grid is {shape} (y, x), the cube's is {expected}; {fix}"
+        )
     for dim in SPATIAL_DIMS:
         step = abs(float(cube[dim][1] - cube[dim][0])) if cube.sizes[dim] > 1 else 1.0
         if not np.allclose(mask[dim].values, cube[dim].values, atol=1e-3 * step, rtol=0):
-            raise MaskError(f"{path}: mask {dim} coordinates differ from the cube's; {fix}")
+            raise InvalidMaskError(f"{path}: mask {dim} coordinates differ from the cube's; {fix}")
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
@@ -466,7 +468,7 @@ def write_store(
     path = given.absolute()  # dask workers resolve paths in folders of their own
     with output_lock(path):  # inside it, no other run writes this store or its row records
         if path.exists() and not path.is_dir():
-            raise OutputWriteError(
+            raise OutputNotWritableError(
                 f"{path} is a file, not a Zarr store; choose another destination, or remove it"
             )
         ds = ds.drop_encoding()
@@ -602,13 +604,13 @@ def open_store(path: str | Path, *, kind: StoreKind = "cube") -> xr.Dataset:
     path
         The store: a cube, truth, a mask, maps.
     kind
-        What it holds, which picks the error a problem raises: a `CubeError` for a cube (the
-        default, also for truth and other gridded stores), a `MaskError` for a mask, a
-        `MapsError` for maps.
+        What it holds, which picks the error a problem raises: a `InvalidCubeError` for a cube (the
+        default, also for truth and other gridded stores), a `InvalidMaskError` for a mask, a
+        `InvalidMapsError` for maps.
 
     Raises
     ------
-    CubeError, MaskError, MapsError
+    InvalidCubeError, InvalidMaskError, InvalidMapsError
         When the store is missing, unreadable, or was not finished (``kind`` picks which).
     """
     path = Path(path)
@@ -627,7 +629,7 @@ def open_maps(path: str | Path) -> xr.Dataset:
 
     Raises
     ------
-    MapsError
+    InvalidMapsError
         When the store is missing, unreadable or unfinished, or lacks the flux variables,
         the mask or the time axis.
     """
@@ -635,7 +637,7 @@ def open_maps(path: str | Path) -> xr.Dataset:
     needed = [*FLUXES, WETLAND, WETLAND_FRACTION, "time"]
     missing = [name for name in needed if name not in maps.variables]
     if missing:
-        raise MapsError(
+        raise InvalidMapsError(
             f"{path}: not a maps store written by `upscale predict` (no {', '.join(missing)})"
         )
     return maps

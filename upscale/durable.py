@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from upscale.errors import OutputExistsError, OutputLockedError, OutputWriteError
+from upscale.errors import OutputExistsError, OutputLockedError, OutputNotWritableError
 
 PARTIAL = ".partial"
 """Suffix of the sibling an output is written to before it is renamed into place."""
@@ -258,13 +258,13 @@ def output_lock(output: str | Path) -> Iterator[None]:
     """Hold the lock of ``output`` for the block, or refuse at once if another run holds it.
 
     A full, read-only or forbidden destination, met while locking or inside the block,
-    becomes one [`OutputWriteError`][upscale.errors.OutputWriteError] naming the output.
+    becomes one [`OutputNotWritableError`][upscale.errors.OutputNotWritableError] naming the output.
 
     Raises
     ------
     OutputLockedError
         When another process is writing the output.
-    OutputWriteError
+    OutputNotWritableError
         When the destination has no space left, is read-only or is not writable.
 
     Warns
@@ -279,7 +279,7 @@ def output_lock(output: str | Path) -> Iterator[None]:
     except OSError as err:
         if err.errno not in _DESTINATION_ERRORS or not _about(err, output):
             raise
-        raise OutputWriteError(
+        raise OutputNotWritableError(
             f"{output}: cannot write there ({err.strerror}); free space or choose a "
             "writable destination, then run the command again (it resumes)"
         ) from None
@@ -290,7 +290,7 @@ def _refuse_file_in_the_way(output: str | Path) -> None:
     for folder in Path(output).absolute().parents:
         if folder.exists():
             if not folder.is_dir():
-                raise OutputWriteError(
+                raise OutputNotWritableError(
                     f"{output}: {folder} is a file, not a folder; choose another destination"
                 )
             return

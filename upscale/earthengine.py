@@ -32,7 +32,7 @@ from pyproj import CRS
 
 from upscale.cube import write_store
 from upscale.durable import ResumeRecord, output_lock
-from upscale.errors import FetchError
+from upscale.errors import FetchFailedError
 from upscale.gaps import fill_gaps
 from upscale.grid import TargetGrid
 from upscale.options import OPTIONS
@@ -50,7 +50,7 @@ def _ee():
     try:
         import ee
     except ImportError:  # pragma: no cover - a declared dependency
-        raise FetchError("Earth Engine needs the earthengine-api package") from None
+        raise FetchFailedError("Earth Engine needs the earthengine-api package") from None
     return ee
 
 
@@ -303,14 +303,14 @@ def fetch_points(
 
     Raises
     ------
-    FetchError
+    FetchFailedError
         On an unknown driver or period, a refused request, or an answer that misses a tower.
     """
     ee = _ee()
     variables = list(variables)
     months = _months(period, variables)
     if scale is not None and not scale > 0:
-        raise FetchError(f"scale {scale}: give the sampling scale in metres, above 0")
+        raise FetchFailedError(f"scale {scale}: give the sampling scale in metres, above 0")
     request = compute_features or ee.data.computeFeatures
     sites = [str(site) for site in meta.index]
     values = np.full((len(sites), len(months), len(variables)), np.nan, dtype="float64")
@@ -326,7 +326,9 @@ def fetch_points(
         table = pd.DataFrame(answer)
         missing = sorted(set(sites) - set(table.get("site_id", pd.Series(dtype=str)).astype(str)))
         if missing:
-            raise FetchError(f"Earth Engine returned no values for site(s) {', '.join(missing)}")
+            raise FetchFailedError(
+                f"Earth Engine returned no values for site(s) {', '.join(missing)}"
+            )
         table = table.assign(site_id=table["site_id"].astype(str)).set_index("site_id")
         table = table[~table.index.duplicated()].reindex(sites)
         for m, start in enumerate(starts):
@@ -346,13 +348,15 @@ def _months(period: tuple[str, str], variables: Sequence[str]) -> pd.DatetimeInd
     """Return the months of a fetch, after checking the period and the drivers asked for."""
     unknown = sorted(set(variables) - set(EE_DRIVERS))
     if unknown:
-        raise FetchError(f"no Earth Engine recipe for {unknown}; available: {list(EE_DRIVERS)}")
+        raise FetchFailedError(
+            f"no Earth Engine recipe for {unknown}; available: {list(EE_DRIVERS)}"
+        )
     try:
         months = pd.date_range(period[0], period[1], freq="MS")
     except ValueError:
-        raise FetchError(f"period {period[0]}:{period[1]}: write months as YYYY-MM") from None
+        raise FetchFailedError(f"period {period[0]}:{period[1]}: write months as YYYY-MM") from None
     if len(months) == 0:
-        raise FetchError(f"period {period[0]}:{period[1]} holds no month (is it reversed?)")
+        raise FetchFailedError(f"period {period[0]}:{period[1]} holds no month (is it reversed?)")
     return months
 
 
@@ -396,7 +400,7 @@ def call_with_retries(
 
     Raises
     ------
-    FetchError
+    FetchFailedError
         On a non-retryable error, or when the retries run out; the message names ``what``.
     """
     ee = _ee()
@@ -405,9 +409,9 @@ def call_with_retries(
             return request()
         except (ee.EEException, OSError) as err:  # OSError: the network, timeouts
             if isinstance(err, ee.EEException) and not _is_retryable(err):
-                raise FetchError(f"Earth Engine refused {what}: {err}") from None
+                raise FetchFailedError(f"Earth Engine refused {what}: {err}") from None
             if attempt == retries:
-                raise FetchError(
+                raise FetchFailedError(
                     f"Earth Engine kept refusing {what} after {retries} retries ({err}); "
                     "finished tiles are kept: run the same command later to resume"
                 ) from None
@@ -539,7 +543,7 @@ def _prepare_staging(staging: Path, plan: FetchPlan) -> ResumeRecord:
     if record.resumes():
         return record
     if record.exists():
-        raise FetchError(
+        raise FetchFailedError(
             f"{staging} holds an unfinished fetch with other settings; finish it with "
             "those settings, or delete the folder to start again"
         )
@@ -581,7 +585,7 @@ def _fetch_block(
     pixels = call_with_retries(lambda: request(params), what=what, sleep=sleep)
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     if pixels.shape != shape:
-        raise FetchError(
+        raise FetchFailedError(
             f"Earth Engine returned {pixels.shape} pixels for {what}, expected {shape}"
         )
     store = zarr.open_group(staging / "data.zarr", mode="r+")
@@ -626,7 +630,7 @@ def export_tasks(
     """
     ee = _ee()
     if (bucket is None) == (drive_folder is None):
-        raise FetchError("export to either a Cloud Storage bucket or a Drive folder")
+        raise FetchFailedError("export to either a Cloud Storage bucket or a Drive folder")
     months = _months(period, variables)
     height, width = grid.shape
     t = grid.transform
@@ -668,7 +672,7 @@ def initialize(
 
     Raises
     ------
-    FetchError
+    FetchFailedError
         When Earth Engine cannot be initialised; the message says how to authenticate and
         never contains the key or a token.
     """
@@ -676,16 +680,18 @@ def initialize(
     try:
         if key_file is not None:
             if service_account is None:
-                raise FetchError("a key file needs its service account e-mail (--service-account)")
+                raise FetchFailedError(
+                    "a key file needs its service account e-mail (--service-account)"
+                )
             credentials = ee.ServiceAccountCredentials(service_account, str(key_file))
             ee.Initialize(credentials, project=project)
         else:
             ee.Initialize(project=project)
-    except FetchError:
+    except FetchFailedError:
         raise
     except Exception as err:  # auth and network errors come in many types
         kind = type(err).__name__
-        raise FetchError(
+        raise FetchFailedError(
             f"Earth Engine could not be initialised for project {project!r} ({kind}); "
             "run `earthengine authenticate`, or pass --service-account and --key-file"
         ) from None

@@ -22,7 +22,7 @@ import xarray as xr
 
 from upscale.artifact import WEIGHTS, Model, load_model, software_versions
 from upscale.durable import utc_now
-from upscale.errors import CubeError, ModelArtifactError
+from upscale.errors import InvalidCubeError, InvalidModelError
 from upscale.options import OPTIONS
 from upscale.schema import (
     DOMAIN_DISTANCE,
@@ -163,7 +163,7 @@ def wetland_series(
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         When a driver is missing at a wetland pixel of the tile.
     """
     if device == "cpu":
@@ -181,7 +181,7 @@ def wetland_series(
             model.card.features, pixels.min(axis=(1, 2)), pixels.max(axis=(1, 2))
         )
         if problem:
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{problem} at the wetland pixels of the tile starting at y={origin[0]}, "
                 f"x={origin[1]}; {IMPLAUSIBLE_FIX}"
             )
@@ -198,7 +198,7 @@ def wetland_series(
 def _raise_gap(pixels, features, rows, cols, origin: tuple[int, int]) -> None:
     feature, month, pixel = np.argwhere(~np.isfinite(pixels))[0]
     y0, x0 = origin
-    raise CubeError(
+    raise InvalidCubeError(
         f"driver {features[feature]} is missing at {int(np.sum(~np.isfinite(pixels[feature])))} "
         f"wetland pixel-months of the tile starting at y={y0}, x={x0} (first at pixel "
         f"y={y0 + rows[pixel]}, x={x0 + cols[pixel]}, month {month + 1} of the cube); fill "
@@ -301,10 +301,10 @@ def prepare_run(
 
     Raises
     ------
-    ModelArtifactError
+    InvalidModelError
         When an ecosystem of the mask has no model, a model is for another ecosystem, or
         the models disagree on their targets.
-    CubeError
+    InvalidCubeError
         When the cube lacks a driver or is shorter than the longest memory.
     """
     # Loaded here to check them; the tiles of this process reuse these copies.
@@ -313,13 +313,13 @@ def prepare_run(
     present = {ECOSYSTEMS[int(c)] for c in np.unique(codes) if c}
     missing = sorted(present - set(models))
     if missing:
-        raise ModelArtifactError(
+        raise InvalidModelError(
             f"no model for ecosystem(s) {', '.join(missing)} present in the mask; "
             "train one (upscale train) or pass it with --model"
         )
     for eco, model in models.items():
         if model.card.ecosystem != eco:
-            raise ModelArtifactError(
+            raise InvalidModelError(
                 f"{model_folders[eco]}: model is for {model.card.ecosystem}, not {eco}; pass "
                 f"a model trained on {eco} towers for the {eco} pixels"
             )
@@ -327,14 +327,14 @@ def prepare_run(
     features = tuple(dict.fromkeys(f for m in models.values() for f in m.card.features))
     absent = [f for f in features if f not in cube]
     if absent:
-        raise CubeError(
+        raise InvalidCubeError(
             f"cube lacks driver(s) {', '.join(absent)} that the models need; add them to "
             "the cube (upscale ingest or fetch), or use models trained without them"
         )
     # Only the ecosystems in the mask set the first month that can be predicted.
     memory = max(m.memory for eco, m in models.items() if eco in present or not present)
     if cube.sizes["time"] < memory:
-        raise CubeError(
+        raise InvalidCubeError(
             f"the cube has {cube.sizes['time']} months; the models need at least {memory} "
             "(their memory length) to predict one; use a longer cube, or models with a "
             "shorter memory"
@@ -439,5 +439,5 @@ def flux_maps(
 def _common(models: Mapping[str, Model], field: str) -> tuple[str, ...]:
     values = {tuple(getattr(m.card, field)) for m in models.values()}
     if len(values) > 1:
-        raise ModelArtifactError(f"the models disagree on {field}: {sorted(values)}")
+        raise InvalidModelError(f"the models disagree on {field}: {sorted(values)}")
     return values.pop()

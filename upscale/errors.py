@@ -1,7 +1,17 @@
-"""Exceptions raised by upscale.
+"""Exceptions raised by upscale, in families as rioxarray's are.
 
 Every error a user can cause derives from [`UpscaleError`][upscale.errors.UpscaleError]; the CLI
-prints its message (one line saying what was wrong, where, and what to do) instead of a traceback.
+prints its message (one line saying what was wrong, where, and what to do) instead of a
+traceback. Three families say where to look:
+
+- [`InvalidInputError`][upscale.errors.InvalidInputError]: an input breaks its contract (a
+  cube, a mask, tower files, a model, maps, regions, a config); fix the input.
+- [`ServiceError`][upscale.errors.ServiceError]: a service the run needs (Earth Engine, a dask
+  scheduler) cannot be reached or refuses; retry, or fix the address or the account.
+- [`OutputError`][upscale.errors.OutputError]: an output cannot be written where asked (it
+  exists, another run holds it, the destination is full or read-only).
+
+Catching a family catches its members, so a notebook can tell "my data" from "my disk".
 """
 
 from __future__ import annotations
@@ -11,51 +21,63 @@ class UpscaleError(Exception):
     """Base class of the errors caused by input or usage, not by a bug."""
 
 
-class CubeError(UpscaleError):
+class InvalidInputError(UpscaleError):
+    """An input does not follow its contract (see the formats page of the docs)."""
+
+
+class InvalidCubeError(InvalidInputError):
     """The driver cube does not follow the contract (variables, units, time axis, CRS)."""
 
 
-class MaskError(UpscaleError):
+class InvalidMaskError(InvalidInputError):
     """The wetland mask is missing, malformed, or on another grid than the cube."""
 
 
-class SiteDataError(UpscaleError):
-    """A site file or ``sites.csv`` cannot be read as tower data."""
+class InvalidTowerDataError(InvalidInputError):
+    """A tower file or ``sites.csv`` cannot be read as tower data."""
 
 
-class ModelArtifactError(UpscaleError):
+class InvalidModelError(InvalidInputError):
     """A model folder is missing files, or its card does not match its weights."""
 
 
-class MapsError(UpscaleError):
+class InvalidMapsError(InvalidInputError):
     """A maps store is not one written by ``predict``, or holds too little for the request."""
 
 
-class RegionError(UpscaleError):
-    """A regions file cannot be used for a query."""
+class InvalidRegionsError(InvalidInputError):
+    """A regions file or region name cannot be used for a query."""
 
 
-class ConfigError(UpscaleError):
-    """A training config has an unknown field or an invalid value."""
+class InvalidConfigError(InvalidInputError):
+    """A training or ingest config has an unknown field or an invalid value."""
 
 
-class FetchError(UpscaleError):
+class ServiceError(UpscaleError):
+    """A service the run needs cannot be reached or refuses the request."""
+
+
+class FetchFailedError(ServiceError):
     """Earth Engine cannot be reached, refuses a request, or has no recipe for a driver."""
 
 
-class SchedulerError(UpscaleError):
-    """The dask.distributed scheduler given by address cannot be reached."""
+class SchedulerUnreachableError(ServiceError):
+    """The dask.distributed scheduler given by address does not answer."""
 
 
-class OutputExistsError(UpscaleError):
+class OutputError(UpscaleError):
+    """An output cannot be written where it was asked for."""
+
+
+class OutputExistsError(OutputError):
     """An output already exists and ``overwrite`` was not requested."""
 
 
-class OutputLockedError(UpscaleError):
+class OutputLockedError(OutputError):
     """Another run is writing the same output (see [`output_lock`][upscale.durable.output_lock])."""
 
 
-class OutputWriteError(UpscaleError):
+class OutputNotWritableError(OutputError):
     """The destination of an output is full, read-only or not writable."""
 
 

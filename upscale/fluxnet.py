@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import (
     MISSING,
     QC,
@@ -145,14 +145,14 @@ def parse_fluxnet_name(path: str | Path) -> dict[str, str]:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the name does not follow ``FLX_<SITE>_<PRODUCT>_<RES>_<Y1>-<Y2>_<v>.csv`` or
         its network-prefixed variants.
     """
     name = Path(path).name
     match = _FILE_RE.match(name)
     if match is None:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{name}: not a FLUXNET file name; expected {FILE_PATTERN} "
             "(e.g. FLX_US-Skr_FLUXNET2015_FULLSET_DD_2004-2011_1-4.csv); rename it"
         )
@@ -188,7 +188,7 @@ def flux_file_parts(path: str | Path) -> dict[str, str] | None:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the name does not parse.
     """
     parts = parse_fluxnet_name(path)
@@ -264,7 +264,7 @@ def read_fluxnet(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the name does not parse, the resolution is annual, columns are missing or
         unreadable, a file named DD, WW or MM holds sub-daily rows, or no month keeps a
         valid flux.
@@ -312,7 +312,7 @@ def read_fluxnet(
     parts = parse_fluxnet_name(path)
     res = parts["res"]
     if res not in RESOLUTIONS:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: annual ({res}) files cannot give monthly values; use the site's "
             "MM, WW, DD, HR or HH file"
         )
@@ -347,7 +347,7 @@ def _read_steps(
     time_columns = list(_TIMESTAMPS[res])
     missing_time = [c for c in time_columns if c not in header]
     if missing_time:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: missing timestamp column(s) {', '.join(missing_time)} required at "
             f"resolution {res}; is the resolution in the file name right?"
         )
@@ -378,7 +378,9 @@ def _read_steps(
         values = _spread_weeks(path, values, end, errors=list(uncertainty.values()))
     if values.index.has_duplicates:
         first = values.index[values.index.duplicated()][0]
-        raise SiteDataError(f"{path.name}: duplicated timestamp {first}; remove the repeated rows")
+        raise InvalidTowerDataError(
+            f"{path.name}: duplicated timestamp {first}; remove the repeated rows"
+        )
     described = {name: product.uncertainty[c][0] for c, name in uncertainty.items()}
     return values.sort_index(), described
 
@@ -411,8 +413,8 @@ def _refuse_subdaily_rows(path: Path, stamps: pd.Series, res: str) -> None:
             )
 
 
-def _subdaily_error(path: Path, res: str, evidence: str) -> SiteDataError:
-    return SiteDataError(
+def _subdaily_error(path: Path, res: str, evidence: str) -> InvalidTowerDataError:
+    return InvalidTowerDataError(
         f"{path.name}: the rows look half-hourly in µmol m-2 s-1 ({evidence}), not {res} "
         "values in gC m-2 d-1; name the file HH (or HR for hourly rows) so that its units "
         "are converted"
@@ -451,7 +453,7 @@ def write_fluxnet_monthly(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When the site id or product would not give a parseable file name, the table has no
         recognised column, or its times are not monthly.
 
@@ -466,12 +468,12 @@ def write_fluxnet_monthly(
     try:
         times = pd.DatetimeIndex(table.index)
     except (TypeError, ValueError):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site {site_id}: the monthly table needs a DatetimeIndex or a {TIME} column"
         ) from None
     months = times.to_period("M")
     if months.has_duplicates:
-        raise SiteDataError(f"site {site_id}: the monthly table has two rows for one month")
+        raise InvalidTowerDataError(f"site {site_id}: the monthly table has two rows for one month")
     columns = {
         _NEE_COLUMN: NEE,
         _QC_COLUMN: QC,
@@ -481,7 +483,7 @@ def write_fluxnet_monthly(
     }
     present = {c: name for c, name in columns.items() if name in table.columns}
     if not present:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site {site_id}: the monthly table has none of {', '.join(columns.values())}"
         )
     full = pd.period_range(f"{months.min().year}-01", f"{months.max().year}-12", freq="M")
@@ -527,7 +529,7 @@ def _check_flux_columns(
             "give a FLUXNET2015/ONEFlux FULLSET or SUBSET file (ERAI and AUX products hold "
             "no fluxes), or a tidy CSV"
         )
-    raise SiteDataError(
+    raise InvalidTowerDataError(
         f"{path.name}: missing flux column(s) {', '.join(missing)} for partitioning "
         f"{partitioning}; {fix}"
     )
@@ -543,7 +545,9 @@ def _read_table(path: Path, time_columns: list[str], value_columns: list[str]) -
             dtype={c: str for c in time_columns},
         )
     except (pd.errors.ParserError, ValueError) as err:
-        raise SiteDataError(f"{path.name}: cannot be read as a FLUXNET CSV ({err})") from None
+        raise InvalidTowerDataError(
+            f"{path.name}: cannot be read as a FLUXNET CSV ({err})"
+        ) from None
     table.columns = [c.strip() for c in table.columns]
     values = parse_numbers(table, value_columns, path, "FLUXNET files write -9999 for missing")
     table[value_columns] = values.mask(values == MISSING)
@@ -568,7 +572,7 @@ def _spread_weeks(
     days = np.asarray((end - start).days) + 1
     if (days < 1).any():
         bad = start[days < 1][0]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: a week ends before it starts (TIMESTAMP_START {bad:%Y%m%d}); "
             "fix TIMESTAMP_END"
         )

@@ -34,7 +34,7 @@ from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, transform_bounds
 
 from upscale.cube import RASTER_BANDS, open_gridded
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 from upscale.grid import TargetGrid
 from upscale.schema import DRIVERS, implausible_value, units_match
 
@@ -197,7 +197,7 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         When the source is unreadable, lacks the variable, or its units are unknown.
     """
     name = spec.variables[variable]
@@ -207,7 +207,7 @@ def read_source_variable(spec: SourceSpec, variable: str, *, base: Path = Path()
         array = array.where(array != spec.nodata[variable])
     if variable in spec.scale or variable in spec.offset:
         if array.encoding.get("scale_factor", 1.0) != 1.0 or array.encoding.get("add_offset", 0.0):
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{spec.label}: {name} carries its own scale factor, already applied; drop "
                 f"scale/offset for {variable} from the source spec"
             )
@@ -223,7 +223,7 @@ def _read_store(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
 def _from_store(path: Path, name: str) -> xr.DataArray:
     ds = open_gridded(path, kind="source")
     if name not in ds.data_vars:
-        raise CubeError(f"{path}: no variable '{name}'; it has {list(ds.data_vars)}")
+        raise InvalidCubeError(f"{path}: no variable '{name}'; it has {list(ds.data_vars)}")
     array = ds[name]
     if array.rio.crs is None and ds.rio.crs is not None:
         array = array.rio.write_crs(ds.rio.crs)
@@ -236,22 +236,22 @@ def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd
         try:
             listing = pd.read_csv(base / spec.location)
         except (OSError, pd.errors.ParserError) as err:
-            raise CubeError(f"{spec.location}: not a readable listing ({err})") from None
+            raise InvalidCubeError(f"{spec.location}: not a readable listing ({err})") from None
         missing = {"path", "variable", "time"} - set(listing.columns)
         if missing:
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{spec.location}: no column(s) {sorted(missing)} (path, variable, time)"
             )
         rows = listing[listing["variable"] == name]
         try:
             times = pd.to_datetime(rows["time"])
         except (ValueError, TypeError) as err:
-            raise CubeError(f"{spec.location}: a time does not parse ({err})") from None
+            raise InvalidCubeError(f"{spec.location}: a time does not parse ({err})") from None
         return [(base / p, t) for p, t in zip(rows["path"], times, strict=True)]
     pattern = spec.location
     fields = re.findall(r"\{(\w+)(?::([^}]*))?\}", pattern)
     if {f for f, _ in fields} not in ({"variable", "date"}, {"date"}):
-        raise CubeError(
+        raise InvalidCubeError(
             f"{pattern}: a stack pattern has a {{date:FORMAT}} field, and a {{variable}} "
             "field unless each file holds every variable as a band"
         )
@@ -269,7 +269,7 @@ def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd
         try:
             files.append((path, pd.Timestamp(datetime.strptime(match["date"], date_format))))
         except ValueError:
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{path}: the date {match['date']!r} does not follow {date_format}"
             ) from None
     return files
@@ -278,25 +278,27 @@ def _stack_files(spec: SourceSpec, name: str, base: Path) -> list[tuple[Path, pd
 def _from_stack(spec: SourceSpec, name: str, base: Path) -> xr.DataArray:
     files = _stack_files(spec, name, base)
     if not files:
-        raise CubeError(f"{spec.label}: no file for variable '{name}'")
+        raise InvalidCubeError(f"{spec.label}: no file for variable '{name}'")
     layers = []
     for path, when in sorted(files, key=lambda item: item[1]):
         bands = open_gridded(path, kind="source")
         if RASTER_BANDS not in bands:
-            raise CubeError(f"{path}: not a GeoTIFF; a stack is made of GeoTIFFs")
+            raise InvalidCubeError(f"{path}: not a GeoTIFF; a stack is made of GeoTIFFs")
         layer = bands[RASTER_BANDS]
         multiband = spec.kind == "pattern" and "{variable}" not in spec.location
         band = _band_index(layer, name, path) if multiband else 0
         layers.append(layer.isel(band=band, drop=True).expand_dims(time=[when]))
     crss = {str(layer.rio.crs) for layer in layers}
     if len(crss) > 1:
-        raise CubeError(
+        raise InvalidCubeError(
             f"{spec.label}: the GeoTIFFs of '{name}' are in several CRSs {sorted(crss)}"
         )
     try:
         array = xr.concat(layers, dim="time", join="exact")
     except ValueError:
-        raise CubeError(f"{spec.label}: the GeoTIFFs of '{name}' are not on one grid") from None
+        raise InvalidCubeError(
+            f"{spec.label}: the GeoTIFFs of '{name}' are not on one grid"
+        ) from None
     array.attrs.update(layers[0].attrs)
     return array
 
@@ -319,7 +321,7 @@ def _band_index(layer: xr.DataArray, name: str, path: Path) -> int:
     if name.isdigit() and 1 <= int(name) <= layer.sizes["band"]:
         return int(name) - 1
     bands = list(descriptions or range(1, layer.sizes["band"] + 1))
-    raise CubeError(
+    raise InvalidCubeError(
         f"{path}: no band '{name}' (bands: {bands}); name a band by its description or "
         "its number from 1"
     )
@@ -333,21 +335,25 @@ def _check_source(array: xr.DataArray, source: str) -> xr.DataArray:
     a driver needs beyond it.
     """
     if set(array.dims) != {"time", "y", "x"}:
-        raise CubeError(f"{source}: dims {array.dims}; a driver needs time and two spatial dims")
+        raise InvalidCubeError(
+            f"{source}: dims {array.dims}; a driver needs time and two spatial dims"
+        )
     if min(array.sizes["y"], array.sizes["x"]) < 2:
-        raise CubeError(f"{source}: {dict(array.sizes)}; a source needs at least 2 x 2 pixels")
+        raise InvalidCubeError(
+            f"{source}: {dict(array.sizes)}; a source needs at least 2 x 2 pixels"
+        )
     if not np.issubdtype(array["time"].dtype, np.datetime64):
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: time is not on the standard calendar ({array['time'].dtype}); "
             "convert it (e.g. xarray's convert_calendar('standard')) first"
         )
     if array.indexes["time"].has_duplicates:
-        raise CubeError(f"{source}: repeated time stamps; keep one value per time step")
+        raise InvalidCubeError(f"{source}: repeated time stamps; keep one value per time step")
     if array.rio.crs is None:
-        raise CubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
+        raise InvalidCubeError(f"{source}: no CRS; write one in the file (or use lat/lon dims)")
     if CRS.from_user_input(array.rio.crs).is_geographic and float(array["x"].max()) > 180:
         # Left at 0-360 by the canonical grid: the only regular longitudes of this source.
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: 0-360 longitudes that cross 180 E cannot be shifted to -180..180 "
             "as one regular grid; cut the source at 180 E first"
         )
@@ -359,20 +365,20 @@ def _to_canonical_units(
 ) -> xr.DataArray:
     expected = DRIVERS[variable].units
     if units is None:
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: no units; state them in the source spec (units: {{{variable}: ...}})"
         )
     units = str(units).strip()
     if not units_match(units, expected):
         if units in _ACCUMULATIONS:
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{source}: '{units}' is an amount accumulated over an unstated period; give "
                 f"its rate units in the source spec, e.g. units: {{{variable}: '{units} d-1'}}"
             )
         conversion = _CONVERSIONS.get(expected, {}).get(units)
         if conversion is None:
             known = sorted({expected, *_CONVERSIONS.get(expected, {})})
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{source}: cannot convert '{units}' to {variable}'s '{expected}'; known: {known}"
             )
         scale, offset = conversion
@@ -440,7 +446,7 @@ def build_drivers(
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         When a driver comes from two sources, or its monthly values fall outside the
         physically plausible range (a sign of a missing scale factor or wrong units).
     """
@@ -449,7 +455,7 @@ def build_drivers(
     for spec in sources:
         for variable in spec.variables:
             if variable in drivers:
-                raise CubeError(
+                raise InvalidCubeError(
                     f"{variable} comes from both {origin[variable]} and {spec.label}; give one"
                 )
             array = _clip_to(read_source_variable(spec, variable, base=base), grid, spec.label)
@@ -475,7 +481,9 @@ def _clip_to(array: xr.DataArray, grid: TargetGrid, source: str) -> xr.DataArray
         y=np.flatnonzero(((y >= south - 2 * dy) & (y <= north + 2 * dy)).values),
     )
     if min(inside.sizes["x"], inside.sizes["y"]) < 2:
-        raise CubeError(f"{source}: {array.name} does not cover the target grid {grid.bounds}")
+        raise InvalidCubeError(
+            f"{source}: {array.name} does not cover the target grid {grid.bounds}"
+        )
     return inside
 
 
@@ -484,7 +492,7 @@ def _check_months(array: xr.DataArray, source: str) -> None:
     empty = array.isnull().all(("y", "x")).values
     if empty.any():
         months = [f"{t:%Y-%m}" for t in pd.DatetimeIndex(array["time"].values[empty])]
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: {array.name} has no value in {len(months)} month(s) of the period "
             f"({', '.join(months[:6])}{'...' if len(months) > 6 else ''}); give a source that "
             "covers them, or shorten the period"
@@ -494,10 +502,10 @@ def _check_months(array: xr.DataArray, source: str) -> None:
 def _check_plausible(array: xr.DataArray, source: str) -> None:
     found_low, found_high = float(array.min()), float(array.max())
     if np.isnan(found_low):
-        raise CubeError(f"{source}: {array.name} has no value on the target grid and period")
+        raise InvalidCubeError(f"{source}: {array.name} has no value on the target grid and period")
     problem = implausible_value([str(array.name)], [found_low], [found_high])
     if problem:
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: {problem}; check its units and scale factor (MODIS NDVI/EVI need "
             "0.0001, LAI 0.1, FAPAR 0.01)"
         )
@@ -513,11 +521,11 @@ class GridSpec(BaseModel):
     resolution: float
 
     def target(self) -> TargetGrid:
-        """Return the grid itself; a CubeError names what is wrong with it."""
+        """Return the grid itself; a InvalidCubeError names what is wrong with it."""
         try:
             return TargetGrid(self.crs, self.bounds, self.resolution)
         except (ValueError, CRSError) as err:
-            raise CubeError(f"grid: {err}") from None
+            raise InvalidCubeError(f"grid: {err}") from None
 
 
 class FillSpec(BaseModel):
@@ -560,14 +568,16 @@ def load_ingest_config(path: str | Path) -> IngestConfig:
     try:
         fields = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise CubeError(f"{path}: no such ingest config") from None
+        raise InvalidCubeError(f"{path}: no such ingest config") from None
     except yaml.YAMLError as err:
-        raise CubeError(f"{path}: not valid YAML ({err})") from None
+        raise InvalidCubeError(f"{path}: not valid YAML ({err})") from None
     try:
         return IngestConfig(**(fields or {}))
     except (ValidationError, TypeError) as err:
         if isinstance(err, ValidationError):
             first = err.errors()[0]
             where = ".".join(map(str, first["loc"])) or "config"
-            raise CubeError(f"{path}: {where}: {first['msg']}") from None
-        raise CubeError(f"{path}: an ingest config is a mapping (grid, period, sources)") from None
+            raise InvalidCubeError(f"{path}: {where}: {first['msg']}") from None
+        raise InvalidCubeError(
+            f"{path}: an ingest config is a mapping (grid, period, sources)"
+        ) from None

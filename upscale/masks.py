@@ -23,7 +23,7 @@ import xarray as xr
 from pyproj import CRS, Geod, Proj, Transformer
 from rasterio.warp import Resampling, reproject, transform_bounds
 
-from upscale.errors import MaskError
+from upscale.errors import InvalidMaskError
 from upscale.grid import cover_fraction, grid_crs, grid_outline, pixel_areas
 from upscale.schema import (
     ECOSYSTEM_CODES,
@@ -92,7 +92,7 @@ def read_wetland_vectors(
 
     Raises
     ------
-    MaskError
+    InvalidMaskError
         When the file is unreadable, has no CRS or column, or names unknown ecosystems.
     """
     path = Path(path)
@@ -101,7 +101,7 @@ def read_wetland_vectors(
         labels = pd.Series(_ecosystem_name(ecosystem, path), index=frame.index)
     else:
         if column not in frame.columns:
-            raise MaskError(
+            raise InvalidMaskError(
                 f"{path}: no '{column}' column to read ecosystems from; it has "
                 f"{[c for c in frame.columns if c != 'geometry']}. Name the column "
                 "(--ecosystem-column) or give the file for one ecosystem (--mangrove FILE)"
@@ -113,25 +113,25 @@ def read_wetland_vectors(
             labels = values.map(lambda value: _ecosystem_name(value, path, column=column))
     frame = frame.assign(ecosystem=labels).dropna(subset=["ecosystem"])
     if frame.empty:
-        raise MaskError(f"{path}: no polygon maps to an ecosystem; check --class mappings")
+        raise InvalidMaskError(f"{path}: no polygon maps to an ecosystem; check --class mappings")
     if frame.geometry.isna().any():
-        raise MaskError(
+        raise InvalidMaskError(
             f"{path}: {int(frame.geometry.isna().sum())} row(s) have no geometry; remove them"
         )
     frame["geometry"] = shapely.make_valid(frame.geometry.values)
     polygons = frame.geometry.geom_type.isin(["Polygon", "MultiPolygon", "GeometryCollection"])
     if not polygons.all():
         kinds = sorted(set(frame.geometry.geom_type[~polygons]))
-        raise MaskError(f"{path}: wetlands must be polygons; found {kinds}")
+        raise InvalidMaskError(f"{path}: wetlands must be polygons; found {kinds}")
     return frame[["ecosystem", "geometry"]]
 
 
 def _read_vector(path: Path) -> gpd.GeoDataFrame:
-    frame = read_vector(path, MaskError)
+    frame = read_vector(path, InvalidMaskError)
     if frame.crs is None:
-        raise MaskError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
+        raise InvalidMaskError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
     if frame.empty:
-        raise MaskError(f"{path}: holds no polygon")
+        raise InvalidMaskError(f"{path}: holds no polygon")
     return frame
 
 
@@ -143,7 +143,7 @@ def _ecosystem_name(value: object, path: Path, *, column: str | None = None) -> 
     if text.isdigit() and int(text) in ECOSYSTEMS:
         return ECOSYSTEMS[int(text)]
     where = f"column '{column}' holds" if column else "ecosystem"
-    raise MaskError(
+    raise InvalidMaskError(
         f"{path}: {where} {value!r}, not one of {sorted(ECOSYSTEM_CODES)}; map the file's "
         "classes to ecosystems with --class 'SOURCE CLASS=mangrove'"
     )
@@ -215,7 +215,7 @@ def raster_cover(
         src_crs = sources[0].crs
         for src in sources[1:]:
             if src.crs != src_crs:
-                raise MaskError(
+                raise InvalidMaskError(
                     f"{src.name} is in {src.crs}, {sources[0].name} in {src_crs}; give one "
                     "ecosystem's raster tiles in one CRS (gdalwarp them first)"
                 )
@@ -253,17 +253,17 @@ def raster_cover(
 
 def _open_raster(path: Path) -> rasterio.DatasetReader:
     if not path.exists():
-        raise MaskError(f"{path}: no such file; pass a wetland raster or vector file")
+        raise InvalidMaskError(f"{path}: no such file; pass a wetland raster or vector file")
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as err:
-        raise MaskError(f"{path}: not a readable raster ({err})") from None
+        raise InvalidMaskError(f"{path}: not a readable raster ({err})") from None
     if src.crs is None:
         src.close()
-        raise MaskError(f"{path}: no CRS; assign one (gdal_edit.py -a_srs EPSG:4326 FILE)")
+        raise InvalidMaskError(f"{path}: no CRS; assign one (gdal_edit.py -a_srs EPSG:4326 FILE)")
     if src.transform.e > 0 or src.transform.b or src.transform.d:
         src.close()
-        raise MaskError(
+        raise InvalidMaskError(
             f"{path}: not a north-up raster (its rows run south to north, or it is "
             "rotated); make it north-up first (gdalwarp FILE north_up.tif)"
         )
@@ -293,7 +293,7 @@ def _cover_values(values: np.ndarray, src: rasterio.DatasetReader) -> np.ndarray
         if src.nodata is not None:
             values = np.where(values == src.nodata, 0.0, values)
         if values.min() < 0 or values.max() > 1:
-            raise MaskError(
+            raise InvalidMaskError(
                 f"{src.name}: float values from {values.min():g} to {values.max():g}; a float "
                 "raster must give cover fractions in 0..1 (or give a 0/1 integer raster)"
             )
@@ -458,12 +458,12 @@ def ecosystem_covers(
 
     Raises
     ------
-    MaskError
+    InvalidMaskError
         When no source is given or a source is unusable.
     """
     sources = dict(sources or {})
     if not vectors and not any(sources.values()):
-        raise MaskError(
+        raise InvalidMaskError(
             "no wetland source given; pass vector files with an ecosystem column "
             "(--vectors) or files per ecosystem (--mangrove, --saltmarsh)"
         )
@@ -482,14 +482,14 @@ def ecosystem_covers(
         covers.update(vector_covers(gpd.GeoDataFrame(merged, crs=frames[0].crs), grid))
     for name, paths in rasters.items():
         if name in covers:  # their overlap is unknown, so neither sum nor union is right
-            raise MaskError(
+            raise InvalidMaskError(
                 f"{name} is given both as vectors and as rasters; give one kind of source "
                 "per ecosystem (rasterise the vectors or vectorise the rasters)"
             )
         covers[name] = raster_cover(paths, grid, name)
     empty = [name for name, cover in covers.items() if not cover.fraction.any()]
     if empty:
-        raise MaskError(
+        raise InvalidMaskError(
             f"the {' and '.join(empty)} sources cover none of the cube's grid "
             f"{tuple(round(v, 4) for v in grid_outline(grid).bounds)} ({grid_crs(grid)}); "
             "check their extent and CRS"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.schema import FLUXES
 
 SITE_ID = "site_id"
@@ -40,13 +40,13 @@ STEPS_PER_DAY = {"HH": 48, "HR": 24, "DD": 1, "WW": 1}
 
 
 def read_header(path: Path, *, comment: str | None = None) -> list[str]:
-    """Column names of a CSV, with a SiteDataError when it cannot be read."""
+    """Column names of a CSV, with a InvalidTowerDataError when it cannot be read."""
     try:
         return [str(c).strip() for c in pd.read_csv(path, nrows=0, comment=comment).columns]
     except FileNotFoundError:
-        raise SiteDataError(f"{path}: no such file") from None
+        raise InvalidTowerDataError(f"{path}: no such file") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise SiteDataError(f"{path.name}: not a readable CSV ({err})") from None
+        raise InvalidTowerDataError(f"{path.name}: not a readable CSV ({err})") from None
 
 
 def parse_numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def parse_numbers(table: pd.DataFrame, columns: list[str], path: Path, fix: str)
     bad = (values.isna() & table[columns].notna()) | values.isin([np.inf, -np.inf])
     if bad.any(axis=None):
         column = bad.any()[lambda s: s].index[0]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: column {column} has non-numeric values (e.g. "
             f"{str(table.loc[bad[column], column].iloc[0])!r}); {fix}"
         )
@@ -67,7 +67,7 @@ def parse_time(path: Path, column: pd.Series, fmt: str) -> pd.DatetimeIndex:
     try:
         return pd.DatetimeIndex(pd.to_datetime(column.str.strip(), format=fmt))
     except (ValueError, TypeError, AttributeError):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: {column.name} has values not in the {fmt} format FLUXNET uses at "
             "this resolution; check the resolution in the file name"
         ) from None
@@ -183,7 +183,7 @@ def keep_good_months(
     poor = monthly[quality] < qc_min
     monthly.loc[poor, fluxes] = np.nan
     if monthly[fluxes].isna().all(axis=None):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: no month keeps a valid flux ({int(poor.sum())} of {len(monthly)} "
             f"month(s) have {what} < qc_min={qc_min:g}; the others have less than "
             f"min_coverage={min_coverage:g} of their steps valid); lower qc_min or "

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import MISSING
 
 METHOD = "hesseflux night-time partitioning (Reichstein et al. 2005) of FC"
@@ -54,7 +54,7 @@ def partition_night_time(steps: pd.DataFrame, *, source: str) -> pd.DataFrame:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When hesseflux is not installed, a column is missing, or the steps cover less than
         a year (the u* threshold needs a year of nights).
 
@@ -69,13 +69,13 @@ def partition_night_time(steps: pd.DataFrame, *, source: str) -> pd.DataFrame:
     hesseflux = _import_hesseflux(source)
     missing = [c for c in REQUIRED if c not in steps or steps[c].isna().all()]
     if missing:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{source}: night-time partitioning needs {', '.join(REQUIRED)}, and "
             f"{', '.join(missing)} is missing or empty; give a file with the PI's GPP_PI_F "
             "and RECO_PI_F, or with these measurements"
         )
     if steps.index[-1] - steps.index[0] < pd.Timedelta(days=364):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{source}: night-time partitioning needs at least a year of half-hours (the u* "
             f"threshold is estimated per year); the file covers {steps.index[0]:%Y-%m-%d} to "
             f"{steps.index[-1]:%Y-%m-%d}"
@@ -127,7 +127,7 @@ def _import_hesseflux(source: str):  # noqa: ANN202 - the module, typed by hesse
     try:
         import hesseflux
     except ImportError:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{source}: has no partitioned fluxes (GPP_PI_F, RECO_PI_F), and partitioning its "
             "NEE needs hesseflux: pip install 'upscale[partition]'"
         ) from None

@@ -58,7 +58,7 @@ def tower_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> pd.DataFrame:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         Naming the towers outside the cube's extent.
     """
     rows, cols = site_pixels(cube, meta)
@@ -108,7 +108,7 @@ def drivers_at_towers(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         Naming the towers outside the cube's extent.
     """
     features = list(features)

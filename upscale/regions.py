@@ -19,7 +19,7 @@ import xarray as xr
 from pyproj import Geod
 
 from upscale.annual import annual_totals, monthly_amounts
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 from upscale.grid import cover_fraction, grid_crs, grid_outline, pixel_areas
 from upscale.schema import (
     ANNUAL_FLUX_UNITS,
@@ -50,32 +50,32 @@ def read_regions(path: str | Path) -> gpd.GeoDataFrame:
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When the file cannot be read, is empty, has no CRS, or has no unique ``name`` column.
     """
     path = Path(path)
-    regions = read_vector(path, RegionError)
+    regions = read_vector(path, InvalidRegionsError)
     if "name" not in regions.columns:
-        raise RegionError(f"{path}: no 'name' column; name each region in a 'name' column")
+        raise InvalidRegionsError(f"{path}: no 'name' column; name each region in a 'name' column")
     if regions.empty:
-        raise RegionError(f"{path}: holds no region")
+        raise InvalidRegionsError(f"{path}: holds no region")
     if regions["name"].duplicated().any():
         dupes = sorted(set(regions.loc[regions["name"].duplicated(), "name"]))
-        raise RegionError(f"{path}: duplicated region names {dupes}; names must be unique")
+        raise InvalidRegionsError(f"{path}: duplicated region names {dupes}; names must be unique")
     if regions.crs is None:
-        raise RegionError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
+        raise InvalidRegionsError(f"{path}: no CRS; set one (e.g. EPSG:4326) in the file")
     return valid_regions(regions, str(path))
 
 
 def valid_regions(regions: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
-    """Regions with repaired geometries, or a RegionError naming empty or non-areal ones."""
+    """Regions with repaired geometries, or a InvalidRegionsError naming empty or non-areal ones."""
     unnamed = regions["name"].isna() | (regions["name"].astype(str).str.strip() == "")
     if unnamed.any():
-        raise RegionError(
+        raise InvalidRegionsError(
             f"{source}: {int(unnamed.sum())} region(s) without a name; name every region"
         )
     if regions.geometry.isna().any():
-        raise RegionError(
+        raise InvalidRegionsError(
             f"{source}: region(s) {regions.loc[regions.geometry.isna(), 'name'].tolist()} have "
             "no geometry; remove them or draw them"
         )
@@ -84,7 +84,7 @@ def valid_regions(regions: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
     areal = pd.Series(shapely.area(regions.geometry.values) > 0, index=regions.index)
     if not areal.all():
         names = regions.loc[~areal, "name"].tolist()
-        raise RegionError(
+        raise InvalidRegionsError(
             f"{source}: region(s) {names} have no area (empty, points or lines); "
             "regions must be polygons"
         )
@@ -106,7 +106,7 @@ def region_weights(
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When a region does not overlap the grid and ``require_overlap`` is set.
     """
     crs = grid_crs(grid)
@@ -116,7 +116,7 @@ def region_weights(
         layers = np.stack([cover_fraction(shape, grid) for shape in shapes.geometry.values])
     outside = [name for name, layer in zip(regions["name"], layers, strict=True) if not layer.any()]
     if outside and require_overlap:
-        raise RegionError(
+        raise InvalidRegionsError(
             f"region(s) {', '.join(map(str, outside))} do not overlap the maps; "
             "check their extent and CRS"
         )
@@ -189,7 +189,7 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When a region does not overlap the maps, or ``by`` is unknown.
 
     Notes
@@ -200,7 +200,7 @@ def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") 
     would be needed for the exact value).
     """
     if by not in ("year", "month"):
-        raise RegionError(f"budget by {by!r}: choose 'year' or 'month'")
+        raise InvalidRegionsError(f"budget by {by!r}: choose 'year' or 'month'")
     weights = region_weights(regions, maps)
     window = _window(weights)
     areas = pixel_areas(maps).isel(window)  # on the whole grid: a window may be one pixel

@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 from pyproj import Transformer
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import QC, SITE_ID, TIME
 from upscale.schema import (
     DRIVERS,
@@ -195,7 +195,7 @@ def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.nd
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         Naming the towers that fall outside the cube's extent.
     """
     to_cube = Transformer.from_crs("EPSG:4326", cube.rio.crs, always_xy=True)
@@ -206,7 +206,7 @@ def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.nd
     rows = np.floor((ys - y0) / dy + 0.5).astype(int)
     outside = (cols < 0) | (cols >= cube.sizes["x"]) | (rows < 0) | (rows >= cube.sizes["y"])
     if outside.any():
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site(s) outside the cube extent: {located(meta[outside])}; remove them from "
             "sites.csv or use a cube that covers them"
         )
@@ -250,7 +250,7 @@ def extract_site_series(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When a tower lies outside the cube, no tower record overlaps the cube's period, or
         the drivers at a tower's pixel have gaps.
     """
@@ -263,18 +263,20 @@ def extract_site_series(
     gaps = ~np.isfinite(drivers)
     if gaps.any():
         s, _, f = np.argwhere(gaps)[0]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"cube driver {features[f]} has {int(gaps[s, :, f].sum())} missing months at the "
             f"pixel of site {meta.index[s]}; fill the cube's gaps first"
         )
     for s, site in enumerate(meta.index):
         problem = implausible_value(features, drivers[s].min(axis=0), drivers[s].max(axis=0))
         if problem:
-            raise SiteDataError(f"cube {problem} at the pixel of site {site}; {IMPLAUSIBLE_FIX}")
+            raise InvalidTowerDataError(
+                f"cube {problem} at the pixel of site {site}; {IMPLAUSIBLE_FIX}"
+            )
     times = pd.DatetimeIndex(cube["time"].values)
     fluxes, sigma = _tower_fluxes(sites, meta.index, times, targets, uncertainty)
     if not np.isfinite(fluxes).any():
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"no tower month falls inside the cube's period {times[0]:%Y-%m}..{times[-1]:%Y-%m}"
         )
     return SiteSeries(
@@ -326,14 +328,14 @@ def tower_site_series(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When a feature is no column of the tower tables, or a tower has no value of one.
     """
     meta = sites.meta.sort_index()
     measured = tower_drivers(sites, extra)
     absent = [f for f in features if f not in measured]
     if absent:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"feature(s) {', '.join(absent)} are not columns of the tower tables (they have "
             f"{', '.join(measured.columns) or 'no driver columns'}); add them to the tower "
             "files or a --site-drivers-table, choose others with --features, or pass a --cube"
@@ -348,7 +350,7 @@ def tower_site_series(
     for s, site in enumerate(meta.index):
         empty = [f for k, f in enumerate(features) if not np.isfinite(drivers[s, :, k]).any()]
         if empty:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"site {site}{_from_file(sites, site)} has no {', '.join(empty)}; give it in "
                 "its file or a --site-drivers-table, or leave the feature out (--features)"
             )
@@ -358,7 +360,7 @@ def tower_site_series(
             names, np.nanmin(drivers[s][:, present], 0), np.nanmax(drivers[s][:, present], 0)
         )
         if problem:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"site {site}{_from_file(sites, site)}: {problem}; {IMPLAUSIBLE_FIX}"
             )
     fluxes, sigma = _tower_fluxes(sites, meta.index, times, targets, uncertainty)
@@ -505,14 +507,14 @@ def with_site_drivers(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When a driver is not a feature of the series, or a tower never measured it.
     """
     drivers = series.drivers.copy()
     sources = list(series.feature_sources)
     for name in names:
         if name not in series.features:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"site driver {name} is not among the features {series.features}; add it"
             )
         f = series.features.index(name)
@@ -527,7 +529,7 @@ def with_site_drivers(
                 else np.full(len(series.times), np.nan, "float32")
             )
             if not np.isfinite(values).any():
-                raise SiteDataError(
+                raise InvalidTowerDataError(
                     f"site {site} has no {name} of its own in the cube's period; give it in "
                     "the site files (or a --site-drivers table), or take it from the cube"
                 )

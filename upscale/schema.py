@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def validate_cube(
 
     Raises
     ------
-    CubeError
+    InvalidCubeError
         On the first violation: a missing variable, wrong dims or units, a time axis that is
         not sorted, not monthly or not stamped on the first of the month, or no CRS.
 
@@ -303,7 +303,7 @@ def validate_cube(
     features = list(features)
     missing = [name for name in features if name not in cube.data_vars]
     if missing:
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: missing driver variable(s) {', '.join(missing)} "
             f"(has {', '.join(sorted(map(str, cube.data_vars))) or 'none'}); add them, or choose "
             "features the cube has"
@@ -311,7 +311,7 @@ def validate_cube(
     for name in features:
         dims = cube[name].dims
         if set(dims) != set(CUBE_DIMS):
-            raise CubeError(
+            raise InvalidCubeError(
                 f"{source}: variable {name} has dims {dims}, expected {CUBE_DIMS} "
                 "(lat/lon and latitude/longitude are renamed on open)"
             )
@@ -319,18 +319,18 @@ def validate_cube(
             expected = DRIVERS[name].units
             found = cube[name].attrs.get("units")
             if found is None:
-                raise CubeError(
+                raise InvalidCubeError(
                     f"{source}: variable {name} has no 'units' attribute; "
                     f"set it to '{expected}' after checking the values are in {expected}"
                 )
             if not units_match(str(found), expected):
-                raise CubeError(
+                raise InvalidCubeError(
                     f"{source}: variable {name} is in '{found}', expected '{expected}'; "
                     "convert it before building the cube"
                 )
     _validate_time(cube, source)
     if cube.rio.crs is None:
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: no CRS found (no 'spatial_ref' grid mapping); write one with "
             "ds.rio.write_crs(...), or use lat/lon dims for EPSG:4326"
         )
@@ -354,7 +354,7 @@ def _validate_spacing(coords: np.ndarray, dim: str, source: str) -> None:
     off = np.abs(values - regular) > 0.1 * abs(step)
     if off.any():
         at = int(np.argmax(off))
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: the {dim} coordinates are not evenly spaced (step {step:.6g}; "
             f"{dim}={values[at]:.6g} is off its place on that grid); a row or column may "
             "be missing: regrid the cube to a regular grid (upscale ingest does)"
@@ -363,27 +363,29 @@ def _validate_spacing(coords: np.ndarray, dim: str, source: str) -> None:
 
 def _validate_time(cube: xr.Dataset, source: str) -> None:
     if "time" not in cube.coords:
-        raise CubeError(f"{source}: no 'time' coordinate")
+        raise InvalidCubeError(f"{source}: no 'time' coordinate")
     if not np.issubdtype(cube["time"].dtype, np.datetime64):
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: time is of type {cube['time'].dtype}, expected datetimes of a "
             "standard calendar; convert it (xarray's ds.convert_calendar('standard'))"
         )
     times = pd.DatetimeIndex(cube["time"].values)
     if len(times) == 0:
-        raise CubeError(f"{source}: the time axis is empty")
+        raise InvalidCubeError(f"{source}: the time axis is empty")
     if not times.is_monotonic_increasing or times.has_duplicates:
-        raise CubeError(f"{source}: time is not sorted or has duplicates; sort it (ds.sortby)")
+        raise InvalidCubeError(
+            f"{source}: time is not sorted or has duplicates; sort it (ds.sortby)"
+        )
     off = times[(times.day != 1) | (times.hour != 0) | (times.minute != 0)]
     if len(off):
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: time steps must be monthly, stamped on the first of the month; "
             f"found {off[0]:%Y-%m-%d %H:%M}; resample to 'MS'"
         )
     expected = pd.date_range(times[0], periods=len(times), freq="MS")
     if not times.equals(expected):
         first_gap = next(t for t, e in zip(times, expected, strict=True) if t != e)
-        raise CubeError(
+        raise InvalidCubeError(
             f"{source}: time is not a gapless monthly series (jump at {first_gap:%Y-%m}); "
             "fill missing months with NaN and let the gap filler handle them"
         )

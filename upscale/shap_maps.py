@@ -23,7 +23,7 @@ from upscale.artifact import Model, software_versions
 from upscale.attribution import expected_gradients
 from upscale.durable import refuse_overwrite, utc_now
 from upscale.engine import pick_device, prepare_run, wetland_series
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 from upscale.geotiff import write_cog
 
 MEAN_ABS = "mean_abs_shap"
@@ -135,7 +135,7 @@ def shap_maps(
         inside = (times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1]))
         valid = valid[inside]
         if len(valid) == 0:
-            raise CubeError(
+            raise InvalidCubeError(
                 f"no month of {period[0]}..{period[1]} has a full window in the cube "
                 f"(valid from {cube.indexes['time'][run.memory - 1]:%Y-%m}); choose another period"
             )

@@ -24,7 +24,7 @@ from typing import Protocol
 import pandas as pd
 
 from upscale import ameriflux, fluxnet
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.fluxnet import Partitioning, check_options
 from upscale.monthly import SITE_ID, TIME, TIME_DTYPE, read_header
 from upscale.schema import ECOSYSTEM_CODES, TARGETS, TOWER_UNITS, implausible_value
@@ -112,7 +112,7 @@ class TowerFormat:
     parse_name
         The parts of a claimed file's name: at least ``site`` and ``res`` (one of ``MM``,
         ``WW``, ``DD``, ``HR``, ``HH``), or None for a file of the format that holds no
-        monthly fluxes and is passed over. Raises ``SiteDataError`` for a malformed name.
+        monthly fluxes and is passed over. Raises ``InvalidTowerDataError`` for a malformed name.
     read
         The reader of one file (see [`TowerReader`][upscale.sites.TowerReader]).
     """
@@ -187,7 +187,7 @@ def read_sites(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When ``sites.csv`` is missing or malformed (a missing column, an unknown ecosystem,
         coordinates out of range, a duplicated site), a flux file is unreadable, a site has
         data but no row in ``sites.csv`` or a row but no data (or data in two files), or a
@@ -211,12 +211,14 @@ def read_sites(
     folder = Path(folder)
     check_options(partitioning, qc_min, min_coverage)
     if not folder.is_dir():
-        raise SiteDataError(f"{folder}: no such folder; pass the folder holding {SITES_TABLE}")
+        raise InvalidTowerDataError(
+            f"{folder}: no such folder; pass the folder holding {SITES_TABLE}"
+        )
     meta = _read_meta(folder / SITES_TABLE)
     towers, tidy = _find_tower_files(folder)
     if not towers and not tidy:
         accepted = ", ".join(f"{f.name} files ({f.pattern})" for f in TOWER_FORMATS.values())
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{folder}: no flux files; add {accepted} or tidy CSVs ({SITE_ID}, {TIME}, "
             f"{', '.join(TARGETS)})"
         )
@@ -234,7 +236,7 @@ def read_sites(
         table = read_tidy(path)
         for site in table[SITE_ID].unique():
             if site in source:
-                raise SiteDataError(
+                raise InvalidTowerDataError(
                     f"site {site} has data in both {source[site].name} and {path.name}; "
                     "keep it in one file"
                 )
@@ -283,7 +285,9 @@ def _preferred_file(
     res = next(r for r in _PREFERENCE if r in by_res)
     if len(by_res[res]) > 1:
         names = ", ".join(path.name for path, _ in by_res[res])
-        raise SiteDataError(f"site {site} has several {res} files ({names}); keep one per site")
+        raise InvalidTowerDataError(
+            f"site {site} has several {res} files ({names}); keep one per site"
+        )
     return by_res[res][0]
 
 
@@ -292,13 +296,13 @@ def _check_site_rows(folder: Path, meta: pd.DataFrame, source: dict[str, Path]) 
     unknown = sorted(set(source) - set(meta.index))
     if unknown:
         listed = ", ".join(f"{s} ({source[s].name})" for s in unknown)
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{folder / SITES_TABLE}: no row for site(s) {listed}; add their lat, lon and "
             "ecosystem, or remove their data"
         )
     without = sorted(set(meta.index) - set(source))
     if without:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{folder / SITES_TABLE}: no flux data for site(s) {', '.join(without)}; add "
             f"their {', '.join(TOWER_FORMATS)} or tidy file, or remove their rows"
         )
@@ -315,14 +319,14 @@ def _long_table(tables: list[pd.DataFrame], source: dict[str, Path]) -> pd.DataF
     for site, measured in fluxes.groupby(SITE_ID)[list(TARGETS)]:
         problem = implausible_value(TARGETS, measured.min(), measured.max())
         if problem:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"site {site} ({source[site].name}): {problem}; check the units (monthly "
                 "means in gC m-2 d-1) and the signs (GPP and RE positive, uptake negative NEE)"
             )
     valid = fluxes[list(TARGETS)].notna().any(axis=1).groupby(fluxes[SITE_ID]).any()
     empty = sorted(valid.index[~valid])
     if empty:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site(s) {', '.join(f'{s} ({source[s].name})' for s in empty)} have no month "
             "with a valid flux; check the file, or remove the site"
         )
@@ -347,13 +351,13 @@ def write_sites_table(meta: pd.DataFrame, folder: str | Path) -> Path:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When a column is missing.
     """
     table = meta.reset_index() if SITE_ID not in meta.columns else meta
     missing = [c for c in (SITE_ID, *META_COLUMNS) if c not in table.columns]
     if missing:
-        raise SiteDataError(f"site table to write lacks column(s) {', '.join(missing)}")
+        raise InvalidTowerDataError(f"site table to write lacks column(s) {', '.join(missing)}")
     path = Path(folder) / SITES_TABLE
     path.parent.mkdir(parents=True, exist_ok=True)
     table[[SITE_ID, *META_COLUMNS]].to_csv(path, index=False)
@@ -376,7 +380,7 @@ def read_sites_table(folder: str | Path) -> pd.DataFrame:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When ``sites.csv`` is missing or malformed (see
         [`read_sites`][upscale.sites.read_sites]).
     """
@@ -387,14 +391,14 @@ def read_sites_table(folder: str | Path) -> pd.DataFrame:
 def _read_meta(path: Path) -> pd.DataFrame:
     """Read and validate ``sites.csv``, indexed by ``site_id``."""
     if not path.exists():
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path}: missing; write a {SITES_TABLE} with columns {SITE_ID}, "
             f"{', '.join(META_COLUMNS)}"
         )
     header = read_header(path)
     missing = [c for c in (SITE_ID, *META_COLUMNS) if c not in header]
     if missing:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path}: missing column(s) {', '.join(missing)}; {SITES_TABLE} needs "
             f"{SITE_ID}, {', '.join(META_COLUMNS)} (lower case), and has {', '.join(header)}"
         )
@@ -402,10 +406,10 @@ def _read_meta(path: Path) -> pd.DataFrame:
     table.columns = [str(c).strip() for c in table.columns]
     table[SITE_ID] = table[SITE_ID].str.strip()
     if table[SITE_ID].isna().any():
-        raise SiteDataError(f"{path}: rows without {SITE_ID}; fill or remove them")
+        raise InvalidTowerDataError(f"{path}: rows without {SITE_ID}; fill or remove them")
     duplicated = table[SITE_ID][table[SITE_ID].duplicated()].unique()
     if len(duplicated):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path}: site(s) {', '.join(duplicated)} listed more than once; keep one row each"
         )
     ecosystem = table["ecosystem"].str.strip().str.lower()
@@ -414,7 +418,7 @@ def _read_meta(path: Path) -> pd.DataFrame:
         bad = ", ".join(
             f"{s} ({e!r})" for s, e in table.loc[unknown, [SITE_ID, "ecosystem"]].values
         )
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path}: unknown ecosystem for site(s) {bad}; use one of {', '.join(ECOSYSTEM_CODES)}"
         )
     coords = table[["lat", "lon"]].apply(pd.to_numeric, errors="coerce")
@@ -422,7 +426,7 @@ def _read_meta(path: Path) -> pd.DataFrame:
         coords.isna().any(axis=1) | (coords["lat"].abs() > 90) | (coords["lon"].abs() > 180)
     )
     if bad_coords.any():
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path}: site(s) {', '.join(table.loc[bad_coords, SITE_ID])} have missing or "
             "out-of-range lat/lon; give decimal degrees (WGS84, lat -90..90, lon -180..180)"
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.monthly import MISSING, SITE_ID, TIME, TIME_DTYPE, parse_numbers, read_header
 from upscale.schema import DRIVERS, TARGETS, implausible_value
 
@@ -40,7 +40,7 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When a required column is missing, a time does not parse, or a value column is not
         numeric.
 
@@ -54,12 +54,12 @@ def read_tidy(path: str | Path) -> pd.DataFrame:
     header = read_header(path)
     missing = [c for c in (SITE_ID, TIME) if c not in header]
     if missing:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: not a tidy site table (no {' or '.join(missing)} column); "
             f"tidy CSVs need {SITE_ID}, {TIME} and any of {', '.join(TARGETS)}"
         )
     if not any(t in header for t in TARGETS):
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: no flux column; a tidy site table needs at least one of "
             f"{', '.join(TARGETS)} (gC m-2 d-1)"
         )
@@ -84,17 +84,17 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When ``site_id`` or ``time`` is missing, a column holds a flux, a value or time does
         not parse, or a canonical driver leaves its plausible range.
     """
     path = Path(path)
     if not path.exists():
-        raise SiteDataError(f"{path}: no such file of site drivers")
+        raise InvalidTowerDataError(f"{path}: no such file of site drivers")
     header = read_header(path)
     fluxes = [c for c in header if c in TARGETS]
     if SITE_ID not in header or TIME not in header or fluxes:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: a site-driver table has {SITE_ID}, {TIME} and driver columns, no "
             f"fluxes; found {', '.join(header)}"
         )
@@ -103,7 +103,7 @@ def read_site_drivers(path: str | Path) -> pd.DataFrame:
     drivers = [c for c in monthly.columns if c in DRIVERS]
     problem = implausible_value(drivers, monthly[drivers].min(), monthly[drivers].max())
     if problem:
-        raise SiteDataError(f"{path.name}: {problem}; check its units")
+        raise InvalidTowerDataError(f"{path.name}: {problem}; check its units")
     return monthly
 
 
@@ -116,7 +116,7 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
     except (ValueError, TypeError):
         parsed = pd.to_datetime(table[TIME], format="ISO8601", errors="coerce")
         first = table[TIME][parsed.isna()].iloc[0]
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"{path.name}: column {TIME} has values that are not ISO dates (e.g. {first!r}); "
             "write dates such as 2015-07-01 (year-month-day)"
         ) from None
@@ -125,7 +125,7 @@ def _tidy_monthly(path: Path) -> pd.DataFrame:
         table, other, path, "use numbers, and -9999 or an empty field for missing"
     )
     if table[SITE_ID].isna().any():
-        raise SiteDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
+        raise InvalidTowerDataError(f"{path.name}: rows without {SITE_ID}; fill or remove them")
     values = values.mask(values == MISSING)
     values[SITE_ID] = table[SITE_ID].str.strip()
     values[TIME] = time.dt.to_period("M").dt.to_timestamp().astype(TIME_DTYPE)

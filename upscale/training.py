@@ -32,7 +32,7 @@ from upscale.artifact import (
 )
 from upscale.balance import NeeMode, derive_nee, imbalance
 from upscale.durable import utc_now
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.metrics import decomposed_skill, skill
 from upscale.nets import (
     DEFAULT_ARCHITECTURE,
@@ -210,7 +210,7 @@ def require_temporal_split(series: SiteSeries, config: TrainConfig) -> None:
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         Naming the first tower whose months before its held-out share are fewer than the
         memory needs for one window, or whose held-out months have no full window.
     """
@@ -222,7 +222,7 @@ def require_temporal_split(series: SiteSeries, config: TrainConfig) -> None:
             continue
         n_months = int(measured[s].sum())
         kept = int(np.isfinite(before.fluxes[s]).any(axis=-1).sum())
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site {site}: holding out its last {config.test_fraction:.0%} of {n_months} "
             f"measured months leaves {kept} before them, with no full window of "
             f"L={config.memory} months of drivers to {'learn' if not learn[s].any() else 'score'}"
@@ -375,19 +375,19 @@ def fit_member(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When no tower is left, or the towers have no full window to learn or stop on.
     """
     seed = config.seed if seed is None else seed
     if not series.site_ids:
-        raise SiteDataError("no tower is left to train on; add towers or use --cv temporal")
+        raise InvalidTowerDataError("no tower is left to train on; add towers or use --cv temporal")
     torch.manual_seed(seed)
     train, valid = _early_stopping_split(series, config, seed)
     x_train, y_train, sigma_train = train.trainable_windows(config.memory)
     x_valid, y_valid, sigma_valid = valid.trainable_windows(config.memory)
     for role, found, part in (("training", x_train, train), ("validation", x_valid, valid)):
         if len(found) == 0:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"the {role} windows of tower(s) {', '.join(part.site_ids)} are empty: no "
                 f"measured month after a full {config.memory}-month window of drivers; use "
                 "drivers that start earlier, a shorter memory, or towers with longer records"

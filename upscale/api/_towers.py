@@ -13,7 +13,7 @@ import xarray as xr
 from upscale.api._common import Status, input_stamp, print_status
 from upscale.cube import open_cube, open_mask
 from upscale.durable import staged, write_text
-from upscale.errors import SiteDataError
+from upscale.errors import InvalidTowerDataError
 from upscale.samples import (
     SiteSeries,
     driver_agreement,
@@ -111,7 +111,7 @@ def _tower_features(config: TrainConfig, measured: pd.DataFrame, status: Status)
     have = measured.notna().groupby(level=SITE_ID).any()
     every = [f for f in DRIVERS if f in have and bool(have[f].all())]
     if not every:
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             "no canonical driver is measured at every tower; choose the features with "
             f"--features (the tower tables have {', '.join(measured.columns) or 'none'})"
         )
@@ -210,7 +210,7 @@ def require_towers(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When an ecosystem has too few tower pixels to cross-validate by tower, a temporal
         split leaves a tower no window to learn or score, or no tower has values of one of
         the targets.
@@ -221,7 +221,7 @@ def require_towers(
         if config.cv == "temporal":
             require_temporal_split(towers, config)
         elif len(groups) < MIN_TOWERS:
-            raise SiteDataError(
+            raise InvalidTowerDataError(
                 f"{sites}: {eco} has {len(towers.site_ids)} tower(s) with {len(groups)} distinct "
                 f"driver series (towers in one cube pixel share theirs); cross-validating by "
                 f"tower needs at least {MIN_TOWERS}: add towers, or hold out each tower's last "
@@ -229,7 +229,7 @@ def require_towers(
             )
         for k, target in enumerate(towers.targets):
             if not np.isfinite(towers.fluxes[..., k]).any():
-                raise SiteDataError(
+                raise InvalidTowerDataError(
                     f"{sites}: no {eco} tower has {target} values; add them to the tower "
                     f"files (NEE = RE - GPP where a tower reports those two), or train on "
                     "the targets the towers have (targets: in a --config file)"
@@ -242,7 +242,7 @@ def require_wetland_at_towers(meta: pd.DataFrame, drivers: xr.Dataset, mask: str
     rows, cols = site_pixels(drivers, meta)
     dry = cover[rows, cols] <= 0
     if dry.any():
-        raise SiteDataError(
+        raise InvalidTowerDataError(
             f"site(s) on pixels without wetland in {Path(mask).name}: {located(meta[dry])}; "
             "check their coordinates in sites.csv, or the mask"
         )

@@ -16,7 +16,7 @@ from upscale.artifact import ModelCard, load_model
 from upscale.attribution import TowerExplanation, explain_towers
 from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.durable import output_lock, resumable
-from upscale.errors import ConfigError, SiteDataError
+from upscale.errors import InvalidConfigError, InvalidTowerDataError
 from upscale.plots import importance_figure, memory_figure, save_png
 from upscale.progress import dask_progress
 from upscale.samples import TOWER, SiteSeries
@@ -130,14 +130,14 @@ def explain(
     }
     if mask is not None:
         if cube is None:
-            raise ConfigError("explain --mask maps the explanation over a cube: pass --cube")
+            raise InvalidConfigError("explain --mask maps the explanation over a cube: pass --cube")
         outputs |= {"shap": out / "shap.zarr", "shap_cogs": out / "shap_cogs"}
     loaded = {Path(folder): load_model(folder) for folder in models}
     if features:
         cards = [model.card for model in loaded.values()]
         unknown = sorted({f for f in features if not all(f in c.features for c in cards)})
         if unknown:
-            raise ConfigError(
+            raise InvalidConfigError(
                 f"--features {', '.join(unknown)}: not features of every model explained "
                 f"(they have {', '.join(cards[0].features)})"
             )
@@ -164,7 +164,7 @@ def explain(
         for folder, model in loaded.items():
             towers = [s for s in model.card.sites if s in series[folder].site_ids]
             if not towers:
-                raise SiteDataError(
+                raise InvalidTowerDataError(
                     f"{sites}: none of the towers of {folder} ({', '.join(model.card.sites)}); "
                     "explain a model with the towers it was trained on"
                 )
@@ -241,7 +241,7 @@ def _explained_config(card: ModelCard, folder: str | Path, cube: str | Path | No
 
     Raises
     ------
-    ConfigError
+    InvalidConfigError
         When the model reads features from a cube and none is given.
     """
     if card.feature_sources:
@@ -250,7 +250,7 @@ def _explained_config(card: ModelCard, folder: str | Path, cube: str | Path | No
         from_towers = tuple(card.train_config.get("site_drivers", ()))
     from_cube = [f for f in card.features if f not in from_towers]
     if from_cube and cube is None:
-        raise ConfigError(
+        raise InvalidConfigError(
             f"{folder}: the model reads {', '.join(from_cube)} from a driver cube; pass --cube"
         )
     return TrainConfig(

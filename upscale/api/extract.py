@@ -10,7 +10,7 @@ import pandas as pd
 
 from upscale.cube import open_cube
 from upscale.durable import refuse_overwrite, write_text
-from upscale.errors import CubeError
+from upscale.errors import InvalidCubeError
 from upscale.pixels import drivers_at_towers, monthly_variables, tower_pixels
 from upscale.progress import dask_progress
 from upscale.schema import validate_cube
@@ -69,9 +69,9 @@ def extract(
 
     Raises
     ------
-    SiteDataError
+    InvalidTowerDataError
         When ``sites.csv`` is malformed or a tower lies outside the cube.
-    CubeError
+    InvalidCubeError
         When the cube breaks the contract or lacks a requested driver.
     """
     out = Path(out)
@@ -81,7 +81,7 @@ def extract(
     grid = open_cube(cube, features=())
     features = list(features) if features is not None else monthly_variables(grid)
     if not features:
-        raise CubeError(f"{cube}: no variable with dims (time, y, x) to extract")
+        raise InvalidCubeError(f"{cube}: no variable with dims (time, y, x) to extract")
     validate_cube(grid, features, source=str(cube))
     pixels = tower_pixels(grid, meta)
     with dask_progress(f"reading {len(meta)} tower pixel(s)"):

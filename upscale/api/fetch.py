@@ -12,7 +12,7 @@ from upscale.api.query import RegionSpec
 from upscale.catalogue import resolve_regions
 from upscale.durable import refuse_overwrite
 from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, fetch_points, initialize
-from upscale.errors import FetchError
+from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
 from upscale.progress import new_progress
 from upscale.sites import read_sites_table
@@ -73,7 +73,7 @@ def fetch(
     out = Path(out)
     if sites is not None:
         if region is not None or resolution is not None or export_to is not None:
-            raise FetchError(
+            raise FetchFailedError(
                 "--sites samples the drivers at the towers: leave out --region, --resolution "
                 "and --export-to, which make a cube"
             )
@@ -88,11 +88,11 @@ def fetch(
             overwrite=overwrite,
         )
     if region is None or resolution is None:
-        raise FetchError(
+        raise FetchFailedError(
             "give --region and --resolution for a cube, or --sites for the drivers at the towers"
         )
     if scale is not None:
-        raise FetchError("--scale sets the sampling at the towers: use it with --sites")
+        raise FetchFailedError("--scale sets the sampling at the towers: use it with --sites")
     if export_to is None:
         refuse_overwrite([out], overwrite=overwrite)
     shapes = resolve_regions(region, catalogue=catalogue, crs=None)
@@ -100,7 +100,7 @@ def fetch(
         bounds = tuple(shapes.to_crs(crs).total_bounds)
         grid = TargetGrid(crs, bounds, resolution)
     except (ValueError, CRSError) as err:
-        raise FetchError(f"target grid {crs} at {resolution}: {err}") from None
+        raise FetchFailedError(f"target grid {crs} at {resolution}: {err}") from None
     initialize(project, service_account=service_account, key_file=key_file)
     if export_to is not None:
         tasks = export_tasks(grid, period, variables=variables, **_export_destination(export_to))
@@ -132,7 +132,7 @@ def _fetch_at_towers(
 ) -> Path:
     """`fetch` with ``sites``: the towers' drivers from Earth Engine, written as `extract` does."""
     if out.suffix.lower() == ".zarr":
-        raise FetchError(
+        raise FetchFailedError(
             f"{out}: the drivers at the towers are a CSV table; give --out drivers.csv"
         )
     refuse_overwrite([out], overwrite=overwrite)
@@ -156,4 +156,4 @@ def _export_destination(target: str) -> dict[str, str]:
         return {"bucket": bucket, "prefix": prefix.strip("/") or "upscale"}
     if target.startswith("drive:"):
         return {"drive_folder": target.removeprefix("drive:")}
-    raise FetchError(f"--export-to {target!r}: give gs://BUCKET[/PREFIX] or drive:FOLDER")
+    raise FetchFailedError(f"--export-to {target!r}: give gs://BUCKET[/PREFIX] or drive:FOLDER")

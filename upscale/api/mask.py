@@ -12,7 +12,7 @@ import pandas as pd
 from upscale.artifact import software_versions
 from upscale.cube import open_cube, write_store
 from upscale.durable import refuse_overwrite
-from upscale.errors import MaskError
+from upscale.errors import InvalidMaskError
 from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.plots import mask_figure, save_png
 
@@ -67,11 +67,11 @@ def mask(
     """
     out = Path(out)
     if out.suffix.lower() != ".zarr":
-        raise MaskError(f"{out}: write the mask as a .zarr store")
+        raise InvalidMaskError(f"{out}: write the mask as a .zarr store")
     picture = out.with_suffix(".png")
     refuse_overwrite([out, picture], overwrite=overwrite)
     if not 0.0 <= min_fraction < 1.0:
-        raise MaskError(f"min_fraction {min_fraction}: give a cover fraction in 0..1")
+        raise InvalidMaskError(f"min_fraction {min_fraction}: give a cover fraction in 0..1")
     grid = open_cube(cube, features=())
     covers = ecosystem_covers(
         grid, vectors=vectors, sources=sources, column=ecosystem_column, classes=classes

@@ -14,7 +14,7 @@ import torch
 from upscale.cube import open_cube, open_mask, write_store
 from upscale.durable import output_lock, refuse_overwrite
 from upscale.engine import flux_maps, resident_model
-from upscale.errors import ModelArtifactError, SchedulerError
+from upscale.errors import InvalidModelError, SchedulerUnreachableError
 from upscale.gaps import gap_summary
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
@@ -67,7 +67,7 @@ def predict(
             # Loaded once: the run's checks and this process's tiles reuse the same copy.
             card = resident_model(folder).card
             if card.ecosystem in by_ecosystem:
-                raise ModelArtifactError(
+                raise InvalidModelError(
                     f"two models for {card.ecosystem}: {by_ecosystem[card.ecosystem]} and {folder}"
                 )
             by_ecosystem[card.ecosystem] = Path(folder)
@@ -113,7 +113,7 @@ def _cluster(address: str | None) -> Iterator[None]:
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as err:
-        raise SchedulerError(
+        raise SchedulerUnreachableError(
             f"no dask scheduler answers at {address} ({type(err).__name__}); start one "
             "(dask scheduler) or check the address"
         ) from None

@@ -13,7 +13,7 @@ from upscale.api._common import TABLE_SUFFIXES
 from upscale.catalogue import resolve_regions
 from upscale.cube import open_maps
 from upscale.durable import refuse_overwrite, staged, write_text
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 from upscale.plots import region_fluxes_figure, region_sink_figure, save_png
 from upscale.regions import Period as BudgetPeriod
 from upscale.regions import budget
@@ -59,7 +59,7 @@ def query(
         Replace existing outputs.
     """
     if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
-        raise RegionError(f"{out}: write the budget as .csv, .json or .geojson")
+        raise InvalidRegionsError(f"{out}: write the budget as .csv, .json or .geojson")
     pictures = [Path(plots) / name for name in QUERY_PICTURES] if plots is not None else []
     refuse_overwrite([p for p in [out, *pictures] if p is not None], overwrite=overwrite)
     if isinstance(regions, gpd.GeoDataFrame):

@@ -8,7 +8,7 @@ import pandas as pd
 
 from upscale.catalogue import catalogue_regions, catalogue_table
 from upscale.cube import open_mask
-from upscale.errors import RegionError
+from upscale.errors import InvalidRegionsError
 from upscale.regions import wetland_area_km2
 
 
@@ -41,13 +41,13 @@ def show_region(
 
     Raises
     ------
-    RegionError
+    InvalidRegionsError
         When the catalogue holds no region of that name.
     """
     table = list_regions(catalogue, mask=mask)
     match = table[table["name"] == name]
     if match.empty:
-        raise RegionError(
+        raise InvalidRegionsError(
             f"{name!r} is not in the catalogue; it holds {', '.join(map(repr, table['name']))}"
         )
     return match.iloc[0]

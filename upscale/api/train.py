@@ -17,7 +17,7 @@ from upscale.artifact import read_card, save_model
 from upscale.config import save_train_config
 from upscale.cube import open_cube
 from upscale.durable import output_lock, resumable
-from upscale.errors import ConfigError
+from upscale.errors import InvalidConfigError
 from upscale.gaps import FILLED
 from upscale.metrics import COMPONENTS
 from upscale.sites import SITE_ID, Partitioning
@@ -244,12 +244,12 @@ def _check_inputs(
         The driver cube, opened once for the whole run; None without one.
     """
     if not _SAFE_NAME.fullmatch(name):  # it names files in `out`: never a path elsewhere
-        raise ConfigError(
+        raise InvalidConfigError(
             f"model name {name!r} is not a plain file name; use letters, digits, '.', '_' "
             f"and '-' (it names the models in {out})"
         )
     if mask is not None and cube is None:
-        raise ConfigError("--mask checks the towers against a cube's grid: pass --cube too")
+        raise InvalidConfigError("--mask checks the towers against a cube's grid: pass --cube too")
     return open_cube(cube, ()) if cube is not None else None
 
 

@@ -19,7 +19,7 @@ from upscale.schema import (
     spread_name,
 )
 
-Period = Literal["annual", "monthly"]
+ExportPeriod = Literal["annual", "monthly"]
 """The time steps of exported layers: annual totals or monthly means."""
 
 
@@ -90,7 +90,9 @@ def monthly_amounts(maps: xr.Dataset) -> xr.Dataset:
     return amounts
 
 
-def export_layers(maps: xr.Dataset, periods: Sequence[Period] = ("annual",)) -> dict[str, Layer]:
+def export_layers(
+    maps: xr.Dataset, periods: Sequence[ExportPeriod] = ("annual",)
+) -> dict[str, Layer]:
     """Return the layers an export writes, one file each, by name: totals, means and shares.
 
     Parameters

@@ -37,7 +37,8 @@ from upscale.schema import (
 )
 from upscale.vectors import read_vector
 
-Period = Literal["year", "month"]
+BudgetStep = Literal["year", "month"]
+"""The time step of a budget: one row per region and year, or per region and month."""
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -164,7 +165,7 @@ def ecosystem_weights(maps: xr.Dataset, areas: xr.DataArray) -> xr.DataArray:
     return xr.concat(layers, dim=pd.Index(names, name="ecosystem")).astype("float64")
 
 
-def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: Period = "year") -> pd.DataFrame:
+def budget(maps: xr.Dataset, regions: gpd.GeoDataFrame, *, by: BudgetStep = "year") -> pd.DataFrame:
     """Carbon budget per region, ecosystem and year (or month).
 
     Parameters

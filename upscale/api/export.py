@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from upscale.annual import Period, export_layers
+from upscale.annual import ExportPeriod, export_layers
 from upscale.cube import open_maps
 from upscale.exports import export_maps
 
@@ -14,7 +14,7 @@ def export(
     maps: str | Path,
     out: str | Path,
     *,
-    periods: Sequence[Period] = ("annual",),
+    periods: Sequence[ExportPeriod] = ("annual",),
     netcdf: bool = False,
     overwrite: bool = False,
 ) -> list[Path]:

@@ -15,8 +15,7 @@ from upscale.cube import open_maps
 from upscale.durable import refuse_overwrite, staged, write_text
 from upscale.errors import InvalidRegionsError
 from upscale.plots import region_fluxes_figure, region_sink_figure, save_png
-from upscale.regions import Period as BudgetPeriod
-from upscale.regions import budget
+from upscale.regions import BudgetStep, budget
 
 RegionSpec = str | Path
 """A region for a query: a catalogue name, a vector file, a bbox, or a GeoJSON/WKT polygon."""
@@ -26,7 +25,7 @@ def query(
     maps: str | Path,
     regions: RegionSpec | Sequence[RegionSpec] | gpd.GeoDataFrame,
     *,
-    by: BudgetPeriod = "year",
+    by: BudgetStep = "year",
     catalogue: str | Path | None = None,
     crs: str | None = None,
     out: str | Path | None = None,

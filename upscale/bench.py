@@ -41,6 +41,7 @@ from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.engine import flux_maps, pick_device, prepare_run
 from upscale.options import OPTIONS, get_options
+from upscale.progress import Status
 from upscale.samples import window_views
 from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
 from upscale.shap_maps import shap_maps
@@ -114,7 +115,7 @@ def run_bench(
     tile: int = 64,
     sample: int = 256,
     explain: bool = True,
-    status: Callable[[str], None] = lambda line: None,
+    status: Status = lambda line: None,
 ) -> dict:
     """Measure ``predict`` against its floors and the baselines on a generated region.
 

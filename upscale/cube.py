@@ -36,6 +36,7 @@ from upscale.errors import (
     UpscaleError,
 )
 from upscale.options import OPTIONS
+from upscale.progress import Advance
 from upscale.schema import (
     DEFAULT_FEATURES,
     ECOSYSTEMS,
@@ -432,7 +433,7 @@ def write_store(
     *,
     overwrite: bool = False,
     resume: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Advance | None = None,
 ) -> Path:
     """Write a dataset to a Zarr v3 store atomically, keeping its CRS.
 
@@ -503,7 +504,7 @@ def _row_record(ds: xr.Dataset, partial: Path) -> ResumeRecord:
 def _write_tiles(
     ds: xr.Dataset,
     partial: Path,
-    progress: Callable[[int, int], None] | None,
+    progress: Advance | None,
 ) -> None:
     """Write a lazy dataset into ``partial`` by rows of spatial chunks, resumably.
 
@@ -555,9 +556,7 @@ def _record_row(stored: None, mark: Callable[[], None]) -> None:
 
 
 @contextmanager
-def _watch_rows(
-    record: ResumeRecord, total: int, progress: Callable[[int, int], None] | None
-) -> Iterator[None]:
+def _watch_rows(record: ResumeRecord, total: int, progress: Advance | None) -> Iterator[None]:
     """Report the rows recorded while the block runs, on any dask scheduler."""
     if progress is None:
         yield

@@ -36,6 +36,7 @@ from upscale.errors import FetchFailedError
 from upscale.gaps import fill_gaps
 from upscale.grid import TargetGrid
 from upscale.options import OPTIONS
+from upscale.progress import Advance
 from upscale.schema import DRIVERS
 
 NODATA = -9999.0
@@ -266,7 +267,7 @@ def fetch_points(
     months_per_request: int = 12,
     compute_features: Callable[[dict[str, Any]], pd.DataFrame] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Advance | None = None,
 ) -> pd.DataFrame:
     """Monthly drivers at the towers from Earth Engine, as a tidy table.
 
@@ -464,7 +465,7 @@ def fetch_cube(
     sleep: Callable[[float], None] = time.sleep,
     max_interpolated: int | None = 2,
     provenance: dict[str, str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Advance | None = None,
 ) -> Path:
     """Download monthly drivers from Earth Engine into a canonical Zarr cube, resumably.
 

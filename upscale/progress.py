@@ -1,13 +1,25 @@
-"""Progress display for long steps: a rich bar driven by dask's scheduler callbacks."""
+"""Progress of long steps: the two kinds of callback, and a rich bar driven by dask.
+
+A long step tells its caller what it is doing through one of two callbacks: a
+[`Status`][upscale.progress.Status] receives lines (``member 2/5 (without US-Skr)``), an
+[`Advance`][upscale.progress.Advance] receives counts (rows written of rows in all). The CLI
+prints the first and draws a bar for the second.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from dask.callbacks import Callback
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+Status = Callable[[str], None]
+"""Receives status lines of a long step, e.g. ``print``."""
+
+Advance = Callable[[int, int], None]
+"""Receives (done, in all) as a long step advances, e.g. a progress bar's update."""
 
 console = Console(stderr=True)
 """Console for progress and status lines; results go to stdout."""

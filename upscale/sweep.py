@@ -26,10 +26,10 @@ from upscale.config import make_train_config
 from upscale.metrics import COMPONENTS, decomposed_skill
 from upscale.nets import NETS
 from upscale.options import OPTIONS, get_options, set_options
+from upscale.progress import Status
 from upscale.samples import SiteSeries
 from upscale.training import TrainConfig, held_out_skill, train_ensemble
 
-Progress = Callable[[str], None]
 DEFAULT_MEMORIES = (1, 2, 3, 6, 9, 12, 18, 24)
 """Memory lengths (months) of a default sweep; 1 is the no-memory baseline."""
 
@@ -180,7 +180,7 @@ def run_sweep(
     nee_modes: Sequence[str] = ("direct", "derived", "penalty"),
     ecosystems: Sequence[str] | None = None,
     workers: int | None = None,
-    progress: Progress | None = None,
+    status: Status | None = None,
 ) -> SweepResult:
     """Cross-validate every architecture and memory length, per ecosystem.
 
@@ -204,7 +204,7 @@ def run_sweep(
         Processes training in parallel, each with the torch threads of the ``threads``
         option (1 by default, [`set_options`][upscale.options.set_options]); by default the
         CPU count. They get this process's registry and options.
-    progress
+    status
         Called with a line per finished run.
 
     Returns
@@ -258,8 +258,8 @@ def run_sweep(
                 fold_part, tower_part = future.result()
                 rows += fold_part
                 tower_rows += tower_part
-                if progress:
-                    progress(
+                if status:
+                    status(
                         f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
                         f"L={job.config.memory} NEE {job.config.nee_mode}"
                     )

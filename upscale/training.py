@@ -13,7 +13,7 @@ temporal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -40,10 +40,10 @@ from upscale.nets import (
     check_architecture,
     resolve_hyperparameters,
 )
+from upscale.progress import Status
 from upscale.samples import SiteSeries, window_views
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
-Progress = Callable[[str], None]
 CrossValidation = Literal["kfold", "loso", "temporal"]
 """Folds of towers (k of them, or one per tower), or each tower's last months held out."""
 MIN_TOWERS = 2
@@ -348,7 +348,7 @@ def fit_member(
     held_out: Sequence[str] = (),
     held_out_months: dict[str, str] | None = None,
     seed: int | None = None,
-    progress: Progress | None = None,
+    status: Status | None = None,
 ) -> Member:
     """Train one net on the towers of ``series``, stopping early on a share of them.
 
@@ -365,7 +365,7 @@ def fit_member(
     seed
         Seed of this member (weights, shuffling, validation towers); ``config.seed`` when
         not given.
-    progress
+    status
         Called with a short status line after each epoch.
 
     Returns
@@ -444,8 +444,8 @@ def fit_member(
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
-        if progress:
-            progress(f"epoch {epoch + 1}: validation loss {valid_loss:.3f} (best {best_loss:.3f})")
+        if status:
+            status(f"epoch {epoch + 1}: validation loss {valid_loss:.3f} (best {best_loss:.3f})")
         if stale >= config.patience:
             break
     net.load_state_dict(best_state)
@@ -507,7 +507,7 @@ def train_ensemble(
     name: str,
     ecosystem: str,
     data: dict[str, str] | None = None,
-    progress: Progress | None = None,
+    status: Status | None = None,
 ) -> EnsembleFit:
     """Cross-validate and keep the folds' nets as an ensemble, for one ecosystem.
 
@@ -522,7 +522,7 @@ def train_ensemble(
         Recorded in the card.
     data
         Input paths to record in the card.
-    progress
+    status
         Called with a status line per fold.
 
     Returns
@@ -541,8 +541,8 @@ def train_ensemble(
         }
         members = []
         for number in range(config.folds):
-            if progress:
-                progress(f"member {number + 1}/{config.folds} (last months of each tower held out)")
+            if status:
+                status(f"member {number + 1}/{config.folds} (last months of each tower held out)")
             members.append(
                 fit_member(learn, config, held_out_months=first_held, seed=config.seed + number)
             )
@@ -550,8 +550,8 @@ def train_ensemble(
         learn = scored = series
         members = []
         for number, held_out in enumerate(folds):
-            if progress:
-                progress(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
+            if status:
+                status(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
             training = series.subset([s for s in series.site_ids if s not in held_out])
             members.append(
                 fit_member(training, config, held_out=held_out, seed=config.seed + number)
@@ -646,7 +646,7 @@ def held_out_skill(
 
 
 def memoryless_series(
-    series: SiteSeries, config: TrainConfig, *, ecosystem: str, progress: Progress | None = None
+    series: SiteSeries, config: TrainConfig, *, ecosystem: str, status: Status | None = None
 ) -> SiteSeries:
     """Replace the towers' fluxes with those of a model without memory: the null of memory.
 
@@ -664,12 +664,12 @@ def memoryless_series(
         Settings of the model whose memory is tested; the teacher uses them with L = 1.
     ecosystem
         Recorded in the teacher's card.
-    progress
+    status
         Called with a status line per member.
     """
     teacher_config = TrainConfig(**(config.model_dump() | {"memory": 1}))
     teacher = train_ensemble(
-        series, teacher_config, name="memoryless", ecosystem=ecosystem, progress=progress
+        series, teacher_config, name="memoryless", ecosystem=ecosystem, status=status
     )
     fluxes = teacher.model.predict_series(torch.from_numpy(series.drivers)).numpy()
     fluxes = np.where(np.isfinite(series.fluxes), fluxes, np.nan).astype("float32")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
 
 from upscale.progress import console
 
-Status = Callable[[str], None]
 TABLE_SUFFIXES = (".csv", ".json", ".geojson")
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.api._common import Status, input_stamp, print_status
+from upscale.api._common import input_stamp, print_status
 from upscale.cube import open_cube, open_mask
 from upscale.durable import staged, write_text
 from upscale.errors import InvalidTowerDataError
+from upscale.progress import Status
 from upscale.samples import (
     SiteSeries,
     driver_agreement,

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from upscale.annual import annual_totals, valid_period
-from upscale.api._common import Status, print_status
+from upscale.api._common import print_status
 from upscale.api.export import export
 from upscale.api.predict import predict
 from upscale.api.query import QUERY_PICTURES, query
@@ -26,6 +26,7 @@ from upscale.plots import (
     save_png,
     uncertainty_figure,
 )
+from upscale.progress import Status
 from upscale.regions import read_regions
 from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
 from upscale.sites import read_sites

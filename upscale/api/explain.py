@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from upscale.api._common import Status, print_status
+from upscale.api._common import print_status
 from upscale.api._towers import read_towers
 from upscale.artifact import ModelCard, load_model
 from upscale.attribution import TowerExplanation, explain_towers
@@ -18,7 +18,7 @@ from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.durable import output_lock, resumable
 from upscale.errors import InvalidConfigError, InvalidTowerDataError
 from upscale.plots import importance_figure, memory_figure, save_png
-from upscale.progress import dask_progress
+from upscale.progress import Status, dask_progress
 from upscale.samples import TOWER, SiteSeries
 from upscale.schema import validate_cube
 from upscale.shap_maps import export_shap_cogs, shap_maps

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from upscale.api._common import Status, print_status
+from upscale.api._common import print_status
 from upscale.api._towers import require_towers, tower_series
 from upscale.balance import NEE_MODES
 from upscale.durable import refuse_overwrite
 from upscale.plots import save_png, sweep_figure
+from upscale.progress import Status
 from upscale.sites import Partitioning
 from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
 from upscale.training import TrainConfig
@@ -84,7 +85,7 @@ def sweep(
         memories=memories,
         nee_modes=nee_modes,
         workers=workers,
-        progress=status,
+        status=status,
     )
     result.study.to_csv(outputs["study"], index=False, float_format="%.4f")
     result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.api._common import Status, print_status
+from upscale.api._common import print_status
 from upscale.api._towers import Towers, read_towers, require_towers, require_wetland_at_towers
 from upscale.artifact import read_card, save_model
 from upscale.config import save_train_config
@@ -20,6 +20,7 @@ from upscale.durable import output_lock, resumable
 from upscale.errors import InvalidConfigError
 from upscale.gaps import FILLED
 from upscale.metrics import COMPONENTS
+from upscale.progress import Status
 from upscale.sites import SITE_ID, Partitioning
 from upscale.training import TrainConfig, train_ensemble
 
@@ -278,7 +279,7 @@ def _train_ecosystem(
         name=f"{name}-{eco}",
         ecosystem=eco,
         data=inputs,
-        progress=lambda line: status(f"  {eco}: {line}"),
+        status=lambda line: status(f"  {eco}: {line}"),
     )
     fitted.model.card = fitted.model.card.model_copy(
         update={"towers": towers.files(eco_series.site_ids)}

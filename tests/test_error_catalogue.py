@@ -33,7 +33,8 @@ from upscale.errors import (
     OutputExistsError,
 )
 from upscale.fluxnet import read_fluxnet
-from upscale.samples import site_pixels, tower_site_series
+from upscale.pixels import site_pixels
+from upscale.samples import tower_site_series
 from upscale.sites import read_sites
 from upscale.training import TrainConfig, require_temporal_split
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from upscale.errors import InvalidTowerDataError
-from upscale.samples import SiteSeries, extract_site_series, site_pixels
+from upscale.pixels import site_pixels
+from upscale.samples import SiteSeries, extract_site_series
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 from upscale.sites import SiteData
 from upscale.training import (

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from pyproj import Transformer
 
 from upscale.errors import InvalidTowerDataError
 from upscale.monthly import QC, SITE_ID, TIME
+from upscale.pixels import site_pixels
 from upscale.schema import (
     DRIVERS,
     IMPLAUSIBLE_FIX,
@@ -181,43 +181,6 @@ class SiteSeries:
         views = window_views(torch.from_numpy(self.drivers), memory)
         fluxes = torch.from_numpy(self.fluxes[:, memory - 1 :][keep])
         return views[torch.from_numpy(keep)], fluxes, self.uncertainty[:, memory - 1 :][keep]
-
-
-def site_pixels(cube: xr.Dataset, meta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of the cube pixel that contains each tower.
-
-    Parameters
-    ----------
-    cube
-        Cube with ``y``/``x`` pixel-centre coordinates and a CRS.
-    meta
-        ``lat``/``lon`` (WGS84) indexed by ``site_id``.
-
-    Raises
-    ------
-    InvalidTowerDataError
-        Naming the towers that fall outside the cube's extent.
-    """
-    to_cube = Transformer.from_crs("EPSG:4326", cube.rio.crs, always_xy=True)
-    xs, ys = to_cube.transform(meta["lon"].to_numpy(), meta["lat"].to_numpy())
-    x0, dx = float(cube["x"][0]), float(cube["x"][1] - cube["x"][0])
-    y0, dy = float(cube["y"][0]), float(cube["y"][1] - cube["y"][0])
-    cols = np.floor((xs - x0) / dx + 0.5).astype(int)
-    rows = np.floor((ys - y0) / dy + 0.5).astype(int)
-    outside = (cols < 0) | (cols >= cube.sizes["x"]) | (rows < 0) | (rows >= cube.sizes["y"])
-    if outside.any():
-        raise InvalidTowerDataError(
-            f"site(s) outside the cube extent: {located(meta[outside])}; remove them from "
-            "sites.csv or use a cube that covers them"
-        )
-    return rows, cols
-
-
-def located(meta: pd.DataFrame) -> str:
-    """Name towers with their coordinates, for messages: ``US-Skr (25.3629 N, -81.0776 E)``."""
-    return ", ".join(
-        f"{site} ({lat:.4f} N, {lon:.4f} E)" for site, lat, lon in meta[["lat", "lon"]].itertuples()
-    )
 
 
 def extract_site_series(

@@ -14,13 +14,12 @@ from upscale.api._common import input_stamp, print_status
 from upscale.cube import open_cube, open_mask
 from upscale.durable import staged, write_text
 from upscale.errors import InvalidTowerDataError
+from upscale.pixels import located, site_pixels
 from upscale.progress import Status
 from upscale.samples import (
     SiteSeries,
     driver_agreement,
     extract_site_series,
-    located,
-    site_pixels,
     tower_drivers,
     tower_site_series,
     with_site_drivers,

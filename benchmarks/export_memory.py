@@ -1,6 +1,6 @@
 """Benchmark: peak memory of writing one COG from a lazy map against from one held in memory.
 
-`upscale export` and the SHAP COGs write each layer with `upscale.geotiff.write_cog`, which
+`upscale export` and the SHAP COGs write each layer with `upscale.io.geotiff.write_cog`, which
 computes a lazy layer chunk by chunk into a tiled GeoTIFF and lets GDAL copy that into a
 COG. The baseline, measured in the same run, computes the layer into memory first, as the
 export did before, and gives it to the same function: the whole ``(band, y, x)`` raster,
@@ -26,8 +26,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import rioxarray  # noqa: F401
-from upscale.bench import peak_memory_mb
-from upscale.geotiff import write_cog
+from upscale.bench.suite import peak_memory_mb
+from upscale.io.geotiff import write_cog
 
 size, bands, mode, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rows = da.arange(size, chunks=64, dtype="float32")[:, None]  # tiles of 64, as predict

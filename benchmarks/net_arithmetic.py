@@ -5,8 +5,8 @@ whether the nets themselves leave speed on the table. On one torch thread, as ea
 engine's dask threads runs, it measures in the same run:
 
 - the baseline: plain float32 matrix products of the shapes the net multiplies, batched as
-  the engine batches windows (``upscale.bench.WINDOWS_PER_BATCH``);
-- the preset's net (``upscale.nets.LSTMRegressor`` with the hyper-parameters of
+  the engine batches windows (``upscale.bench.suite.WINDOWS_PER_BATCH``);
+- the preset's net (``upscale.learn.nets.LSTMRegressor`` with the hyper-parameters of
   ``--config lstm``) on the same number of windows, with its matrix-product arithmetic
   counted, so its rate reads as a share of the baseline's;
 - the same net under bfloat16 autocast, with its largest deviation from float32, because
@@ -27,9 +27,9 @@ from collections.abc import Callable
 
 import torch
 
-from upscale.bench import WINDOWS_PER_BATCH
-from upscale.config import load_train_config, preset_path
-from upscale.nets import NETS
+from upscale.bench.suite import WINDOWS_PER_BATCH
+from upscale.learn.config import load_train_config, preset_path
+from upscale.learn.nets import NETS
 
 
 def per_second(action: Callable[[], object], seconds: float) -> float:

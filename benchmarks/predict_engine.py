@@ -1,6 +1,6 @@
 """Benchmark: `predict` against its I/O and model floors, and the baselines users write.
 
-The same measurement as ``upscale bench`` (see :func:`upscale.bench.run_bench`): a
+The same measurement as ``upscale bench`` (see :func:`upscale.bench.suite.run_bench`): a
 generated region, real one-epoch ensembles, the I/O floor, the model floor on every core,
 `predict` end to end in a process of its own, the SHAP rasters, and the per-pixel
 ``apply_ufunc``, xbatcher and unmasked baselines, all in one run. Issue 7's targets, at
@@ -16,7 +16,7 @@ import argparse
 import json
 import tempfile
 
-from upscale.bench import run_bench
+from upscale.bench.suite import run_bench
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import upscale
-from upscale.bench import predict_in_process, thin_mask, timing_models
+from upscale.bench.suite import predict_in_process, thin_mask, timing_models
 
 
 def main() -> None:

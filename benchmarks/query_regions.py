@@ -23,7 +23,7 @@ import geopandas as gpd
 import shapely
 
 import upscale
-from upscale.cube import open_maps
+from upscale.io.stores import open_maps
 
 
 def best_of(repeats: int, run: Callable[[], object]) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from upscale.sites import read_sites, write_sites_table
+from upscale.towers.sites import read_sites, write_sites_table
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "AMF_US-Tw3_BASE_HH_5-5_2014.csv"
 SITE = "US-Tw3"

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import upscale
-from upscale.cube import open_cube, open_mask, write_store
 from upscale.demo_region import make_demo_region, write_demo_region
-from upscale.shap_maps import shap_maps
+from upscale.engine.shap_maps import shap_maps
+from upscale.io.stores import open_cube, open_mask, write_store
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import torch
 
 from upscale.api import tower_series
 from upscale.demo_region import make_demo_region, write_demo_region
-from upscale.training import TrainConfig, train_ensemble
+from upscale.learn.training import TrainConfig, train_ensemble
 
 
 def main() -> None:

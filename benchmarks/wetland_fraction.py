@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import upscale
-from upscale.bench import thin_mask, timing_models
+from upscale.bench.suite import thin_mask, timing_models
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from upscale.artifact import (
+from upscale.demo_region import DemoRegion, DemoSpec, make_demo_region
+from upscale.io.durable import utc_now
+from upscale.learn.artifact import (
     DomainCard,
     Member,
     MemberCard,
@@ -18,9 +20,7 @@ from upscale.artifact import (
     save_model,
     software_versions,
 )
-from upscale.demo_region import DemoRegion, DemoSpec, make_demo_region
-from upscale.durable import utc_now
-from upscale.nets import build_net
+from upscale.learn.nets import build_net
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

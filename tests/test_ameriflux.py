@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import shared_file
-from upscale.ameriflux import read_ameriflux, read_base_steps
 from upscale.errors import InvalidTowerDataError
-from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
-from upscale.sites import read_sites, write_sites_table
+from upscale.towers.ameriflux import read_ameriflux, read_base_steps
+from upscale.towers.monthly import UMOL_CO2_TO_GC_PER_DAY
+from upscale.towers.sites import read_sites, write_sites_table
 
 TW3 = "AMF_US-Tw3_BASE_HH_5-5_2014.csv"
 
@@ -180,7 +180,7 @@ def test_real_base_year_matches_an_independent_monthly_mean():
 @pytest.mark.shared_data
 def test_real_year_night_time_partitioning_against_the_pi(capsys):
     pytest.importorskip("hesseflux")
-    from upscale.partition import partition_night_time
+    from upscale.towers.partition import partition_night_time
 
     path = shared_file(TW3)
     steps = read_base_steps(path).values

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from upscale.annual import annual_totals
+from upscale.budgets.annual import annual_totals
 from upscale.errors import InvalidMapsError
 
 

@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 
 import upscale
-from upscale import artifact
 from upscale.demo_region import write_demo_region
-from upscale.training import TrainConfig
+from upscale.learn import artifact
+from upscale.learn.training import TrainConfig
 
 QUICK = TrainConfig(epochs=1, folds=3, memory=3, reference_windows=50)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from upscale.artifact import CARD, WEIGHTS, load_model, save_model
 from upscale.errors import InvalidModelError, OutputExistsError
+from upscale.learn.artifact import CARD, WEIGHTS, load_model, save_model
 
 from .conftest import untrained_model
 

@@ -4,7 +4,7 @@ import shap
 import torch
 from torch import nn
 
-from upscale.attribution import expected_gradients, explain_windows
+from upscale.learn.attribution import expected_gradients, explain_windows
 
 from .conftest import untrained_model
 
@@ -130,10 +130,10 @@ def test_same_seed_same_attributions():
 def test_explain_towers_tables(small_region):
     import pandas as pd
 
-    from upscale.attribution import explain_towers
-    from upscale.samples import extract_site_series
+    from upscale.learn.attribution import explain_towers
+    from upscale.learn.samples import extract_site_series
     from upscale.schema import DEFAULT_FEATURES
-    from upscale.sites import SiteData
+    from upscale.towers.sites import SiteData
 
     frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
     sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
@@ -163,11 +163,11 @@ def test_memory_against_the_null(small_region):
     """A memory statistic comes with a null model trained on a memoryless target."""
     import pandas as pd
 
-    from upscale.attribution import explain_towers
-    from upscale.samples import extract_site_series
+    from upscale.learn.attribution import explain_towers
+    from upscale.learn.samples import extract_site_series
+    from upscale.learn.training import TrainConfig, train_ensemble
     from upscale.schema import DEFAULT_FEATURES
-    from upscale.sites import SiteData
-    from upscale.training import TrainConfig, train_ensemble
+    from upscale.towers.sites import SiteData
 
     frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
     sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))

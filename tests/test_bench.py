@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from upscale.bench import _first_rows, _io_tile, peak_memory_mb, thin_mask
+from upscale.bench.suite import _first_rows, _io_tile, peak_memory_mb, thin_mask
 from upscale.cli import app
-from upscale.cube import open_mask
 from upscale.demo_region import write_demo_region
+from upscale.io.stores import open_mask
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,11 @@ def test_peak_memory_counts_this_process_only():
     # ru_maxrss does on Linux: VmHWM starts again at exec.
     block = np.ones(1536 * 2**20 // 8)  # 1.5 GB, touched
     child = subprocess.run(
-        [sys.executable, "-c", "from upscale.bench import peak_memory_mb; print(peak_memory_mb())"],
+        [
+            sys.executable,
+            "-c",
+            "from upscale.bench.suite import peak_memory_mb; print(peak_memory_mb())",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -4,7 +4,7 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from upscale.catalogue import catalogue_regions, catalogue_table, resolve_regions
+from upscale.budgets.catalogue import catalogue_regions, catalogue_table, resolve_regions
 from upscale.errors import InvalidRegionsError
 
 

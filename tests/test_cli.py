@@ -5,8 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from upscale.cli import app
-from upscale.cube import write_store
 from upscale.demo_region import write_demo_region
+from upscale.io.stores import write_store
 
 runner = CliRunner()
 
@@ -386,7 +386,7 @@ def test_explain_killed_after_its_shap_store_finishes_without_redoing_it(
 def test_explain_rows_left_by_a_run_on_another_mask_are_not_taken(
     quick_explain, demo_inputs, small_region, tmp_path, monkeypatch
 ):
-    from upscale.cube import open_store
+    from upscale.io.stores import open_store
     from upscale.schema import ECOSYSTEM_CODES, WETLAND
 
     codes = small_region.mask[WETLAND]
@@ -394,7 +394,7 @@ def test_explain_rows_left_by_a_run_on_another_mask_are_not_taken(
         {WETLAND: codes.where(codes != ECOSYSTEM_CODES["mangrove"], 0)}
     )
     other_mask = write_store(no_mangrove, tmp_path / "saltmarsh-only.zarr")
-    from upscale import cube
+    from upscale.io import stores as cube
 
     record = cube._record_row
 

@@ -6,11 +6,11 @@ import yaml
 from typer.testing import CliRunner
 
 from upscale.cli import app
-from upscale.config import load_train_config, save_train_config
 from upscale.demo_region import write_demo_region
 from upscale.errors import InvalidConfigError
-from upscale.nets import resolve_hyperparameters
-from upscale.training import TrainConfig
+from upscale.learn.config import load_train_config, save_train_config
+from upscale.learn.nets import resolve_hyperparameters
+from upscale.learn.training import TrainConfig
 
 PRESETS = Path(__file__).resolve().parents[1] / "upscale" / "presets"
 

@@ -6,20 +6,20 @@ import xarray as xr
 import zarr.codecs
 from pyproj import CRS
 
-from upscale.cube import (
-    open_cube,
-    open_maps,
-    open_mask,
-    open_store,
-    to_canonical_grid,
-    write_store,
-)
 from upscale.errors import (
     GridMappingWarning,
     InvalidCubeError,
     InvalidMapsError,
     InvalidMaskError,
     OutputExistsError,
+)
+from upscale.io.stores import (
+    open_cube,
+    open_maps,
+    open_mask,
+    open_store,
+    to_canonical_grid,
+    write_store,
 )
 from upscale.schema import WETLAND, WETLAND_FRACTION
 

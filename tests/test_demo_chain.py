@@ -11,10 +11,10 @@ import shapely
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-from upscale.annual import annual_totals
-from upscale.cube import open_cube, open_store
-from upscale.metrics import skill
-from upscale.regions import pixel_areas
+from upscale.budgets.annual import annual_totals
+from upscale.budgets.regions import pixel_areas
+from upscale.io.stores import open_cube, open_store
+from upscale.learn.metrics import skill
 from upscale.schema import WETLAND
 
 pytestmark = pytest.mark.slow
@@ -128,7 +128,7 @@ def test_sweep_finds_the_longer_memory_of_re(demo_run):
     import upscale
 
     out, _ = demo_run
-    report = upscale.sweep(
+    report = upscale.learn.sweep(
         out / "inputs" / "sites",
         out / "inputs" / "cube.zarr",
         out / "sweep",

@@ -1,10 +1,10 @@
 import geopandas as gpd
 import numpy as np
 
-from upscale.cube import open_cube, open_mask, open_store
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
+from upscale.io.stores import open_cube, open_mask, open_store
 from upscale.schema import DEFAULT_FEATURES, WETLAND
-from upscale.sites import read_sites
+from upscale.towers.sites import read_sites
 
 from .conftest import SMALL_SPEC
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from upscale.annual import export_layers
-from upscale.cube import write_store
+from upscale.budgets.annual import export_layers
 from upscale.errors import OutputNotWritableError
-from upscale.exports import export_maps
+from upscale.io.exports import export_maps
+from upscale.io.stores import write_store
 
 
 @contextmanager
@@ -69,7 +69,7 @@ def test_a_read_only_destination_is_one_clear_error(small_region, tmp_path):
 
 
 def test_an_unreadable_input_inside_the_lock_is_not_called_an_output_error(tmp_path):
-    from upscale.durable import output_lock
+    from upscale.io.durable import output_lock
 
     unreadable = PermissionError(13, "Permission denied", str(tmp_path / "model" / "card.json"))
     with pytest.raises(PermissionError, match="card.json"):
@@ -101,7 +101,7 @@ def test_a_file_in_the_way_is_one_clear_error_before_any_work(tmp_path):
     ],
 )
 def test_which_errors_are_about_the_output(tmp_path, named, ours):
-    from upscale.durable import _about
+    from upscale.io.durable import _about
 
     error = PermissionError(13, "Permission denied", str(tmp_path / named))
     assert _about(error, tmp_path / "new" / "maps.zarr") is ours

@@ -5,14 +5,14 @@ import pytest
 from distributed import Client, LocalCluster
 
 import upscale
-from upscale.cube import open_maps
 from upscale.demo_region import write_demo_region
+from upscale.io.stores import open_maps
 
 pytestmark = pytest.mark.slow
 
 
 def model_loads() -> int:
-    from upscale.engine import _cached_model
+    from upscale.engine.tiles import _cached_model
 
     return _cached_model.cache_info().misses
 

@@ -36,9 +36,9 @@ from typer.testing import CliRunner
 
 import upscale
 from upscale.cli import app
-from upscale.config import load_train_config
-from upscale.cube import open_cube, open_mask
-from upscale.ingest import IngestConfig
+from upscale.drivers.ingest import IngestConfig
+from upscale.io.stores import open_cube, open_mask
+from upscale.learn.config import load_train_config
 from upscale.schema import DRIVERS, PLAUSIBLE_RANGES, WETLAND
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from upscale.artifact import save_model
-from upscale.cube import open_maps, open_store, write_store
 from upscale.demo_region import write_demo_region
-from upscale.durable import (
+from upscale.errors import InvalidCubeError, InvalidMapsError, OutputExistsError, OutputLockedError
+from upscale.io.durable import (
     ResumeRecord,
     lock_path,
     output_lock,
@@ -29,7 +28,8 @@ from upscale.durable import (
     staged,
     write_text,
 )
-from upscale.errors import InvalidCubeError, InvalidMapsError, OutputExistsError, OutputLockedError
+from upscale.io.stores import open_maps, open_store, write_store
+from upscale.learn.artifact import save_model
 
 from .conftest import untrained_model
 
@@ -132,7 +132,7 @@ def held_elsewhere(output: Path) -> Iterator[subprocess.Popen]:
         [
             sys.executable,
             "-c",
-            "import sys, time; from upscale.durable import output_lock\n"
+            "import sys, time; from upscale.io.durable import output_lock\n"
             "with output_lock(sys.argv[1]):\n"
             "    print('held', flush=True); time.sleep(60)\n",
             str(output),
@@ -193,7 +193,7 @@ def test_never_two_holders_while_lock_files_come_and_go(tmp_path):
     script = (
         "import os, sys, time\n"
         "from upscale.errors import OutputLockedError\n"
-        "from upscale.durable import output_lock\n"
+        "from upscale.io.durable import output_lock\n"
         "output, inside = sys.argv[1], sys.argv[1] + '.inside'\n"
         "held = clashes = 0\n"
         "end = time.monotonic() + 2\n"

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from ee import apitestcase
 
-from upscale.cube import open_cube, open_store
-from upscale.earthengine import (
+from upscale.drivers.earthengine import (
     EE_DRIVERS,
     NODATA,
     RECIPES,
@@ -27,6 +26,7 @@ from upscale.earthengine import (
 )
 from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
+from upscale.io.stores import open_cube, open_store
 
 GRID = TargetGrid("EPSG:4326", (-81.9, 25.1, -81.4, 25.5), 0.05)  # 8 x 10 pixels
 PERIOD = ("2019-01", "2019-05")
@@ -420,8 +420,8 @@ def test_fetch_with_sites_writes_the_table_extract_writes(offline_ee, tmp_path, 
     from typer.testing import CliRunner
 
     from upscale.cli import app
-    from upscale.sites import write_sites_table
-    from upscale.tidy import read_site_drivers
+    from upscale.towers.sites import write_sites_table
+    from upscale.towers.tidy import read_site_drivers
 
     write_sites_table(TOWERS.assign(ecosystem="mangrove"), tmp_path / "sites")
     monkeypatch.setattr(ee, "Initialize", lambda *args, **kwargs: None)

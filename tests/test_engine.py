@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from upscale.artifact import load_model, save_model
-from upscale.cube import open_store, write_store
-from upscale.engine import default_batch_size, flux_maps
+from upscale.engine.tiles import default_batch_size, flux_maps
 from upscale.errors import InvalidCubeError, InvalidModelError
+from upscale.io.stores import open_store, write_store
+from upscale.learn.artifact import load_model, save_model
 from upscale.schema import ECOSYSTEM_CODES, WETLAND
 
 from .helpers import raise_if_dask_computes
@@ -106,10 +106,10 @@ def test_cube_shorter_than_the_memory(inputs, model_folders):
 
 
 def test_spread_is_larger_where_the_domain_flags_extrapolation(small_region, tmp_path):
-    from upscale.samples import extract_site_series
+    from upscale.learn.samples import extract_site_series
+    from upscale.learn.training import TrainConfig, train_ensemble
     from upscale.schema import DEFAULT_FEATURES
-    from upscale.sites import SiteData
-    from upscale.training import TrainConfig, train_ensemble
+    from upscale.towers.sites import SiteData
 
     frames = [r.reset_index().assign(site_id=s) for s, r in small_region.tower_records.items()]
     sites = SiteData(meta=small_region.sites, fluxes=pd.concat(frames, ignore_index=True))
@@ -199,8 +199,8 @@ def test_models_of_ecosystems_absent_from_the_mask_do_not_delay_the_maps(inputs,
 
 def test_predict_with_a_geotiff_mask(small_region, model_folders, tmp_path):
     import upscale
-    from upscale.cube import open_maps
     from upscale.demo_region import write_demo_region
+    from upscale.io.stores import open_maps
 
     inputs = write_demo_region(small_region, tmp_path / "inputs")
     small_region.mask[WETLAND].rio.to_raster(tmp_path / "wetland.tif")  # with scale/offset tags

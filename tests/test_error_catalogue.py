@@ -15,14 +15,10 @@ import pytest
 import shapely
 
 import upscale
-from upscale.ameriflux import read_ameriflux
 from upscale.api._towers import require_towers
-from upscale.artifact import load_model, save_model
-from upscale.catalogue import resolve_regions
-from upscale.config import load_train_config
-from upscale.cube import open_cube, open_mask, write_store
+from upscale.budgets.catalogue import resolve_regions
 from upscale.demo_region import write_demo_region
-from upscale.engine import flux_maps
+from upscale.engine.tiles import flux_maps
 from upscale.errors import (
     InvalidConfigError,
     InvalidCubeError,
@@ -32,11 +28,15 @@ from upscale.errors import (
     InvalidTowerDataError,
     OutputExistsError,
 )
-from upscale.fluxnet import read_fluxnet
-from upscale.pixels import site_pixels
-from upscale.samples import tower_site_series
-from upscale.sites import read_sites
-from upscale.training import TrainConfig, require_temporal_split
+from upscale.io.stores import open_cube, open_mask, write_store
+from upscale.learn.artifact import load_model, save_model
+from upscale.learn.config import load_train_config
+from upscale.learn.samples import tower_site_series
+from upscale.learn.training import TrainConfig, require_temporal_split
+from upscale.towers.ameriflux import read_ameriflux
+from upscale.towers.fluxnet import read_fluxnet
+from upscale.towers.pixels import site_pixels
+from upscale.towers.sites import read_sites
 
 from .conftest import untrained_model
 from .test_ameriflux import base_table, write_base

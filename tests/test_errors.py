@@ -3,8 +3,8 @@ import inspect
 import pytest
 
 from upscale import errors
-from upscale.cube import open_cube, open_maps
-from upscale.durable import refuse_overwrite
+from upscale.io.durable import refuse_overwrite
+from upscale.io.stores import open_cube, open_maps
 
 FAMILIES = (errors.InvalidInputError, errors.ServiceError, errors.OutputError)
 

@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from upscale import api
 from upscale.cli import app
-from upscale.cube import open_cube, write_store
 from upscale.errors import InvalidCubeError, InvalidTowerDataError, OutputExistsError
-from upscale.pixels import drivers_at_towers, monthly_variables
+from upscale.io.stores import open_cube, write_store
 from upscale.schema import DEFAULT_FEATURES
-from upscale.sites import read_sites_table, write_sites_table
-from upscale.tidy import read_site_drivers
+from upscale.towers.pixels import drivers_at_towers, monthly_variables
+from upscale.towers.sites import read_sites_table, write_sites_table
+from upscale.towers.tidy import read_site_drivers
 
 from .helpers import raise_if_dask_computes
 

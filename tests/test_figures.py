@@ -20,7 +20,7 @@ from matplotlib.text import Text
 
 import upscale
 from upscale.demo_region import DemoSpec
-from upscale.plots import mask_figure, save_png
+from upscale.report.plots import mask_figure, save_png
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def figures(tmp_path_factory) -> dict[str, Figure]:
             status=lambda _: None,
         )
         inputs = out / "demo" / "inputs"
-        upscale.sweep(
+        upscale.learn.sweep(
             inputs / "sites",
             inputs / "cube.zarr",
             out / "sweep",

@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upscale.config import load_train_config
 from upscale.errors import UpscaleError
-from upscale.fluxnet import read_fluxnet
-from upscale.training import TrainConfig
+from upscale.learn.config import load_train_config
+from upscale.learn.training import TrainConfig
+from upscale.towers.fluxnet import read_fluxnet
 
 BUDGET = settings(
     max_examples=80,

@@ -6,10 +6,10 @@ import pytest
 import xarray as xr
 
 import upscale
-from upscale.cube import open_maps, write_store
 from upscale.demo_region import write_demo_region
-from upscale.gaps import FILLED, fill_gaps, gap_summary
-from upscale.training import TrainConfig
+from upscale.drivers.gaps import FILLED, fill_gaps, gap_summary
+from upscale.io.stores import open_maps, write_store
+from upscale.learn.training import TrainConfig
 
 
 def series_cube(values, variable="NDVI"):

@@ -5,11 +5,11 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from upscale.annual import annual_totals, export_layers
-from upscale.cube import open_store, write_store
-from upscale.engine import flux_maps
+from upscale.budgets.annual import annual_totals, export_layers
+from upscale.engine.tiles import flux_maps
 from upscale.errors import OutputExistsError
-from upscale.exports import EXPORT_FORMATS, ExportFormat, export_maps, register_export_format
+from upscale.io.exports import EXPORT_FORMATS, ExportFormat, export_maps, register_export_format
+from upscale.io.stores import open_store, write_store
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import load_file
 
 import upscale
-from upscale.annual import export_layers
-from upscale.cube import open_maps, write_store
+from upscale.budgets.annual import export_layers
 from upscale.demo_region import write_demo_region
-from upscale.engine import flux_maps
+from upscale.engine.tiles import flux_maps
 from upscale.errors import OutputExistsError
-from upscale.exports import EXPORT_PLAN, export_maps
-from upscale.training import TrainConfig
+from upscale.io.exports import EXPORT_PLAN, export_maps
+from upscale.io.stores import open_maps, write_store
+from upscale.learn.training import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_training_killed_after_one_model_resumes_with_the_other(small_region, tm
         "import os, signal, sys\n"
         "import importlib\n"
         "models = importlib.import_module('upscale.api.train')\n"
-        "from upscale.training import TrainConfig\n"
+        "from upscale.learn.training import TrainConfig\n"
         "save = models.save_model\n"
         "def save_and_die(*args, **kwargs):\n"
         "    save(*args, **kwargs)\n"
@@ -85,7 +85,7 @@ def _train_in_process(inputs, out) -> subprocess.CompletedProcess:
     script = (
         "import sys\n"
         "import upscale\n"
-        "from upscale.training import TrainConfig\n"
+        "from upscale.learn.training import TrainConfig\n"
         f"upscale.train(*sys.argv[1:], config=TrainConfig(**{CONFIG}), status=print)\n"
     )
     arguments = [sys.executable, "-c", script, str(inputs.sites), str(inputs.cube), str(out)]
@@ -102,10 +102,10 @@ def test_export_killed_after_one_file_resumes_with_the_others(maps_path, tmp_pat
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"
-        "import upscale.exports as exports\n"
-        "import upscale.geotiff as geotiff\n"
-        "from upscale.annual import export_layers\n"
-        "from upscale.cube import open_maps\n"
+        "import upscale.io.exports as exports\n"
+        "import upscale.io.geotiff as geotiff\n"
+        "from upscale.budgets.annual import export_layers\n"
+        "from upscale.io.stores import open_maps\n"
         "write = geotiff.write_cog\n"
         "def write_and_die(*args, **kwargs):\n"
         "    write(*args, **kwargs)\n"
@@ -138,10 +138,10 @@ def test_export_killed_before_its_netcdf_finishes_it_alone(maps_path, tmp_path):
     folder = tmp_path / "cogs"
     _run_until_killed(
         "import os, signal, sys\n"
-        "import upscale.exports as exports\n"
-        "import upscale.netcdf as netcdf\n"
-        "from upscale.annual import export_layers\n"
-        "from upscale.cube import open_maps\n"
+        "import upscale.io.exports as exports\n"
+        "import upscale.io.netcdf as netcdf\n"
+        "from upscale.budgets.annual import export_layers\n"
+        "from upscale.io.stores import open_maps\n"
         "netcdf.write_netcdf = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
         "maps = open_maps(sys.argv[1])\n"
         "exports.export_maps(maps, export_layers(maps), sys.argv[2], formats=('cog', 'netcdf'))\n",

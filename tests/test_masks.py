@@ -8,15 +8,15 @@ from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 
 from tests.conftest import shared_file
-from upscale.errors import InvalidMaskError
-from upscale.grid import pixel_areas
-from upscale.masks import (
+from upscale.budgets.masks import (
     ecosystem_covers,
     mask_areas,
     raster_cover,
     read_wetland_vectors,
     wetland_mask,
 )
+from upscale.errors import InvalidMaskError
+from upscale.grid import pixel_areas
 
 ACRE_KM2 = 0.0040468564224
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from upscale.metrics import decomposed_skill, skill
+from upscale.learn.metrics import decomposed_skill, skill
 
 
 def test_hand_computed_values():

@@ -5,9 +5,9 @@ import xarray as xr
 from compliance_checker.runner import CheckSuite, ComplianceChecker
 
 from upscale import export
-from upscale.cube import open_maps, write_store
-from upscale.engine import flux_maps
+from upscale.engine.tiles import flux_maps
 from upscale.errors import OutputExistsError
+from upscale.io.stores import open_maps, write_store
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from upscale.nets import NETS, build_net, resolve_hyperparameters
+from upscale.learn.nets import NETS, build_net, resolve_hyperparameters
 
 
 @pytest.mark.parametrize("architecture", sorted(NETS))

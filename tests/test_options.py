@@ -7,9 +7,9 @@ import torch
 import xarray as xr
 
 import upscale
-from upscale.cube import open_cube, write_store
-from upscale.engine import default_batch_size, wetland_series
-from upscale.geotiff import write_cog
+from upscale.engine.tiles import default_batch_size, wetland_series
+from upscale.io.geotiff import write_cog
+from upscale.io.stores import open_cube, write_store
 from upscale.options import OPTIONS, get_options, set_options
 
 

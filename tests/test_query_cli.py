@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from tests.test_regions import synthetic_maps
 from upscale import api
 from upscale.cli import app
-from upscale.cube import open_cube, open_mask, open_store, write_store
 from upscale.demo_region import write_demo_region
+from upscale.io.stores import open_cube, open_mask, open_store, write_store
 
 runner = CliRunner()
 

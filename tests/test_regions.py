@@ -7,8 +7,8 @@ import xarray as xr
 from pyproj import Geod, Transformer
 
 from tests.helpers import raise_if_dask_computes
+from upscale.budgets.regions import budget, read_regions, region_area_km2, region_weights
 from upscale.errors import InvalidRegionsError
-from upscale.regions import budget, read_regions, region_area_km2, region_weights
 
 
 def synthetic_maps(crs, x, y, seed=0, valid_from="2012-01-01"):

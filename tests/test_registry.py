@@ -8,13 +8,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from upscale.cli import app
-from upscale.config import presets
-from upscale.nets import DEFAULT_ARCHITECTURE, NETS, build_net, register
-from upscale.samples import extract_site_series
+from upscale.learn.config import presets
+from upscale.learn.nets import DEFAULT_ARCHITECTURE, NETS, build_net, register
+from upscale.learn.samples import extract_site_series
+from upscale.learn.sweep import run_sweep
+from upscale.learn.training import TrainConfig
 from upscale.schema import DEFAULT_FEATURES
-from upscale.sites import SiteData
-from upscale.sweep import run_sweep
-from upscale.training import TrainConfig
+from upscale.towers.sites import SiteData
 
 runner = CliRunner()
 

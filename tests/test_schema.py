@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from upscale.cube import open_cube, write_store
 from upscale.errors import InvalidCubeError
+from upscale.io.stores import open_cube, write_store
 from upscale.schema import DEFAULT_FEATURES, FLUXES, units_match, validate_cube
 
 

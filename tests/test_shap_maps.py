@@ -4,10 +4,10 @@ import numpy as np
 import torch
 from rio_cogeo.cogeo import cog_validate
 
-from upscale.artifact import load_model
-from upscale.attribution import expected_gradients
-from upscale.cube import open_store, write_store
-from upscale.shap_maps import _background, export_shap_cogs, shap_maps
+from upscale.engine.shap_maps import _background, export_shap_cogs, shap_maps
+from upscale.io.stores import open_store, write_store
+from upscale.learn.artifact import load_model
+from upscale.learn.attribution import expected_gradients
 
 from .helpers import raise_if_dask_computes
 

@@ -4,11 +4,11 @@ import pytest
 from typer.testing import CliRunner
 
 from upscale.cli import app
-from upscale.config import make_train_config
 from upscale.demo_region import write_demo_region
 from upscale.errors import InvalidConfigError, InvalidTowerDataError
-from upscale.samples import SiteSeries, driver_agreement, with_site_drivers
-from upscale.tidy import read_site_drivers
+from upscale.learn.config import make_train_config
+from upscale.learn.samples import SiteSeries, driver_agreement, with_site_drivers
+from upscale.towers.tidy import read_site_drivers
 
 TIMES = pd.date_range("2015-01", periods=12, freq="MS")
 

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 from upscale.cli import app
 from upscale.demo_region import write_demo_region
 from upscale.errors import InvalidTowerDataError
-from upscale.metrics import skill
-from upscale.samples import SiteSeries, tower_site_series
+from upscale.learn.metrics import skill
+from upscale.learn.samples import SiteSeries, tower_site_series
+from upscale.learn.training import TrainConfig, split_months, train_ensemble, uncertainty_weights
 from upscale.schema import uncertainty_name
-from upscale.sites import read_sites
-from upscale.training import TrainConfig, split_months, train_ensemble, uncertainty_weights
+from upscale.towers.sites import read_sites
 
 runner = CliRunner()
 MARSHES = {  # five tidal marshes a continent apart: each its own climate and record

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from upscale.errors import InvalidTowerDataError
-from upscale.fluxnet import fluxnet_methods, read_fluxnet, write_fluxnet_monthly
-from upscale.monthly import UMOL_CO2_TO_GC_PER_DAY
 from upscale.schema import uncertainty_name
-from upscale.sites import (
+from upscale.towers.fluxnet import fluxnet_methods, read_fluxnet, write_fluxnet_monthly
+from upscale.towers.monthly import UMOL_CO2_TO_GC_PER_DAY
+from upscale.towers.sites import (
     TOWER_FORMATS,
     SiteData,
     TowerFormat,
@@ -22,7 +22,7 @@ from upscale.sites import (
     register_tower_format,
     write_sites_table,
 )
-from upscale.tidy import read_tidy
+from upscale.towers.tidy import read_tidy
 
 US_AR1 = "FLX_US-AR1_FLUXNET2015_SUBSET_DD_2009-2012_1-3.csv"
 FLUX_COLUMNS = ["GPP", "RE", "NEE"]

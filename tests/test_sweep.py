@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 
 from upscale.errors import InvalidConfigError
-from upscale.samples import extract_site_series
+from upscale.learn.samples import extract_site_series
+from upscale.learn.sweep import choose_memory, run_sweep
+from upscale.learn.training import TrainConfig
 from upscale.schema import DEFAULT_FEATURES
-from upscale.sites import SiteData
-from upscale.sweep import choose_memory, run_sweep
-from upscale.training import TrainConfig
+from upscale.towers.sites import SiteData
 
 
 def fold_rows(memory, nse_by_fold, pooled):

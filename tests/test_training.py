@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from upscale.errors import InvalidTowerDataError
-from upscale.pixels import site_pixels
-from upscale.samples import SiteSeries, extract_site_series
-from upscale.schema import DEFAULT_FEATURES, TARGETS
-from upscale.sites import SiteData
-from upscale.training import (
+from upscale.learn.samples import SiteSeries, extract_site_series
+from upscale.learn.training import (
     TrainConfig,
     fit_member,
     site_folds,
     split_sites,
     train_ensemble,
 )
+from upscale.schema import DEFAULT_FEATURES, TARGETS
+from upscale.towers.pixels import site_pixels
+from upscale.towers.sites import SiteData
 
 
 def site_data(region) -> SiteData:
@@ -188,7 +188,7 @@ def test_spread_is_larger_at_towers_left_out(series):
 
 
 def test_memoryless_series_keeps_the_measured_months(series):
-    from upscale.training import memoryless_series
+    from upscale.learn.training import memoryless_series
 
     saltmarsh = series.of_ecosystem("saltmarsh")
     null = memoryless_series(saltmarsh, QUICK, ecosystem="saltmarsh")
@@ -201,7 +201,7 @@ def test_memoryless_series_keeps_the_measured_months(series):
 
 
 def test_features_constant_at_the_towers_keep_unit_scale():
-    from upscale.training import feature_scale
+    from upscale.learn.training import feature_scale
 
     flat = np.column_stack([np.linspace(0, 10, 50), np.zeros(50), np.full(50, 300.0)])
     scale = feature_scale(flat)

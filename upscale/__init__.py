@@ -23,10 +23,10 @@ from upscale.api.query import query  # noqa: E402
 from upscale.api.regions import list_regions  # noqa: E402
 from upscale.api.sweep import sweep  # noqa: E402
 from upscale.api.train import train  # noqa: E402
-from upscale.cube import open_cube, open_maps, open_mask  # noqa: E402
 from upscale.demo_region import DemoSpec  # noqa: E402
+from upscale.io.stores import open_cube, open_maps, open_mask  # noqa: E402
+from upscale.learn.training import TrainConfig  # noqa: E402
 from upscale.options import get_options, set_options  # noqa: E402
-from upscale.training import TrainConfig  # noqa: E402
 
 __all__ = [
     "DemoSpec",

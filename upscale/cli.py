@@ -142,7 +142,7 @@ def _written(paths: dict[str, Path] | list[Path]) -> None:
 
 
 def _architectures() -> Any:
-    """Return the registered architectures ([`NETS`][upscale.nets.NETS]) as typer's choices.
+    """Return the registered architectures ([`NETS`][upscale.learn.nets.NETS]) as typer's choices.
 
     Typer evaluates a command's annotations each time it builds the command (they are
     strings here, ``from __future__ import annotations``), so the choices are those of the

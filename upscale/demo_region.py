@@ -30,9 +30,8 @@ import shapely
 import xarray as xr
 from rasterio.features import shapes
 
-from upscale.cube import write_store
-from upscale.durable import refuse_overwrite
-from upscale.fluxnet import write_fluxnet_monthly
+from upscale.io.durable import refuse_overwrite
+from upscale.io.stores import write_store
 from upscale.schema import (
     DRIVERS,
     ECOSYSTEM_CODES,
@@ -41,7 +40,8 @@ from upscale.schema import (
     WETLAND,
     WETLAND_FRACTION,
 )
-from upscale.sites import write_sites_table
+from upscale.towers.fluxnet import write_fluxnet_monthly
+from upscale.towers.sites import write_sites_table
 
 # Approximate SW Florida shoreline (lon, lat), north-west to south-east; sea lies to the SW.
 COASTLINE = (

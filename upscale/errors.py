@@ -74,7 +74,7 @@ class OutputExistsError(OutputError):
 
 
 class OutputLockedError(OutputError):
-    """Another run is writing the same output (see [`output_lock`][upscale.durable.output_lock])."""
+    """Another run is writing the same output ([`output_lock`][upscale.io.durable.output_lock])."""
 
 
 class OutputNotWritableError(OutputError):

@@ -103,11 +103,11 @@ def set_options(
     ----------
     tile
         Spatial tile size (pixels) given to a cube whose own chunks are larger, when it is
-        opened without a tile ([`open_cube`][upscale.cube.open_cube]), and to the cubes that
+        opened without a tile ([`open_cube`][upscale.io.stores.open_cube]), and to the cubes that
         ``ingest`` and ``fetch`` write. Default 256.
     batch_sizes
         Windows per forward pass of the tile engine, by torch device type
-        ([`default_batch_size`][upscale.engine.default_batch_size]); the types given replace
+        ([`default_batch_size`][upscale.engine.tiles.default_batch_size]); the types given replace
         theirs, the others keep theirs. Default ``{"cpu": 2048, "cuda": 16384}``: on CPU,
         1k-2k windows run fastest (larger batches leave the caches, NOTES.md); a GPU needs
         larger batches to fill its cores (not yet measured: no GPU was at hand), while every

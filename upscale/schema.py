@@ -284,7 +284,8 @@ def validate_cube(
     Parameters
     ----------
     cube
-        Dataset with dims ``(time, y, x)`` (as returned by [`open_cube`][upscale.cube.open_cube]).
+        Dataset with dims ``(time, y, x)`` (as returned by
+        [`open_cube`][upscale.io.stores.open_cube]).
     features
         Variables the caller needs; canonical ones must carry canonical units.
     source

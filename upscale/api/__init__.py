@@ -21,21 +21,21 @@ from upscale.api.query import QUERY_PICTURES, RegionSpec, query, write_budget
 from upscale.api.regions import list_regions, show_region
 from upscale.api.sweep import SweepReport, sweep
 from upscale.api.train import TrainResult, train
-from upscale.balance import NEE_MODES as NEE_MODES
-from upscale.balance import NeeMode as NeeMode
-from upscale.bench import run_bench as run_bench
-from upscale.bench import write_report as write_report
-from upscale.config import load_train_config as load_train_config
-from upscale.config import make_train_config as make_train_config
-from upscale.earthengine import EE_DRIVERS
+from upscale.bench.suite import run_bench as run_bench
+from upscale.bench.suite import write_report as write_report
+from upscale.drivers.earthengine import EE_DRIVERS
 from upscale.errors import UpscaleError as UpscaleError
-from upscale.nets import NETS as NETS
+from upscale.learn.balance import NEE_MODES as NEE_MODES
+from upscale.learn.balance import NeeMode as NeeMode
+from upscale.learn.config import load_train_config as load_train_config
+from upscale.learn.config import make_train_config as make_train_config
+from upscale.learn.nets import NETS as NETS
+from upscale.learn.sweep import DEFAULT_MEMORIES as DEFAULT_MEMORIES
+from upscale.learn.training import CrossValidation as CrossValidation
+from upscale.learn.training import TrainConfig as TrainConfig
 from upscale.progress import console as console
 from upscale.schema import FLUXES as FLUXES
-from upscale.sites import Partitioning as Partitioning
-from upscale.sweep import DEFAULT_MEMORIES as DEFAULT_MEMORIES
-from upscale.training import CrossValidation as CrossValidation
-from upscale.training import TrainConfig as TrainConfig
+from upscale.towers.sites import Partitioning as Partitioning
 
 __all__ = [
     "EE_DRIVERS",

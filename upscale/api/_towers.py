@@ -11,12 +11,10 @@ import pandas as pd
 import xarray as xr
 
 from upscale.api._common import input_stamp, print_status
-from upscale.cube import open_cube, open_mask
-from upscale.durable import staged, write_text
 from upscale.errors import InvalidTowerDataError
-from upscale.pixels import located, site_pixels
-from upscale.progress import Status
-from upscale.samples import (
+from upscale.io.durable import staged, write_text
+from upscale.io.stores import open_cube, open_mask
+from upscale.learn.samples import (
     SiteSeries,
     driver_agreement,
     extract_site_series,
@@ -24,10 +22,12 @@ from upscale.samples import (
     tower_site_series,
     with_site_drivers,
 )
+from upscale.learn.training import MIN_TOWERS, TrainConfig, require_temporal_split
+from upscale.progress import Status
 from upscale.schema import DRIVERS, WETLAND_FRACTION, validate_cube
-from upscale.sites import SITE_ID, Partitioning, SiteData, read_sites
-from upscale.tidy import read_site_drivers
-from upscale.training import MIN_TOWERS, TrainConfig, require_temporal_split
+from upscale.towers.pixels import located, site_pixels
+from upscale.towers.sites import SITE_ID, Partitioning, SiteData, read_sites
+from upscale.towers.tidy import read_site_drivers
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def tower_series(
     ----------
     sites, cube
         Tower folder and driver cube; without a cube the drivers are the towers' own (see
-        [`tower_site_series`][upscale.samples.tower_site_series]).
+        [`tower_site_series`][upscale.learn.samples.tower_site_series]).
     config
         Its features and targets select what is extracted; its ``site_drivers`` are taken
         from the towers' own data instead of the cube.
@@ -185,7 +185,7 @@ def compare_drivers(
 ) -> pd.DataFrame:
     """Agreement of the cube's drivers at each tower's pixel with the tower's own.
 
-    See [`driver_agreement`][upscale.samples.driver_agreement]; ``features`` default to the
+    See [`driver_agreement`][upscale.learn.samples.driver_agreement]; ``features`` default to the
     canonical drivers the cube has.
     """
     drivers = open_cube(cube, ())

@@ -8,29 +8,29 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from upscale.annual import annual_totals, valid_period
 from upscale.api._common import print_status
 from upscale.api.export import export
 from upscale.api.predict import predict
 from upscale.api.query import QUERY_PICTURES, query
 from upscale.api.train import train
-from upscale.cube import open_maps, open_store
+from upscale.budgets.annual import annual_totals, valid_period
+from upscale.budgets.regions import read_regions
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.errors import (
     OutputExistsError,
 )
-from upscale.metrics import skill
-from upscale.plots import (
+from upscale.io.stores import open_maps, open_store
+from upscale.learn.metrics import skill
+from upscale.learn.training import TrainConfig
+from upscale.progress import Status
+from upscale.report.plots import (
     annual_maps_figure,
     cv_scatter_figure,
     save_png,
     uncertainty_figure,
 )
-from upscale.progress import Status
-from upscale.regions import read_regions
 from upscale.schema import EXTRAPOLATED, TARGETS, WETLAND
-from upscale.sites import read_sites
-from upscale.training import TrainConfig
+from upscale.towers.sites import read_sites
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,18 @@ import xarray as xr
 
 from upscale.api._common import print_status
 from upscale.api._towers import read_towers
-from upscale.artifact import ModelCard, load_model
-from upscale.attribution import TowerExplanation, explain_towers
-from upscale.cube import open_cube, open_mask, open_store, write_store
-from upscale.durable import output_lock, resumable
+from upscale.engine.shap_maps import export_shap_cogs, shap_maps
 from upscale.errors import InvalidConfigError, InvalidTowerDataError
-from upscale.plots import importance_figure, memory_figure, save_png
+from upscale.io.durable import output_lock, resumable
+from upscale.io.stores import open_cube, open_mask, open_store, write_store
+from upscale.learn.artifact import ModelCard, load_model
+from upscale.learn.attribution import TowerExplanation, explain_towers
+from upscale.learn.samples import TOWER, SiteSeries
+from upscale.learn.training import TrainConfig
 from upscale.progress import Status, dask_progress
-from upscale.samples import TOWER, SiteSeries
+from upscale.report.plots import importance_figure, memory_figure, save_png
 from upscale.schema import validate_cube
-from upscale.shap_maps import export_shap_cogs, shap_maps
-from upscale.sites import Partitioning
-from upscale.training import TrainConfig
+from upscale.towers.sites import Partitioning
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ExplainReport:
 
 
 EXPLAIN_PLAN = ".upscale-explain.json"
-"""File in the explain folder recording a run under way (see `upscale.durable.resumable`)."""
+"""File in the explain folder recording a run under way (see `upscale.io.durable.resumable`)."""
 
 
 def _write_tower_explanations(
@@ -107,7 +107,7 @@ def explain(
     spread over ensemble members, the null model's and the distance to it, and the sampling),
     ``memory_profile.csv`` (share of mean
     |SHAP| per lag and driver), ``importance.png`` and ``memory_profile.png`` into ``out``.
-    See [`explain_towers`][upscale.attribution.explain_towers].
+    See [`explain_towers`][upscale.learn.attribution.explain_towers].
 
     Each feature is read where the model's card says it came from: the cube, or the
     towers' own data (their files or ``site_drivers_table``); a model of tower features
@@ -118,7 +118,7 @@ def explain(
     With a wetland ``mask``, also maps the explanation over the region: ``shap.zarr``
     (mean |SHAP| per target and driver, dominant driver, weighted mean lag per pixel, from
     ``months`` sampled months with ``raster_samples`` samples each; see
-    [`shap_maps`][upscale.shap_maps.shap_maps]) and its COGs in ``shap_cogs/``.
+    [`shap_maps`][upscale.engine.shap_maps.shap_maps]) and its COGs in ``shap_cogs/``.
     """
     out = Path(out)
     outputs = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from upscale.annual import ExportPeriod, export_layers
-from upscale.cube import open_maps
-from upscale.exports import export_maps
+from upscale.budgets.annual import ExportPeriod, export_layers
+from upscale.io.exports import export_maps
+from upscale.io.stores import open_maps
 
 
 def export(
@@ -20,9 +20,9 @@ def export(
 ) -> list[Path]:
     """Export flux maps to Cloud-Optimized GeoTIFFs, and optionally one CF-1.8 NetCDF.
 
-    See [`export_layers`][upscale.annual.export_layers] for the layers of each period and
-    [`export_maps`][upscale.exports.export_maps] for the files; with ``netcdf``, also
-    ``<out>/maps.nc`` ([`write_netcdf`][upscale.netcdf.write_netcdf]).
+    See [`export_layers`][upscale.budgets.annual.export_layers] for the layers of each period and
+    [`export_maps`][upscale.io.exports.export_maps] for the files; with ``netcdf``, also
+    ``<out>/maps.nc`` ([`write_netcdf`][upscale.io.netcdf.write_netcdf]).
     """
     opened = open_maps(maps)
     layers = export_layers(opened, periods)

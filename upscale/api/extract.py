@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from upscale.cube import open_cube
-from upscale.durable import refuse_overwrite, write_text
 from upscale.errors import InvalidCubeError
-from upscale.pixels import drivers_at_towers, monthly_variables, tower_pixels
+from upscale.io.durable import refuse_overwrite, write_text
+from upscale.io.stores import open_cube
 from upscale.progress import dask_progress
 from upscale.schema import validate_cube
-from upscale.sites import read_sites_table
-from upscale.tidy import site_drivers_csv
+from upscale.towers.pixels import drivers_at_towers, monthly_variables, tower_pixels
+from upscale.towers.sites import read_sites_table
+from upscale.towers.tidy import site_drivers_csv
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,13 @@ def extract(
     out
         CSV to write: ``site_id, time, <DRIVER>...`` (dates ``YYYY-MM-DD``, missing values
         empty), rows by tower in ``sites.csv`` order then month, as
-        [`read_site_drivers`][upscale.tidy.read_site_drivers] reads it. The pixel under
+        [`read_site_drivers`][upscale.towers.tidy.read_site_drivers] reads it. The pixel under
         each tower goes beside it, ``<out stem>.pixels.csv`` (see
-        [`tower_pixels`][upscale.pixels.tower_pixels]).
+        [`tower_pixels`][upscale.towers.pixels.tower_pixels]).
     features
         Drivers to write, in this order; by default every ``(time, y, x)`` variable of the
         cube: the canonical drivers in the schema's order, then the others by name (see
-        [`monthly_variables`][upscale.pixels.monthly_variables]).
+        [`monthly_variables`][upscale.towers.pixels.monthly_variables]).
     overwrite
         Replace existing outputs.
 

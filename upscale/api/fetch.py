@@ -9,13 +9,19 @@ from pyproj.exceptions import CRSError
 
 from upscale.api.extract import write_site_drivers
 from upscale.api.query import RegionSpec
-from upscale.catalogue import resolve_regions
-from upscale.durable import refuse_overwrite
-from upscale.earthengine import EE_DRIVERS, export_tasks, fetch_cube, fetch_points, initialize
+from upscale.budgets.catalogue import resolve_regions
+from upscale.drivers.earthengine import (
+    EE_DRIVERS,
+    export_tasks,
+    fetch_cube,
+    fetch_points,
+    initialize,
+)
 from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
+from upscale.io.durable import refuse_overwrite
 from upscale.progress import new_progress
-from upscale.sites import read_sites_table
+from upscale.towers.sites import read_sites_table
 
 
 def fetch(
@@ -53,11 +59,11 @@ def fetch(
     period
         First and last month, ``("YYYY-MM", "YYYY-MM")``.
     variables
-        Canonical drivers (default: all of [`EE_DRIVERS`][upscale.earthengine.EE_DRIVERS]).
+        Canonical drivers (default: all of [`EE_DRIVERS`][upscale.drivers.earthengine.EE_DRIVERS]).
     sites
         Instead of ``region`` and ``resolution``: a site folder (or its ``sites.csv``); the
         drivers are sampled at the towers (see
-        [`fetch_points`][upscale.earthengine.fetch_points]) and no cube is made.
+        [`fetch_points`][upscale.drivers.earthengine.fetch_points]) and no cube is made.
     scale
         With ``sites``: the sampling scale in metres; by default each driver's native one.
     catalogue

@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from upscale.artifact import software_versions
-from upscale.cube import write_store
-from upscale.durable import refuse_overwrite
-from upscale.gaps import fill_gaps, gap_summary
-from upscale.ingest import IngestConfig, build_drivers, load_ingest_config
+from upscale.drivers.gaps import fill_gaps, gap_summary
+from upscale.drivers.ingest import IngestConfig, build_drivers, load_ingest_config
+from upscale.io.durable import refuse_overwrite
+from upscale.io.stores import write_store
+from upscale.learn.artifact import software_versions
 from upscale.options import OPTIONS
 
 
@@ -30,8 +30,8 @@ def ingest(
     Parameters
     ----------
     config
-        An ingest config (YAML file or [`IngestConfig`][upscale.ingest.IngestConfig]): the target
-        grid, the period, the sources and their variable names, units and scale factors,
+        An ingest config (YAML file or [`IngestConfig`][upscale.drivers.ingest.IngestConfig]): the
+        target grid, the period, the sources and their variable names, units and scale factors,
         and gap filling.
     out
         ``cube.zarr`` to write.

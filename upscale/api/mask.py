@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from upscale.artifact import software_versions
-from upscale.cube import open_cube, write_store
-from upscale.durable import refuse_overwrite
+from upscale.budgets.masks import ecosystem_covers, mask_areas, wetland_mask
 from upscale.errors import InvalidMaskError
-from upscale.masks import ecosystem_covers, mask_areas, wetland_mask
-from upscale.plots import mask_figure, save_png
+from upscale.io.durable import refuse_overwrite
+from upscale.io.stores import open_cube, write_store
+from upscale.learn.artifact import software_versions
+from upscale.report.plots import mask_figure, save_png
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def mask(
         as Global Mangrove Watch tiles (0/1, any CRS), e.g. ``{"mangrove": ["gmw.tif"]}``.
     ecosystem_column, classes
         Where vectors name their ecosystem, and how source classes map to ecosystems (see
-        [`read_wetland_vectors`][upscale.masks.read_wetland_vectors]).
+        [`read_wetland_vectors`][upscale.budgets.masks.read_wetland_vectors]).
     min_fraction
         Leave out pixels with less wetland cover than this.
     overwrite

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from upscale.cube import open_cube, open_mask, write_store
-from upscale.durable import output_lock, refuse_overwrite
-from upscale.engine import flux_maps, resident_model
+from upscale.drivers.gaps import gap_summary
+from upscale.engine.tiles import flux_maps, resident_model
 from upscale.errors import InvalidModelError, SchedulerUnreachableError
-from upscale.gaps import gap_summary
+from upscale.io.durable import output_lock, refuse_overwrite
+from upscale.io.stores import open_cube, open_mask, write_store
 from upscale.progress import new_progress
 from upscale.schema import WETLAND
 
@@ -45,7 +45,7 @@ def predict(
         Spatial tile size in pixels; by default the cube's chunks.
     batch_size
         Windows per forward pass; by default 2048 on CPU and 16384 on a GPU
-        ([`default_batch_size`][upscale.engine.default_batch_size]).
+        ([`default_batch_size`][upscale.engine.tiles.default_batch_size]).
     scheduler
         Address of a dask.distributed scheduler (``tcp://host:8786``) to run the tiles on;
         its workers load each model once and must see the same file system. By default

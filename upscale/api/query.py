@@ -8,14 +8,14 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from upscale.annual import annual_totals
 from upscale.api._common import TABLE_SUFFIXES
-from upscale.catalogue import resolve_regions
-from upscale.cube import open_maps
-from upscale.durable import refuse_overwrite, staged, write_text
+from upscale.budgets.annual import annual_totals
+from upscale.budgets.catalogue import resolve_regions
+from upscale.budgets.regions import BudgetStep, budget
 from upscale.errors import InvalidRegionsError
-from upscale.plots import region_fluxes_figure, region_sink_figure, save_png
-from upscale.regions import BudgetStep, budget
+from upscale.io.durable import refuse_overwrite, staged, write_text
+from upscale.io.stores import open_maps
+from upscale.report.plots import region_fluxes_figure, region_sink_figure, save_png
 
 RegionSpec = str | Path
 """A region for a query: a catalogue name, a vector file, a bbox, or a GeoJSON/WKT polygon."""
@@ -41,7 +41,7 @@ def query(
     regions
         Region(s) to budget: names from the catalogue, vector files with a ``name``
         column, bounding boxes ``west,south,east,north``, GeoJSON or WKT polygons (see
-        [`resolve_regions`][upscale.catalogue.resolve_regions]), or a GeoDataFrame.
+        [`resolve_regions`][upscale.budgets.catalogue.resolve_regions]), or a GeoDataFrame.
     by
         ``"year"`` (complete years) or ``"month"``.
     catalogue

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from upscale.catalogue import catalogue_regions, catalogue_table
-from upscale.cube import open_mask
+from upscale.budgets.catalogue import catalogue_regions, catalogue_table
+from upscale.budgets.regions import wetland_area_km2
 from upscale.errors import InvalidRegionsError
-from upscale.regions import wetland_area_km2
+from upscale.io.stores import open_mask
 
 
 def list_regions(

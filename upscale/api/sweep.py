@@ -8,13 +8,13 @@ from pathlib import Path
 
 from upscale.api._common import print_status
 from upscale.api._towers import require_towers, tower_series
-from upscale.balance import NEE_MODES
-from upscale.durable import refuse_overwrite
-from upscale.plots import save_png, sweep_figure
+from upscale.io.durable import refuse_overwrite
+from upscale.learn.balance import NEE_MODES
+from upscale.learn.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
+from upscale.learn.training import TrainConfig
 from upscale.progress import Status
-from upscale.sites import Partitioning
-from upscale.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
-from upscale.training import TrainConfig
+from upscale.report.plots import save_png, sweep_figure
+from upscale.towers.sites import Partitioning
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def sweep(
     ``nee_modes.csv`` (NEE skill of each NEE mode) and ``skill_vs_memory.png``; the tower
     samples are cached in ``samples.npz`` and reused by later sweeps on the same inputs.
     Without a ``cube`` the features are columns of the tower tables (a site-level study).
-    See [`run_sweep`][upscale.sweep.run_sweep].
+    See [`run_sweep`][upscale.learn.sweep.run_sweep].
     """
     out = Path(out)
     outputs = {

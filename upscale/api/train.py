@@ -13,16 +13,16 @@ import xarray as xr
 
 from upscale.api._common import print_status
 from upscale.api._towers import Towers, read_towers, require_towers, require_wetland_at_towers
-from upscale.artifact import read_card, save_model
-from upscale.config import save_train_config
-from upscale.cube import open_cube
-from upscale.durable import output_lock, resumable
+from upscale.drivers.gaps import FILLED
 from upscale.errors import InvalidConfigError
-from upscale.gaps import FILLED
-from upscale.metrics import COMPONENTS
+from upscale.io.durable import output_lock, resumable
+from upscale.io.stores import open_cube
+from upscale.learn.artifact import read_card, save_model
+from upscale.learn.config import save_train_config
+from upscale.learn.metrics import COMPONENTS
+from upscale.learn.training import TrainConfig, train_ensemble
 from upscale.progress import Status
-from upscale.sites import SITE_ID, Partitioning
-from upscale.training import TrainConfig, train_ensemble
+from upscale.towers.sites import SITE_ID, Partitioning
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -44,7 +44,7 @@ class TrainResult:
         The resolved training config written beside the models (``<name>.yaml``).
     drivers
         Agreement of the cube's drivers with the towers' own at their pixels
-        ([`driver_agreement`][upscale.samples.driver_agreement]), also written as
+        ([`driver_agreement`][upscale.learn.samples.driver_agreement]), also written as
         ``<name>-drivers.csv``; empty without a cube.
     tables
         The per-fold and per-tower skill tables written (``folds``, ``towers``).
@@ -77,7 +77,7 @@ def cv_tables(models: dict[str, Path]) -> dict[str, pd.DataFrame]:
     dict
         ``folds``: ``ecosystem, flux, fold, towers`` (the fold's towers) and the scores;
         ``towers``: ``ecosystem, flux, site_id`` and the scores (see
-        [`skill`][upscale.metrics.skill]).
+        [`skill`][upscale.learn.metrics.skill]).
     """
     folds, towers = [], []
     for eco, folder in models.items():

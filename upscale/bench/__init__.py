@@ -1,0 +1,1 @@
+"""Benchmarks of the prediction path: ratios against baselines measured in the same run."""

@@ -1,0 +1,423 @@
+"""How fast `predict` is against what the hardware allows: the I/O floor and the model floor.
+
+A run builds a demo-like region of the requested size, trains real ensembles (the default
+configuration, one epoch: timing needs the architecture, not good weights), keeps the
+requested share of the grid as wetland, and measures in one run
+
+* the I/O floor: the tile engine reading the drivers ``predict`` reads and writing as many
+  map layers as ``predict`` writes, with no model;
+* the model floor: the same number of windows through the same ensembles from memory in
+  batches, on every core (a thread per core with the torch threads of an engine's tile
+  each), timed on a sample of pixels and scaled to all of them;
+* ``predict`` end to end, in a process of its own so that its peak memory is its own;
+* the SHAP summary rasters of ``explain``;
+
+and what users would write instead, each timed on a sample and scaled: one model call per
+pixel through ``xarray.apply_ufunc(vectorize=True)``, an xbatcher-fed loop, and the engine
+over every pixel (unmasked). It reports pixel-months per second, ``predict / max(I/O floor,
+model floor)`` and each baseline's time over ``predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from dask.system import CPU_COUNT
+
+from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
+from upscale.engine.shap_maps import shap_maps
+from upscale.engine.tiles import flux_maps, pick_device, prepare_run
+from upscale.io.stores import open_cube, open_mask, write_store
+from upscale.learn.artifact import Model, load_model
+from upscale.learn.samples import window_views
+from upscale.learn.training import TrainConfig
+from upscale.options import OPTIONS, get_options
+from upscale.progress import Status
+from upscale.schema import ECOSYSTEM_CODES, WETLAND, WETLAND_FRACTION, cover_name
+
+MANGROVE = cover_name("mangrove")
+
+WINDOWS_PER_BATCH = 2048
+"""Windows per forward pass of the model floor and the baselines (fastest on CPU)."""
+
+
+def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
+    """Write a copy of a mask keeping wetland on about ``share`` of all pixels.
+
+    The pixels kept are the mask's own wetland pixels, drawn at random, so they stay where
+    wetland is (on the coast of the demo) and touch as many tiles as they can: the hardest
+    case for skipping tiles.
+    """
+    mask = open_mask(mask_path).load()
+    rows, cols = np.nonzero(mask[WETLAND].values)
+    keep = round(share * mask[WETLAND].size)
+    if keep == 0:
+        raise ValueError(f"{share:.1%} of {mask[WETLAND].size} pixels keeps none; raise either")
+    if keep > len(rows):
+        raise ValueError(
+            f"the mask has wetland on {len(rows) / mask[WETLAND].size:.0%} of its pixels, "
+            f"less than the {share:.0%} asked for"
+        )
+    drop = np.random.default_rng(seed).permutation(len(rows))[keep:]
+    for name in mask.data_vars:
+        values = mask[name].values.copy()
+        values[rows[drop], cols[drop]] = 0
+        mask[name] = (mask[name].dims, values)
+    return write_store(mask, out, overwrite=True), keep
+
+
+def timing_models(inputs: DemoPaths, folder: Path) -> dict[str, Path]:
+    """Train one-epoch ensembles on a generated region: timing needs the architecture only.
+
+    Returns
+    -------
+    dict
+        Ecosystem -> model folder, the default configuration trained for one epoch.
+    """
+    # Imported here: the API imports this module's neighbours, not the other way round.
+    import upscale
+
+    return upscale.train(
+        inputs.sites,
+        inputs.cube,
+        folder,
+        config=TrainConfig(epochs=1),
+        overwrite=True,
+        status=lambda line: None,
+    ).models
+
+
+def _seconds(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def run_bench(
+    work: str | Path,
+    *,
+    ny: int = 128,
+    nx: int = 168,
+    years: int = 12,
+    wetland_share: float = 0.10,
+    tile: int = 64,
+    sample: int = 256,
+    explain: bool = True,
+    status: Status = lambda line: None,
+) -> dict:
+    """Measure ``predict`` against its floors and the baselines on a generated region.
+
+    Parameters
+    ----------
+    work
+        Folder for the generated inputs and outputs.
+    ny, nx, years
+        Size of the region: pixels and years of monthly drivers.
+    wetland_share
+        Share of the grid kept as wetland (at most the demo's, about 25 %).
+    tile
+        Spatial tile size of the run.
+    sample
+        Pixels per ecosystem whose windows time the model floor and the baselines.
+    explain
+        Also time the SHAP summary rasters.
+    status
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        Sizes, seconds of each measurement, the baselines' seconds and their ratio to
+        ``predict``, throughput, ``predict`` over its floor, the peak memory of the
+        ``predict`` process and the device.
+    """
+    work = Path(work)
+    status(f"generating a {ny} x {nx} region with {years} years of drivers")
+    inputs = write_demo_region(make_demo_region(DemoSpec(ny=ny, nx=nx, years=years)), work / "in")
+    status("training one-epoch ensembles (timing needs the architecture only)")
+    models = timing_models(inputs, work / "models")
+    mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
+    cube = open_cube(inputs.cube, tile=tile)
+    wetland = open_mask(mask, cube)
+    device = torch.device(pick_device())  # the floors and baselines run where predict runs
+    loaded = {eco: load_model(folder).to(device) for eco, folder in models.items()}
+    features = list(dict.fromkeys(f for m in loaded.values() for f in m.card.features))
+    series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")
+    samples = {
+        eco: _sample_pixels(series, wetland[WETLAND].values, eco, model, sample).to(device)
+        for eco, model in loaded.items()
+    }
+    n_months = cube.sizes["time"]
+    total_pixels = {eco: int((wetland[WETLAND] == ECOSYSTEM_CODES[eco]).sum()) for eco in loaded}
+
+    status("I/O floor: the tile engine reading the drivers and writing the maps, no model")
+    io_floor = _seconds(lambda: _io_floor(cube, wetland, models, loaded, work / "io.zarr"))
+
+    status("model floor: the same windows through the ensembles' nets, from memory")
+    # On CPU every core runs nets, as dask's threads do (CPU_COUNT counts affinity and
+    # cgroup limits); a GPU runs them from one thread.
+    threads = 1 if device.type == "cuda" else CPU_COUNT
+    model_floor = sum(
+        _model_floor(model, samples[eco], threads) * total_pixels[eco] / len(samples[eco])
+        for eco, model in loaded.items()
+        if len(samples[eco])
+    )
+
+    status("predict end to end (in a process of its own)")
+    predict, peak_mb = predict_in_process(
+        inputs.cube, mask, list(models.values()), work / "maps.zarr", tile
+    )
+
+    seconds = {"io_floor": io_floor, "model_floor": model_floor, "predict": predict}
+    if explain:
+        status("explain: SHAP summary rasters, on the first rows of tiles (scaled)")
+        band = _first_rows(wetland[WETLAND].values > 0, tile, share=1 / 8)
+        explained = int((wetland[WETLAND].isel(y=band) > 0).sum())
+        seconds["explain_rasters"] = _seconds(
+            lambda: write_store(
+                shap_maps(cube.isel(y=band), wetland.isel(y=band), models),
+                work / "shap.zarr",
+                overwrite=True,
+            )
+        ) * (pixels / explained)
+
+    status("baselines: per-pixel apply_ufunc, an xbatcher loop, the engine unmasked")
+    loops = {"apply_ufunc_per_pixel": _apply_per_pixel}
+    if find_spec("xbatcher"):
+        loops["xbatcher_loop"] = _xbatcher_loop
+    else:
+        status("xbatcher is not installed (pip install 'upscale[bench]'): its baseline is left out")
+    baselines = dict.fromkeys(loops, 0.0)
+    for eco, model in loaded.items():
+        chosen = samples[eco]
+        if len(chosen) == 0:
+            continue
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            done = loop(model, chosen)  # pixels it went through
+            _synchronize(device)
+            baselines[name] += (time.perf_counter() - start) * total_pixels[eco] / done
+    # As many tiles as dask has threads, so that the crop runs on every core as a whole
+    # unmasked grid would.
+    crop = {"y": slice(0, min(tile, ny)), "x": slice(0, min(CPU_COUNT * tile, nx))}
+    baselines["unmasked"] = _seconds(
+        lambda: _unmasked(cube.isel(crop), wetland.isel(crop), models, work / "unmasked.zarr")
+    ) * (ny * nx / (crop["y"].stop * crop["x"].stop))
+    return {
+        "grid": {"ny": ny, "nx": nx, "months": n_months, "tile": tile},
+        "wetland_pixels": pixels,
+        "wetland_share": pixels / (ny * nx),
+        "ensemble_members": {eco: len(m.members) for eco, m in loaded.items()},
+        "seconds": seconds,
+        "baselines": baselines,
+        "baseline_over_predict": {name: s / predict for name, s in baselines.items()},
+        "pixel_months_per_second": pixels * n_months / predict,
+        "predict_over_floor": predict / max(io_floor, model_floor),
+        "peak_memory_mb": peak_mb,
+        "device": str(device),
+        "machine": f"{platform.machine()}, {CPU_COUNT} cores",
+    }
+
+
+def _first_rows(wetland: np.ndarray, tile: int, share: float) -> slice:
+    """Return the first rows of tiles that hold at least ``share`` of the wetland pixels."""
+    per_row = np.add.reduceat(wetland.sum(axis=1), np.arange(0, wetland.shape[0], tile))
+    rows = int(np.searchsorted(np.cumsum(per_row), share * wetland.sum())) + 1
+    return slice(0, rows * tile)
+
+
+def _sample_pixels(
+    series: xr.DataArray, codes: np.ndarray, ecosystem: str, model: Model, size: int
+) -> torch.Tensor:
+    """Raw drivers ``(P, T, F)`` of up to ``size`` random pixels of one ecosystem."""
+    rows, cols = np.nonzero(codes == ECOSYSTEM_CODES[ecosystem])
+    pick = np.random.default_rng(0).permutation(len(rows))[:size]
+    block = series.isel(y=("p", rows[pick]), x=("p", cols[pick]))
+    return torch.from_numpy(block.sel(feature=model.card.features).values.astype("float32"))
+
+
+def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
+    """Seconds to run every window of ``drivers`` through every member's net, all cores busy.
+
+    The windows are made and batched before the clock starts: the floor is the nets' time
+    alone (``predict`` also computes the domain distance). Each of ``threads`` threads, with
+    the torch threads of an engine's tile (the ``threads`` option,
+    [`set_options`][upscale.options.set_options]), runs all the batches; the time of one
+    copy is the wall time over the threads, so no thread waits on an uneven share.
+    """
+    memory, n_features = model.memory, drivers.shape[-1]
+    windows = window_views(drivers, memory).reshape(-1, memory, n_features)
+    batches = [b.contiguous() for b in windows.split(WINDOWS_PER_BATCH)]
+
+    @torch.inference_mode()
+    def run(_: int) -> None:
+        for batch in batches:
+            for member in model.members:
+                member.fluxes(batch)
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(OPTIONS["threads"])
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            start = time.perf_counter()
+            list(pool.map(run, range(threads)))
+            _synchronize(drivers.device)
+            return (time.perf_counter() - start) / threads
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that the clock counts it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _io_tile(
+    drivers: np.ndarray, wetland: np.ndarray, *, layers: int, origin: tuple[int, int]
+) -> np.ndarray:
+    """Copy a tile's wetland drivers into map layers: what the engine reads and writes."""
+    out = np.full((layers, *drivers.shape[1:]), np.nan, dtype="float32")
+    rows, cols = np.nonzero(wetland)
+    out[:, :, rows, cols] = np.resize(
+        drivers[:, :, rows, cols], (layers, *out.shape[1:2], len(rows))
+    )
+    return out
+
+
+def _io_floor(cube, wetland, models, loaded: dict[str, Model], out: Path) -> None:
+    """Read the tiles ``predict`` reads and write as many layers as it writes, resumably."""
+    run = prepare_run(cube, wetland, models, "cpu")
+    n_targets = len(next(iter(loaded.values())).card.targets)
+    channels = 2 * n_targets + 1  # means, spreads and the domain distance
+    tiles = run.map_tiles(_io_tile, channels, keep_time=True, layers=channels)
+    layers = {f"layer{k}": (("time", "y", "x"), tiles[k]) for k in range(channels)}
+    maps = xr.Dataset(layers, coords={d: cube[d] for d in ("time", "y", "x")})
+    write_store(maps.rio.write_crs(cube.rio.crs), out, overwrite=True, resume=True)
+
+
+def predict_in_process(cube: Path, mask: Path, models: list[Path], out: Path, tile: int):
+    """Run ``upscale.predict`` in a fresh process; return its seconds and peak memory (MB).
+
+    The process runs under this one's options ([`get_options`][upscale.options.get_options]).
+    """
+    result = out.with_suffix(".json")
+    script = (
+        "import json, sys, time, upscale\n"
+        "from upscale.bench.suite import peak_memory_mb\n"
+        "upscale.set_options(**json.loads(sys.argv[4]))\n"
+        "start = time.perf_counter()\n"
+        "upscale.predict(*json.loads(sys.argv[1]), tile=int(sys.argv[2]), overwrite=True)\n"
+        "seconds = time.perf_counter() - start\n"
+        "open(sys.argv[3], 'w').write(json.dumps([seconds, peak_memory_mb()]))\n"
+    )
+    arguments = json.dumps([str(cube), str(mask), [str(m) for m in models], str(out)])
+    options = json.dumps(get_options())
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, arguments, str(tile), str(result), options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"predict failed in its process:\n{stderr.decode()[-2000:]}")
+    seconds, peak = json.loads(result.read_text())
+    return seconds, peak
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process since it started its program, in MB.
+
+    On Linux this is ``VmHWM``, which starts again at ``exec``; ``ru_maxrss`` would also
+    count the memory of the process it was forked from.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS
+
+
+def _apply_per_pixel(model: Model, drivers: torch.Tensor) -> int:
+    """Run what users write first: a ufunc over pixels, one model call per pixel.
+
+    Each call makes what ``predict`` makes of a pixel: the ensemble mean and spread, and
+    the distance to the towers' windows. Returns the number of pixels.
+    """
+    device = drivers.device
+
+    def one_pixel(series: np.ndarray) -> np.ndarray:
+        pixel = torch.from_numpy(np.array(series, dtype="float32"))[None].to(device)
+        members = model.predict_members(pixel)[:, 0]
+        distance = model.domain_distance(pixel)[0, :, None]
+        channels = torch.cat([members.mean(dim=0), members.std(dim=0), distance], dim=-1)
+        return channels.cpu().numpy()
+
+    xr.apply_ufunc(
+        one_pixel,
+        xr.DataArray(drivers.cpu().numpy(), dims=("pixel", "time", "feature")),
+        input_core_dims=[["time", "feature"]],
+        output_core_dims=[["window", "channel"]],
+        vectorize=True,
+    ).compute()
+    return len(drivers)
+
+
+@torch.inference_mode()
+def _xbatcher_loop(model: Model, drivers: torch.Tensor) -> int:
+    """Run what users write with xbatcher: batches of sliding windows through the ensemble.
+
+    Each batch gets what ``predict`` makes: the ensemble mean and spread, and the distance
+    to the towers' windows. Returns the number of pixels gone through: xbatcher leaves out
+    a last, incomplete batch of pixels.
+    """
+    import xbatcher
+
+    n_pixels, n_months, n_features = drivers.shape
+    per_batch = max(1, min(n_pixels, WINDOWS_PER_BATCH // n_months))
+    generator = xbatcher.BatchGenerator(
+        xr.DataArray(drivers.cpu().numpy(), dims=("pixel", "time", "feature")),
+        input_dims={"time": model.memory, "feature": n_features},
+        input_overlap={"time": model.memory - 1},
+        batch_dims={"pixel": per_batch},
+        concat_input_dims=True,
+    )
+    for batch in generator:
+        values = batch.transpose("sample", "time_input", "feature_input").values
+        windows = torch.from_numpy(values).to(drivers.device)
+        members = model.predict_members(windows)
+        torch.cat([members.mean(dim=0), members.std(dim=0)], dim=-1).cpu()
+        model.domain_distance(windows).cpu()
+    return n_pixels // per_batch * per_batch
+
+
+def _unmasked(cube: xr.Dataset, mask: xr.Dataset, models, out: Path) -> None:
+    """Run the engine over every pixel: what a run without a wetland mask costs."""
+    everywhere = mask.copy()
+    for name in mask.data_vars:  # all mangrove: the code, and full cover of it
+        value = {WETLAND: ECOSYSTEM_CODES["mangrove"], WETLAND_FRACTION: 1, MANGROVE: 1}
+        everywhere[name] = xr.full_like(mask[name], value.get(name, 0))
+    maps = flux_maps(cube, everywhere, {"mangrove": models["mangrove"]})
+    write_store(maps, out, overwrite=True, resume=True)
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    """Write a bench report as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path

@@ -1,0 +1,1 @@
+"""Wetland masks, regions and their catalogue, annual totals and carbon budgets."""

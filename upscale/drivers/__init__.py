@@ -1,0 +1,1 @@
+"""Driver cubes from local files and Earth Engine, and their gap filling."""

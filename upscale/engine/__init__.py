@@ -1,0 +1,1 @@
+"""Tile-wise inference over a region: devices, batches, dask graphs, SHAP rasters."""

@@ -1,0 +1,1 @@
+"""Stores on the canonical grid, durable outputs, vectors, GeoTIFF and NetCDF."""

@@ -1,0 +1,1 @@
+"""Networks and their registry, samples and windows, training, sweeps, attribution, artifacts."""

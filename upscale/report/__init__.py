@@ -1,0 +1,1 @@
+"""Figures (and reports) for people to look at."""

@@ -1,0 +1,1 @@
+"""Tower files: their formats, sites, monthly means, partitioning, the cube pixel under a tower."""

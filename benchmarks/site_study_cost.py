@@ -2,7 +2,7 @@
 
 Writes the towers of a generated demo region (10 mangrove and 10 saltmarsh towers, 10 years
 of monthly FLUXNET files with each tower's own TA, SW_IN, VPD and PRECIP) and runs
-`upscale.learn.sweep` on them with no cube: 2 architectures x 5 memory lengths (and the no-memory
+`upscale.sweep` on them with no cube: 2 architectures x 5 memory lengths (and the no-memory
 baseline) x 2 ecosystems, temporal cross-validation, the default training settings, on the
 default workers (one process per core). Prints the wall time, the runs, the members trained
 and the seconds per member, and the study's chosen memories.
@@ -35,7 +35,7 @@ def main() -> None:
         inputs = write_demo_region(make_demo_region(spec), Path(work) / "inputs")
         config = upscale.TrainConfig(cv=args.cv)
         start = time.perf_counter()
-        report = upscale.learn.sweep(
+        report = upscale.sweep(
             inputs.sites,
             None,
             Path(work) / "sweep",

@@ -128,7 +128,7 @@ def test_sweep_finds_the_longer_memory_of_re(demo_run):
     import upscale
 
     out, _ = demo_run
-    report = upscale.learn.sweep(
+    report = upscale.sweep(
         out / "inputs" / "sites",
         out / "inputs" / "cube.zarr",
         out / "sweep",

@@ -90,7 +90,8 @@ def test_every_block_is_checked():
     languages = {b.language for b in BLOCKS}
     assert languages <= {"bash", "python", "yaml", "text"}, "a block no test knows how to run"
     text_pages = {b.page.name for b in BLOCKS if b.language == "text"}
-    assert text_pages <= {"troubleshooting.md"}  # error messages: test_error_catalogue
+    # error messages (checked by test_error_catalogue), and the layout's diagram
+    assert text_pages <= {"troubleshooting.md", "architecture.md"}
     assert RUNNABLE and [b for b in BLOCKS if b.language == "yaml"]
 
 

@@ -60,7 +60,7 @@ def figures(tmp_path_factory) -> dict[str, Figure]:
             status=lambda _: None,
         )
         inputs = out / "demo" / "inputs"
-        upscale.learn.sweep(
+        upscale.sweep(
             inputs / "sites",
             inputs / "cube.zarr",
             out / "sweep",

@@ -39,7 +39,7 @@ def test_era5_daily_kelvin_becomes_a_monthly_celsius_cube(tmp_path):
         period=["2019-03", "2019-03"],
         sources=[{"path": str(era5), "variables": {"TA": "t2m"}}],
     )
-    report = upscale.drivers.ingest(config, tmp_path / "cube.zarr")
+    report = upscale.ingest(config, tmp_path / "cube.zarr")
     cube = open_cube(report.path, ["TA"])  # the canonical contract holds
     assert cube.sizes == {"time": 1, "y": 16, "x": 24}
     assert str(cube["time"].values[0])[:10] == "2019-03-01"
@@ -167,10 +167,10 @@ def test_config_errors(tmp_path):
     with pytest.raises(
         InvalidCubeError, match=r"ingest.yaml: sources.0.variables: .*\['TEMP'\] are not"
     ):
-        upscale.drivers.ingest(config, tmp_path / "cube.zarr")
+        upscale.ingest(config, tmp_path / "cube.zarr")
     config.write_text("grid: [1, 2]\n")
     with pytest.raises(InvalidCubeError, match="ingest.yaml: grid: "):
-        upscale.drivers.ingest(config, tmp_path / "cube.zarr")
+        upscale.ingest(config, tmp_path / "cube.zarr")
 
 
 def test_monthly_multiband_exports_are_a_stack(tmp_path):

@@ -42,6 +42,15 @@ def small_region() -> DemoRegion:
     return make_demo_region(SMALL_SPEC)
 
 
+TINY_HYPERPARAMETERS = {
+    "lstm": {"hidden": 8, "layers": 1},
+    "transformer": {"d_model": 8, "heads": 2},
+    "tcn": {"hidden": 8},
+    "causal_transformer": {"d_model": 8, "heads": 2},
+}
+"""Small nets of each shipped architecture, for tests that need their shapes, not skill."""
+
+
 def untrained_model(
     ecosystem: str,
     *,
@@ -54,7 +63,7 @@ def untrained_model(
     """Randomly initialised members with a complete card (normalisation of the demo's scale)."""
     torch.manual_seed(seed)
     features = list(DEFAULT_FEATURES)
-    hyper = {"hidden": 8, "layers": 1} if architecture == "lstm" else {"d_model": 8, "heads": 2}
+    hyper = TINY_HYPERPARAMETERS[architecture]
     nets = [
         build_net(
             architecture, n_features=len(features), n_targets=len(TARGETS), memory=memory, **hyper

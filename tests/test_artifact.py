@@ -8,10 +8,10 @@ import torch
 from upscale.errors import InvalidModelError, OutputExistsError
 from upscale.learn.artifact import CARD, WEIGHTS, load_model, save_model
 
-from .conftest import untrained_model
+from .conftest import TINY_HYPERPARAMETERS, untrained_model
 
 
-@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+@pytest.mark.parametrize("architecture", sorted(TINY_HYPERPARAMETERS))
 def test_round_trip_gives_identical_predictions(tmp_path, architecture):
     model = untrained_model("mangrove", memory=4, architecture=architecture)
     folder = save_model(model, tmp_path / "m")

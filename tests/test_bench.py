@@ -29,6 +29,8 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
             "8",
             "--out",
             str(tmp_path / "bench.json"),
+            "--architectures",
+            "tcn",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -46,6 +48,30 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
         assert value > 0
         assert report["baseline_over_predict"][name] == pytest.approx(value / seconds["predict"])
     assert "x predict" in result.output
+    assert report["architecture"] == {"name": "lstm", "memory": 6}
+    assert report["speedups_over"] == "lstm"
+    timed = report["architectures"]
+    assert set(timed) == {"lstm", "tcn"} and all(set(t) == {"L6", "L12"} for t in timed.values())
+    assert timed["lstm"]["L6"]["seconds"] == {k: seconds[k] for k in ("model_floor", "predict")}
+    for name, memories in timed.items():
+        for memory, run in memories.items():
+            assert run["streaming"] == (name == "tcn")
+            lstm = timed["lstm"][memory]["seconds"]
+            assert run["model_speedup"] == pytest.approx(
+                lstm["model_floor"] / run["seconds"]["model_floor"]
+            )
+            assert run["predict_pixel_months_per_second"] == pytest.approx(
+                32 * 36 / run["seconds"]["predict"]
+            )
+    assert timed["lstm"]["L12"]["model_speedup"] == 1
+
+
+def test_bench_refuses_an_unknown_architecture_before_any_work(tmp_path):
+    out = str(tmp_path / "b.json")
+    result = CliRunner().invoke(app, ["bench", "--architectures", "gru", "--out", out])
+    assert result.exit_code == 2
+    assert "unknown architecture 'gru'; choose one of lstm" in result.output
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_thin_mask_keeps_the_share_on_wetland(small_region, tmp_path):

@@ -1,5 +1,8 @@
+from dataclasses import replace
+
 import geopandas as gpd
 import numpy as np
+import pytest
 
 from upscale.demo_region import DemoSpec, make_demo_region, write_demo_region
 from upscale.io.stores import open_cube, open_mask, open_store
@@ -46,6 +49,25 @@ def test_truth_re_remembers_longer_than_gpp():
     # RE lags GPP through the remembered GPP pool: its peak trails GPP's.
     assert _best_lag(re, gpp) >= 1
     assert _best_lag(gpp, gpp) == 0
+
+
+def test_the_salinity_truth_is_another_process_on_the_same_drivers(small_region):
+    other = make_demo_region(replace(SMALL_SPEC, process="salinity"))
+    for name in small_region.cube.data_vars:  # the same drivers, towers and mask
+        np.testing.assert_array_equal(other.cube[name].values, small_region.cube[name].values)
+    wetland = other.mask[WETLAND].values > 0
+    gpp, re = (other.truth[k].values[:, wetland] for k in ("GPP", "RE"))
+    assert np.isfinite(gpp).all() and (gpp > 0).all() and (re > 0).all()
+    np.testing.assert_allclose(
+        other.truth["NEE"], other.truth["RE"] - other.truth["GPP"], atol=1e-5
+    )
+    light_use = small_region.truth["GPP"].values[:, wetland]
+    assert np.corrcoef(gpp.ravel(), light_use.ravel())[0, 1] < 0.9  # not a rescaled copy
+
+
+def test_an_unknown_process_model_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="unknown process model 'bucket'; choose one of light_use"):
+        DemoSpec(process="bucket")
 
 
 def test_written_region_reads_back_through_the_public_readers(small_region, tmp_path):

@@ -607,8 +607,15 @@ def bench(
     explain: Annotated[
         bool, typer.Option(help="Also time the SHAP summary rasters of explain.")
     ] = True,
+    architectures: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated architectures timed at L = 6 and 12 against the LSTM; "
+            "by default every registered one."
+        ),
+    ] = None,
 ) -> None:
-    """Measure predict against its I/O and model floors, and the baselines users write."""
+    """Measure predict against its floors and the baselines users write, for every net."""
     with tempfile.TemporaryDirectory(prefix="upscale-bench-") as work:
         report = run_bench(
             work,
@@ -618,6 +625,7 @@ def bench(
             wetland_share=wetland_share,
             tile=tile,
             explain=explain,
+            architectures=_names(architectures),
             status=console.print,
         )
     seconds = pd.DataFrame(
@@ -634,6 +642,23 @@ def bench(
         f"{report['predict_over_floor']:.2f}; peak memory of predict "
         f"{report['peak_memory_mb']:.0f} MB"
     )
+    rows = [
+        {
+            "net": name,
+            "L": memory.removeprefix("L"),
+            "model": run["model_pixel_months_per_second"] / 1e3,
+            "predict": run["predict_pixel_months_per_second"] / 1e3,
+            "model x": run["model_speedup"],
+            "predict x": run["predict_speedup"],
+            "/ floor": run["predict_over_floor"],
+        }
+        for name, memories in report["architectures"].items()
+        for memory, run in memories.items()
+    ]
+    title = (
+        f"thousand pixel-months/s; x: speed-up over {report['speedups_over']}; predict / its floor"
+    )
+    out_console.print(_table(pd.DataFrame(rows), title, 2))
     _written({"report": write_report(report, out)})
 
 

@@ -91,6 +91,13 @@ class DemoSpec:
         Number of towers in each ecosystem.
     seed
         Seed of every random draw: the same spec gives the same region, bit for bit.
+    bounds
+        West, south, east, north of the region (degrees).
+    process
+        Process model of the truth, a key of
+        [`PROCESS_MODELS`][upscale.demo_region.PROCESS_MODELS]: ``light_use`` (the demo's)
+        or ``salinity``, another structure with longer memories, to check that a model's
+        skill is not tuned to one truth.
     """
 
     ny: int = 64
@@ -101,6 +108,13 @@ class DemoSpec:
     n_saltmarsh_sites: int = 7
     seed: int = 20260
     bounds: tuple[float, float, float, float] = (-81.9, 25.1, -80.75, 26.0)
+    process: str = "light_use"
+
+    def __post_init__(self) -> None:
+        if self.process not in PROCESS_MODELS:
+            raise ValueError(
+                f"unknown process model {self.process!r}; choose one of {', '.join(PROCESS_MODELS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -288,6 +302,52 @@ def truth_fluxes(
     return {"GPP": gpp, "RE": re, "NEE": re - gpp}
 
 
+def salinity_fluxes(
+    drivers: dict[str, np.ndarray], wetland: np.ndarray, unobserved: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Another truth: salinity-stressed canopy light use and litter-fed Q10 respiration.
+
+    A process structure unlike [`truth_fluxes`][upscale.demo_region.truth_fluxes], with longer
+    memories, for testing models on a second truth:
+
+    * porewater salinity builds up with evaporative demand and is flushed by rain: an
+      exponentially weighted mean (e-folding 5 months) over 12 months of
+      ``VPD / 10 - log(1 + PRECIP)``; it stresses GPP through a logistic curve of its
+      standardised value, so that dry spells, not only the seasons, shape GPP;
+    * GPP is ``eps * (1 - exp(-0.6 LAI)) * PAR * f(TA) * f(salinity)``: the canopy's light
+      capture from LAI rather than FAPAR, an optimum near 30 degC;
+    * RE is ``(r0 + k * litter) * 2 ** ((TA - 25) / 10)``, damped by up to 30 % when the last
+      2 months were wet (flooded soils), where litter is an exponentially weighted mean
+      (e-folding 6 months) over 12 months of GPP.
+
+    Parameters are those of ``truth_fluxes`` (first 24 months are spin-up).
+    """
+    par = 0.0864 * 0.48 * drivers["SW_IN"]
+    f_temperature = np.exp(-(((drivers["TA"] - 30.0) / 10.0) ** 2))
+    demand = drivers["VPD"] / 10.0 - np.log1p(drivers["PRECIP"])
+    salinity = _weighted_memory(demand, 5.0, 12)
+    stress = (salinity - np.nanmean(salinity)) / np.nanstd(salinity)
+    f_salinity = 1.0 / (1.0 + np.exp(2.0 * stress))
+    flooded = np.tanh(_weighted_memory(drivers["PRECIP"], 1.0, 2) / 8.0)
+    q10 = 2.0 ** ((drivers["TA"] - 25.0) / 10.0)
+    gpp = np.full(drivers["TA"].shape, np.nan)
+    re = np.full(drivers["TA"].shape, np.nan)
+    for name, params in _TRUTH.items():
+        is_eco = wetland == ECOSYSTEM_CODES[name]
+        quality = 1 + 0.08 * unobserved
+        canopy = 1 - np.exp(-0.6 * drivers["LAI"])
+        gpp_eco = 1.4 * params["eps"] * quality * canopy * par * f_temperature * f_salinity
+        litter = _weighted_memory(gpp_eco, 6.0, 12)
+        re_eco = (params["r0"] * quality + params["k"] * litter) * q10 * (1 - 0.3 * flooded)
+        gpp[:, is_eco] = gpp_eco[:, is_eco]
+        re[:, is_eco] = re_eco[:, is_eco]
+    return {"GPP": gpp, "RE": re, "NEE": re - gpp}
+
+
+PROCESS_MODELS = {"light_use": truth_fluxes, "salinity": salinity_fluxes}
+"""Process models of a generated region's truth, by name (``DemoSpec.process``)."""
+
+
 def _place_sites(spec: DemoSpec, rng, wetland, y, x) -> pd.DataFrame:
     """Spread towers over each ecosystem's pixels by farthest-point sampling."""
     rows = []
@@ -365,7 +425,7 @@ def make_demo_region(spec: DemoSpec | None = None) -> DemoRegion:
     n_months = 12 * spec.years
     drivers = _drivers(spec, rng, wetland, inland_km, n_months + _SPIN_UP)
     yy, xx = _unit_grid(spec.ny, spec.nx)
-    fluxes = truth_fluxes(drivers, wetland, _smooth_field(rng, yy, xx, waves=8))
+    fluxes = PROCESS_MODELS[spec.process](drivers, wetland, _smooth_field(rng, yy, xx, waves=8))
     drivers = {k: v[_SPIN_UP:].astype("float32") for k, v in drivers.items()}
     fluxes = {k: v[_SPIN_UP:].astype("float32") for k, v in fluxes.items()}
     times = pd.date_range(spec.start, periods=n_months, freq="MS")

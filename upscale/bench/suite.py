@@ -6,8 +6,9 @@ requested share of the grid as wetland, and measures in one run
 
 * the I/O floor: the tile engine reading the drivers ``predict`` reads and writing as many
   map layers as ``predict`` writes, with no model;
-* the model floor: the same number of windows through the same ensembles from memory in
-  batches, on every core (a thread per core with the torch threads of an engine's tile
+* the model floor: the model's own arithmetic from memory, as ``predict`` does it (every
+  member over every window, or over whole series for a streaming net, and the domain
+  distance), on every core (a thread per core with the torch threads of an engine's tile
   each), timed on a sample of pixels and scaled to all of them;
 * ``predict`` end to end, in a process of its own so that its peak memory is its own;
 * the SHAP summary rasters of ``explain``;
@@ -15,7 +16,12 @@ requested share of the grid as wetland, and measures in one run
 and what users would write instead, each timed on a sample and scaled: one model call per
 pixel through ``xarray.apply_ufunc(vectorize=True)``, an xbatcher-fed loop, and the engine
 over every pixel (unmasked). It reports pixel-months per second, ``predict / max(I/O floor,
-model floor)`` and each baseline's time over ``predict``.
+model floor)`` and each baseline's time over ``predict``, for the default architecture.
+
+The floors and ``predict`` are also measured for every registered architecture at memories
+of 6 and 12 months, with each one's speed-up over the windowed LSTM of the same memory: a
+streaming net ([`StreamingNet`][upscale.learn.nets.streaming.StreamingNet]) computes each month
+once where a windowed one computes it L times.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -39,9 +46,11 @@ from dask.system import CPU_COUNT
 from upscale.demo_region import DemoPaths, DemoSpec, make_demo_region, write_demo_region
 from upscale.engine.shap_maps import shap_maps
 from upscale.engine.tiles import flux_maps, pick_device, prepare_run
+from upscale.errors import InvalidConfigError
 from upscale.io.stores import open_cube, open_mask, write_store
 from upscale.learn.artifact import Model, load_model
-from upscale.learn.samples import window_views
+from upscale.learn.config import load_train_config, presets
+from upscale.learn.nets import DEFAULT_ARCHITECTURE, NETS, StreamingNet, check_architecture
 from upscale.learn.training import TrainConfig
 from upscale.options import OPTIONS, get_options
 from upscale.progress import Status
@@ -51,6 +60,9 @@ MANGROVE = cover_name("mangrove")
 
 WINDOWS_PER_BATCH = 2048
 """Windows per forward pass of the model floor and the baselines (fastest on CPU)."""
+
+BENCH_MEMORIES = (6, 12)
+"""Memory lengths (months) at which every architecture is timed."""
 
 
 def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
@@ -78,22 +90,43 @@ def thin_mask(mask_path: Path, share: float, out: Path, seed: int = 0) -> tuple[
     return write_store(mask, out, overwrite=True), keep
 
 
-def timing_models(inputs: DemoPaths, folder: Path) -> dict[str, Path]:
+def timing_models(
+    inputs: DemoPaths,
+    folder: Path,
+    architecture: str = DEFAULT_ARCHITECTURE,
+    memory: int | None = None,
+) -> dict[str, Path]:
     """Train one-epoch ensembles on a generated region: timing needs the architecture only.
+
+    Parameters
+    ----------
+    inputs
+        The generated region.
+    folder
+        Where the models go.
+    architecture
+        A registered architecture, with its preset's settings where it has one.
+    memory
+        Memory in months; by default the preset's (or the default configuration's).
 
     Returns
     -------
     dict
-        Ecosystem -> model folder, the default configuration trained for one epoch.
+        Ecosystem -> model folder, trained for one epoch.
     """
     # Imported here: the API imports this module's neighbours, not the other way round.
     import upscale
 
+    overrides = {"epochs": 1} | ({"memory": memory} if memory else {})
+    if architecture in presets():
+        config = load_train_config(architecture, **overrides)
+    else:
+        config = TrainConfig(architecture=architecture, **overrides)
     return upscale.train(
         inputs.sites,
         inputs.cube,
         folder,
-        config=TrainConfig(epochs=1),
+        config=config,
         overwrite=True,
         status=lambda line: None,
     ).models
@@ -115,6 +148,7 @@ def run_bench(
     tile: int = 64,
     sample: int = 256,
     explain: bool = True,
+    architectures: Sequence[str] | None = None,
     status: Status = lambda line: None,
 ) -> dict:
     """Measure ``predict`` against its floors and the baselines on a generated region.
@@ -133,54 +167,57 @@ def run_bench(
         Pixels per ecosystem whose windows time the model floor and the baselines.
     explain
         Also time the SHAP summary rasters.
+    architectures
+        Architectures timed at each of [`BENCH_MEMORIES`][upscale.bench.suite.BENCH_MEMORIES];
+        by default every registered one. The default architecture (the windowed LSTM), which
+        the speed-ups are measured against, is always timed.
     status
         Receives progress lines.
 
     Returns
     -------
     dict
-        Sizes, seconds of each measurement, the baselines' seconds and their ratio to
-        ``predict``, throughput, ``predict`` over its floor, the peak memory of the
-        ``predict`` process and the device.
+        For the default architecture: sizes, seconds of each measurement, the baselines'
+        seconds and their ratio to ``predict``, throughput, ``predict`` over its floor, the
+        peak memory of the ``predict`` process and the device. Under ``architectures``, the
+        same measurements per architecture and memory with the speed-ups over the LSTM.
+
+    Raises
+    ------
+    InvalidConfigError
+        For an architecture that is not registered.
     """
     work = Path(work)
+    try:
+        timed_architectures = [
+            check_architecture(name)
+            for name in dict.fromkeys([DEFAULT_ARCHITECTURE, *(architectures or NETS)])
+        ]
+    except ValueError as err:
+        raise InvalidConfigError(str(err)) from None
     status(f"generating a {ny} x {nx} region with {years} years of drivers")
     inputs = write_demo_region(make_demo_region(DemoSpec(ny=ny, nx=nx, years=years)), work / "in")
-    status("training one-epoch ensembles (timing needs the architecture only)")
-    models = timing_models(inputs, work / "models")
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
     cube = open_cube(inputs.cube, tile=tile)
     wetland = open_mask(mask, cube)
     device = torch.device(pick_device())  # the floors and baselines run where predict runs
-    loaded = {eco: load_model(folder).to(device) for eco, folder in models.items()}
-    features = list(dict.fromkeys(f for m in loaded.values() for f in m.card.features))
-    series = cube[features].to_dataarray("feature").transpose("y", "x", "time", "feature")
-    samples = {
-        eco: _sample_pixels(series, wetland[WETLAND].values, eco, model, sample).to(device)
-        for eco, model in loaded.items()
-    }
+    series = cube[list(cube.data_vars)].to_dataarray("feature")
+    series = series.transpose("y", "x", "time", "feature")
     n_months = cube.sizes["time"]
-    total_pixels = {eco: int((wetland[WETLAND] == ECOSYSTEM_CODES[eco]).sum()) for eco in loaded}
+    bench = _Bench(work, inputs.cube, mask, cube, wetland, series, device, sample, tile)
+
+    status("training one-epoch ensembles (timing needs the architecture only)")
+    headline_run = (DEFAULT_ARCHITECTURE, BENCH_MEMORIES[0])
+    models = timing_models(inputs, work / "models", *headline_run)
+    loaded = {eco: load_model(folder).to(device) for eco, folder in models.items()}
 
     status("I/O floor: the tile engine reading the drivers and writing the maps, no model")
     io_floor = _seconds(lambda: _io_floor(cube, wetland, models, loaded, work / "io.zarr"))
 
-    status("model floor: the same windows through the ensembles' nets, from memory")
-    # On CPU every core runs nets, as dask's threads do (CPU_COUNT counts affinity and
-    # cgroup limits); a GPU runs them from one thread.
-    threads = 1 if device.type == "cuda" else CPU_COUNT
-    model_floor = sum(
-        _model_floor(model, samples[eco], threads) * total_pixels[eco] / len(samples[eco])
-        for eco, model in loaded.items()
-        if len(samples[eco])
-    )
-
-    status("predict end to end (in a process of its own)")
-    predict, peak_mb = predict_in_process(
-        inputs.cube, mask, list(models.values()), work / "maps.zarr", tile
-    )
-
-    seconds = {"io_floor": io_floor, "model_floor": model_floor, "predict": predict}
+    status(f"{DEFAULT_ARCHITECTURE} L={BENCH_MEMORIES[0]}: model floor and predict end to end")
+    headline = bench.measure(models, io_floor, "maps")
+    predict = headline["seconds"]["predict"]
+    seconds = {"io_floor": io_floor} | headline["seconds"]
     if explain:
         status("explain: SHAP summary rasters, on the first rows of tiles (scaled)")
         band = _first_rows(wetland[WETLAND].values > 0, tile, share=1 / 8)
@@ -194,41 +231,134 @@ def run_bench(
         ) * (pixels / explained)
 
     status("baselines: per-pixel apply_ufunc, an xbatcher loop, the engine unmasked")
-    loops = {"apply_ufunc_per_pixel": _apply_per_pixel}
-    if find_spec("xbatcher"):
-        loops["xbatcher_loop"] = _xbatcher_loop
-    else:
+    if not find_spec("xbatcher"):
         status("xbatcher is not installed (pip install 'upscale[bench]'): its baseline is left out")
-    baselines = dict.fromkeys(loops, 0.0)
-    for eco, model in loaded.items():
-        chosen = samples[eco]
-        if len(chosen) == 0:
-            continue
-        for name, loop in loops.items():
-            start = time.perf_counter()
-            done = loop(model, chosen)  # pixels it went through
-            _synchronize(device)
-            baselines[name] += (time.perf_counter() - start) * total_pixels[eco] / done
+    baselines = bench.baselines(loaded)
     # As many tiles as dask has threads, so that the crop runs on every core as a whole
     # unmasked grid would.
     crop = {"y": slice(0, min(tile, ny)), "x": slice(0, min(CPU_COUNT * tile, nx))}
     baselines["unmasked"] = _seconds(
         lambda: _unmasked(cube.isel(crop), wetland.isel(crop), models, work / "unmasked.zarr")
     ) * (ny * nx / (crop["y"].stop * crop["x"].stop))
+
+    timed = {}
+    for architecture in timed_architectures:
+        for memory in BENCH_MEMORIES:
+            if (architecture, memory) == headline_run:
+                timed[headline_run] = headline
+                continue
+            status(f"{architecture} L={memory}: training, model floor and predict end to end")
+            label = f"{architecture}-{memory}"
+            folders = timing_models(inputs, work / f"models-{label}", architecture, memory)
+            timed[architecture, memory] = bench.measure(folders, io_floor, f"maps-{label}")
     return {
         "grid": {"ny": ny, "nx": nx, "months": n_months, "tile": tile},
         "wetland_pixels": pixels,
         "wetland_share": pixels / (ny * nx),
         "ensemble_members": {eco: len(m.members) for eco, m in loaded.items()},
+        "architecture": {"name": DEFAULT_ARCHITECTURE, "memory": BENCH_MEMORIES[0]},
         "seconds": seconds,
         "baselines": baselines,
         "baseline_over_predict": {name: s / predict for name, s in baselines.items()},
         "pixel_months_per_second": pixels * n_months / predict,
-        "predict_over_floor": predict / max(io_floor, model_floor),
-        "peak_memory_mb": peak_mb,
+        "predict_over_floor": headline["predict_over_floor"],
+        "peak_memory_mb": headline["peak_memory_mb"],
+        "architectures": _speedups(timed, pixels * n_months),
+        "speedups_over": DEFAULT_ARCHITECTURE,
         "device": str(device),
         "machine": f"{platform.machine()}, {CPU_COUNT} cores",
     }
+
+
+def _speedups(timed: dict[tuple[str, int], dict], pixel_months: int) -> dict[str, dict]:
+    """Arrange the measurements per architecture and memory, with rates and speed-ups.
+
+    ``model`` rates are the model floor's, ``predict`` rates end to end; each speed-up is
+    the default architecture's time (the windowed LSTM) at the same memory over the
+    architecture's.
+    """
+    out: dict[str, dict] = {}
+    for (architecture, memory), measured in timed.items():
+        baseline = timed[DEFAULT_ARCHITECTURE, memory]["seconds"]
+        own = measured["seconds"]
+        out.setdefault(architecture, {})[f"L{memory}"] = {
+            "streaming": measured["streaming"],
+            "seconds": own,
+            "model_pixel_months_per_second": pixel_months / own["model_floor"],
+            "predict_pixel_months_per_second": pixel_months / own["predict"],
+            "model_speedup": baseline["model_floor"] / own["model_floor"],
+            "predict_speedup": baseline["predict"] / own["predict"],
+            "predict_over_floor": measured["predict_over_floor"],
+            "peak_memory_mb": measured["peak_memory_mb"],
+        }
+    return out
+
+
+@dataclass
+class _Bench:
+    """The region and settings shared by every measurement of one bench run."""
+
+    work: Path
+    cube_path: Path
+    mask_path: Path
+    cube: xr.Dataset
+    wetland: xr.Dataset
+    series: xr.DataArray
+    device: torch.device
+    sample: int
+    tile: int
+
+    def _samples(self, loaded: dict[str, Model]) -> dict[str, torch.Tensor]:
+        codes = self.wetland[WETLAND].values
+        return {
+            eco: _sample_pixels(self.series, codes, eco, model, self.sample).to(self.device)
+            for eco, model in loaded.items()
+        }
+
+    def _pixels(self, ecosystem: str) -> int:
+        return int((self.wetland[WETLAND] == ECOSYSTEM_CODES[ecosystem]).sum())
+
+    def measure(self, models: dict[str, Path], io_floor: float, label: str) -> dict:
+        """Time the model floor and ``predict`` (writing ``<label>.zarr``) of ensembles."""
+        loaded = {eco: load_model(folder).to(self.device) for eco, folder in models.items()}
+        samples = self._samples(loaded)
+        # On CPU every core runs nets, as dask's threads do (CPU_COUNT counts affinity and
+        # cgroup limits); a GPU runs them from one thread.
+        threads = 1 if self.device.type == "cuda" else CPU_COUNT
+        model_floor = sum(
+            _model_floor(model, samples[eco], threads) * self._pixels(eco) / len(samples[eco])
+            for eco, model in loaded.items()
+            if len(samples[eco])
+        )
+        predict, peak_mb = predict_in_process(
+            self.cube_path,
+            self.mask_path,
+            list(models.values()),
+            self.work / f"{label}.zarr",
+            self.tile,
+        )
+        return {
+            "seconds": {"model_floor": model_floor, "predict": predict},
+            "predict_over_floor": predict / max(io_floor, model_floor),
+            "peak_memory_mb": peak_mb,
+            "streaming": all(isinstance(m.members[0].net, StreamingNet) for m in loaded.values()),
+        }
+
+    def baselines(self, loaded: dict[str, Model]) -> dict[str, float]:
+        """Seconds of the loops users write instead, timed on the samples and scaled."""
+        loops = {"apply_ufunc_per_pixel": _apply_per_pixel}
+        if find_spec("xbatcher"):
+            loops["xbatcher_loop"] = _xbatcher_loop
+        baselines = dict.fromkeys(loops, 0.0)
+        for eco, chosen in self._samples(loaded).items():
+            if len(chosen) == 0:
+                continue
+            for name, loop in loops.items():
+                start = time.perf_counter()
+                done = loop(loaded[eco], chosen)  # pixels it went through
+                _synchronize(self.device)
+                baselines[name] += (time.perf_counter() - start) * self._pixels(eco) / done
+        return baselines
 
 
 def _first_rows(wetland: np.ndarray, tile: int, share: float) -> slice:
@@ -249,27 +379,24 @@ def _sample_pixels(
 
 
 def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
-    """Seconds to run every window of ``drivers`` through every member's net, all cores busy.
+    """Seconds of the model's arithmetic on ``drivers``, all cores busy, as ``predict`` does it.
 
-    The windows are made and batched before the clock starts: the floor is the nets' time
-    alone (``predict`` also computes the domain distance). Each of ``threads`` threads, with
-    the torch threads of an engine's tile (the ``threads`` option,
-    [`set_options`][upscale.options.set_options]), runs all the batches; the time of one
-    copy is the wall time over the threads, so no thread waits on an uneven share.
+    Every member over every window (whole series for a streaming net) and the domain
+    distance, in ``predict``'s batches, from memory: no reading, writing or ensemble
+    statistics. Each of ``threads`` threads, with the torch threads of an engine's tile
+    (the ``threads`` option, [`set_options`][upscale.options.set_options]), runs it all;
+    the time of one copy is the wall time over the threads, so no thread waits on an
+    uneven share.
     """
-    memory, n_features = model.memory, drivers.shape[-1]
-    windows = window_views(drivers, memory).reshape(-1, memory, n_features)
-    batches = [b.contiguous() for b in windows.split(WINDOWS_PER_BATCH)]
 
-    @torch.inference_mode()
     def run(_: int) -> None:
-        for batch in batches:
-            for member in model.members:
-                member.fluxes(batch)
+        model.predict_members(drivers, batch_size=WINDOWS_PER_BATCH)
+        model.domain_distance(drivers, batch_size=WINDOWS_PER_BATCH)
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(OPTIONS["threads"])
     try:
+        run(0)  # warm-up: the first call of a net allocates its buffers
         with ThreadPoolExecutor(threads) as pool:
             start = time.perf_counter()
             list(pool.map(run, range(threads)))

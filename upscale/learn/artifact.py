@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from upscale.errors import InvalidModelError
 from upscale.io.durable import staged
 from upscale.learn.balance import NeeMode, derive_nee
-from upscale.learn.nets import build_net
+from upscale.learn.nets import StreamingNet, build_net
 from upscale.learn.samples import window_views
 
 WEIGHTS = "weights.safetensors"
@@ -199,19 +199,33 @@ class Model:
         self._d_mean, self._d_std = self._d_mean.to(device), self._d_std.to(device)
         return self
 
-    def _batches(
+    def _pixel_blocks(
         self, drivers: torch.Tensor, batch_size: int
     ) -> Iterator[tuple[slice, torch.Tensor]]:
-        """Yield pixel rows and their windows ``(p * W, L, F)``, about ``batch_size`` at a time."""
-        n_pixels, n_months, n_features = drivers.shape
+        """Yield pixel rows and their series ``(p, T, F)``, about ``batch_size`` windows a block."""
+        n_pixels, n_months, _ = drivers.shape
         n_windows = n_months - self.memory + 1
         if n_windows < 1:
             raise ValueError(f"series of {n_months} months is shorter than memory {self.memory}")
         step = max(1, batch_size // n_windows)
         for start in range(0, n_pixels, step):
             block = drivers[start : start + step]
-            views = window_views(block, self.memory)  # (p, W, L, F), no copy
-            yield slice(start, start + len(block)), views.reshape(-1, self.memory, n_features)
+            yield slice(start, start + len(block)), block
+
+    def _windows(self, series: torch.Tensor) -> torch.Tensor:
+        """Every window ``(p * W, L, F)`` of series ``(p, T, F)``, made contiguous."""
+        return window_views(series, self.memory).reshape(-1, self.memory, series.shape[-1])
+
+    def _member_series(self, member: Member, series: torch.Tensor) -> torch.Tensor:
+        """Fluxes ``(p, W, K)`` of one member over every full window of series ``(p, T, F)``.
+
+        A [`StreamingNet`][upscale.learn.nets.streaming.StreamingNet] runs over the whole
+        series at once, computing each month once; other nets run window by window.
+        """
+        if isinstance(member.net, StreamingNet):
+            return member.denormalise(member.net.forward_series(member.normalise(series)))
+        fluxes = member.fluxes(self._windows(series))
+        return fluxes.reshape(len(series), -1, fluxes.shape[-1])
 
     @torch.inference_mode()
     def predict_members(
@@ -242,16 +256,17 @@ class Model:
         Notes
         -----
         Windows are strided views ([`window_views`][upscale.learn.samples.window_views]); only the
-        current batch is made contiguous for the nets.
+        current batch is made contiguous for the nets. Streaming nets take the batch's series
+        whole.
         """
         chosen = [self.members[m] for m in members] if members is not None else self.members
         n_pixels, n_months, _ = drivers.shape
         n_windows = n_months - self.memory + 1
         shape = (len(chosen), n_pixels, n_windows, len(self.card.targets))
         out = torch.empty(shape, device=drivers.device)
-        for rows, windows in self._batches(drivers, batch_size):
+        for rows, series in self._pixel_blocks(drivers, batch_size):
             for m, member in enumerate(chosen):
-                out[m, rows] = member.fluxes(windows).reshape(-1, n_windows, shape[-1])
+                out[m, rows] = self._member_series(member, series)
         return self._balanced(out)
 
     def _balanced(self, fluxes: torch.Tensor) -> torch.Tensor:
@@ -299,14 +314,14 @@ class Model:
             those of the other towers: the model extrapolates.
         """
         scaled = (drivers - self._d_mean) / self._d_std
-        n_pixels, n_months, _ = drivers.shape
+        n_pixels, n_months, n_features = drivers.shape
         n_windows = n_months - self.memory + 1
         out = torch.empty(n_pixels, n_windows, device=drivers.device)
         reference_norms = self.reference.square().sum(dim=1)
         # Windows per product: its (windows x reference) matrix stays under 64 MB.
         batch_size = max(1, min(batch_size, _DISTANCE_ELEMENTS // len(self.reference)))
-        for rows, windows in self._batches(scaled, batch_size):
-            flat = windows.reshape(len(windows), -1)
+        for rows, series in self._pixel_blocks(scaled, batch_size):
+            flat = self._windows(series).reshape(-1, self.memory * n_features)
             # |w - r|^2 = |w|^2 + |r|^2 - 2 w.r: one matrix product, then the minimum, and
             # only the nearest distances are square-rooted (cdist roots all of them).
             squared = torch.addmm(reference_norms, flat, self.reference.T, alpha=-2).amin(dim=1)

@@ -9,6 +9,7 @@ show it and tests check its labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import cycle
 from pathlib import Path
 
 import geopandas as gpd
@@ -146,7 +147,9 @@ def sweep_figure(skill: pd.DataFrame, optimum: pd.DataFrame) -> Figure:
     skill = skill[skill["run"] == "grid"]
     ecosystems = sorted(skill["ecosystem"].unique())
     colours = {"GPP": "tab:green", "RE": "tab:orange", "NEE": "tab:blue"}
-    styles = dict(zip(sorted(skill["architecture"].unique()), ("-", "--", ":"), strict=False))
+    # Line style and marker per architecture, cycled: a sweep may hold any registered number.
+    looks = zip(cycle(("-", "--", ":", "-.")), cycle(("o", "s", "^", "D", "v")))
+    styles = dict(zip(sorted(skill["architecture"].unique()), looks, strict=False))
     fig, axes = plt.subplots(
         1,
         len(ecosystems),
@@ -167,9 +170,9 @@ def sweep_figure(skill: pd.DataFrame, optimum: pd.DataFrame) -> Figure:
             ax.plot(
                 pooled["memory"],
                 pooled["nse"],
-                styles[arch],
+                styles[arch][0],
                 color=colour,
-                marker="o",
+                marker=styles[arch][1],
                 markersize=3,
                 label=f"{flux} {arch}",
             )

@@ -28,7 +28,10 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from upscale.learn.nets.causal_transformer import CausalTransformerRegressor
 from upscale.learn.nets.lstm import LSTMRegressor
+from upscale.learn.nets.streaming import StreamingNet
+from upscale.learn.nets.tcn import TCNRegressor
 from upscale.learn.nets.transformer import TransformerRegressor
 
 Constructor = TypeVar("Constructor", bound=Callable[..., nn.Module])
@@ -87,6 +90,8 @@ def register(name: str, constructor: Constructor) -> Constructor:
 
 register("lstm", LSTMRegressor)
 register("transformer", TransformerRegressor)
+register("tcn", TCNRegressor)
+register("causal_transformer", CausalTransformerRegressor)
 
 DEFAULT_ARCHITECTURE = "lstm"
 """Architecture of a [`TrainConfig`][upscale.learn.training.TrainConfig] that names none."""
@@ -159,7 +164,10 @@ def build_net(
 __all__ = [
     "DEFAULT_ARCHITECTURE",
     "NETS",
+    "CausalTransformerRegressor",
     "LSTMRegressor",
+    "StreamingNet",
+    "TCNRegressor",
     "TransformerRegressor",
     "build_net",
     "check_architecture",

@@ -9,16 +9,21 @@ from upscale.learn.nets.streaming import StreamingNet, split_reach
 
 
 class _BandLayer(nn.Module):
-    """Pre-norm encoder layer whose queries attend to the ``reach + 1`` months up to their own.
+    """Encoder layer whose queries attend to the ``reach + 1`` months up to their own.
 
-    Attention carries a learned bias per head and lag behind the query (0 = the query's own
-    month), not per place in a window, so the layer is the same at every month of a series.
-    It is valid (unpadded): the series comes out ``reach`` months shorter.
+    Positions are lags behind the query (0 = the query's own month), not places in a window,
+    so the layer is the same at every month of a series: each head has a learned bias per
+    lag on its attention scores and a learned embedding per lag added to the values it mixes.
+    The layer is valid (unpadded): the series comes out ``reach`` months shorter.
 
     Queries are taken in blocks of ``BLOCK`` months, each against the keys of its block and
     the ``reach`` months before it, with the band as an additive mask: a few dense products
     per block, where a (T x T) masked attention would cost T keys per query and a loop over
     lags a pass over memory per lag.
+
+    There is no layer normalisation: it would scale each month's token to unit size, and the
+    size of the drivers is what a regression of flux magnitudes needs (with pre-norm layers,
+    cross-validated NSE was 0.02-0.03 lower on the generated ``salinity`` truth).
     """
 
     BLOCK = 16
@@ -28,12 +33,11 @@ class _BandLayer(nn.Module):
         if width % heads:
             raise ValueError(f"heads ({heads}) must divide d_model ({width})")
         self.heads, self.reach = heads, reach
-        self.attention_norm = nn.LayerNorm(width)
         self.query_key_value = nn.Linear(width, 3 * width)
         self.lag_bias = nn.Parameter(torch.zeros(heads, reach + 1))
+        self.lag_value = nn.Parameter(0.02 * torch.randn(heads, reach + 1, width // heads))
         self.project = nn.Linear(width, width)
         self.feedforward = nn.Sequential(
-            nn.LayerNorm(width),
             nn.Linear(width, feedforward),
             nn.GELU(),
             nn.Dropout(dropout),
@@ -41,16 +45,9 @@ class _BandLayer(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         # Lag of key j behind query i of a block (keys start `reach` months before queries).
-        lag = self.reach + torch.arange(self.BLOCK)[:, None] - torch.arange(self.BLOCK + reach)
+        lag = reach + torch.arange(self.BLOCK)[:, None] - torch.arange(self.BLOCK + reach)
         self.register_buffer("lag", lag, persistent=False)
-
-    def _band(self) -> torch.Tensor:
-        """Additive attention mask ``(heads, BLOCK, BLOCK + reach)``: lag bias in the band."""
-        inside = (self.lag >= 0) & (self.lag <= self.reach)
-        bias = self.lag_bias[:, self.lag.clamp(0, self.reach)]
-        # A finite floor, not -inf: its weight still underflows to exactly 0, and softmax
-        # then needs no check for rows of -inf.
-        return bias.masked_fill(~inside, torch.finfo(bias.dtype).min / 2)
+        self.register_buffer("inside", (lag >= 0) & (lag <= reach), persistent=False)
 
     def forward(self, series: torch.Tensor) -> torch.Tensor:
         n, months, width = series.shape
@@ -59,8 +56,8 @@ class _BandLayer(nn.Module):
         blocks = -(-kept // block)
         # Pad the end to whole blocks: a query never attends to a later month, so padding
         # changes nothing that is kept.
-        normed = nn.functional.pad(self.attention_norm(series), (0, 0, 0, blocks * block - kept))
-        query, key, value = self.query_key_value(normed).chunk(3, dim=-1)
+        padded = nn.functional.pad(series, (0, 0, 0, blocks * block - kept))
+        query, key, value = self.query_key_value(padded).chunk(3, dim=-1)
 
         def heads_first(x: torch.Tensor, length: int) -> torch.Tensor:
             # (N, blocks, width, length) -> (N * blocks, heads, length, width / heads)
@@ -68,13 +65,18 @@ class _BandLayer(nn.Module):
             return x.permute(0, 1, 2, 4, 3).reshape(n * blocks, heads, length, -1)
 
         span = block + self.reach
-        scale = (width // heads) ** -0.5
+        lag = self.lag.clamp(0, self.reach)
+        # A finite floor outside the band, not -inf: its weight still underflows to exactly 0,
+        # and softmax needs no check for rows of -inf.
+        band = self.lag_bias[:, lag].masked_fill(~self.inside, torch.finfo(series.dtype).min / 2)
         scores = torch.matmul(
-            heads_first(query[:, self.reach :].unfold(1, block, block), block) * scale,
+            heads_first(query[:, self.reach :].unfold(1, block, block), block),
             heads_first(key.unfold(1, span, block), span).transpose(-1, -2),
         )
-        weights = self.dropout((scores + self._band()).softmax(dim=-1))
+        weights = self.dropout((scores * (width // heads) ** -0.5 + band).softmax(dim=-1))
         mixed = torch.matmul(weights, heads_first(value.unfold(1, span, block), span))
+        lag_values = self.lag_value[:, lag] * self.inside[..., None]  # (heads, block, span, d)
+        mixed = mixed + torch.einsum("bhij,hijd->bhid", weights, lag_values)
         mixed = mixed.reshape(n, blocks, heads, block, -1).permute(0, 1, 3, 2, 4)
         mixed = mixed.reshape(n, blocks * block, width)[:, :kept]
         out = series[:, self.reach :] + self.dropout(self.project(mixed))
@@ -98,7 +100,8 @@ class CausalTransformerRegressor(StreamingNet):
         Receptive field L in months.
     d_model
         Token width. Narrower than the windowed Transformer's: a streaming layer runs once
-        per month, not L times, and its own elementwise work (norms, softmax) weighs more.
+        per month, not L times, and its own elementwise work (softmax, activations) weighs
+        more.
     heads
         Attention heads (must divide ``d_model``).
     layers
@@ -130,9 +133,8 @@ class CausalTransformerRegressor(StreamingNet):
                 for reach in split_reach(memory, layers)
             )
         )
-        self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_targets)
 
     def forward_series(self, series: torch.Tensor) -> torch.Tensor:
         """Map series ``(N, T, F)`` to fluxes ``(N, T - L + 1, K)`` of every full window."""
-        return self.head(self.norm(self.layers(self.embed(series))))
+        return self.head(self.layers(self.embed(series)))

@@ -41,7 +41,9 @@ def main() -> None:
             status=print,
         )
     print(json.dumps(report, indent=2))
-    print(f"predict / max(I/O floor, model floor): {report['predict_over_floor']:.2f} (<= 1.25)")
+    floor = "I/O + model" if report["device"] == "cpu" else "the slower of I/O and model"
+    print(f"predict / floor ({floor}): {report['predict_over_floor']:.2f} (<= 1.25)")
+    print(f"predict / max(I/O floor, model floor): {report['predict_over_slowest_floor']:.2f}")
     for name, target in (("apply_ufunc_per_pixel", 1.5), ("xbatcher_loop", 3), ("unmasked", 8)):
         ratio = report["baseline_over_predict"][name]
         print(f"{name} / predict: {ratio:.2f} (>= {target})")

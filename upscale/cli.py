@@ -185,6 +185,10 @@ Partitioning = Annotated[
     PartitioningName, typer.Option(help="Night-time (NT) or day-time (DT) partitioned GPP, RE.")
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace existing outputs.")]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(help="dask.distributed scheduler address to run on, e.g. tcp://host:8786."),
+]
 
 
 @app.command()
@@ -251,6 +255,7 @@ def train(
         typer.Option(help="Wetland mask the models will map: towers off its wetland are refused."),
     ] = None,
     partitioning: Partitioning = "NT",
+    scheduler: Scheduler = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Cross-validate by tower and train one ensemble per ecosystem.
@@ -280,6 +285,7 @@ def train(
         site_drivers_table=site_drivers_table,
         mask=mask,
         overwrite=overwrite,
+        scheduler=scheduler,
     )
     written = {f"model {eco}": path for eco, path in result.models.items()}
     written["config"] = result.config
@@ -327,10 +333,7 @@ def predict(
         int | None,
         typer.Option(min=1, help="Windows per forward pass [default: 2048 on CPU, 16384 on GPU]."),
     ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="dask.distributed scheduler address, e.g. tcp://host:8786."),
-    ] = None,
+    scheduler: Scheduler = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Map GPP, RE and NEE on every wetland pixel of the cube (resumes a killed run)."""
@@ -736,7 +739,10 @@ def sweep(
     cv: CrossValidation = None,
     test_fraction: TestFraction = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum training epochs.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Parallel training processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Parallel training processes (without --scheduler).")
+    ] = None,
+    scheduler: Scheduler = None,
     site_drivers_table: SiteDriversTable = None,
     partitioning: Partitioning = "NT",
     overwrite: Overwrite = False,
@@ -756,6 +762,7 @@ def sweep(
         partitioning=partitioning,
         site_drivers_table=site_drivers_table,
         workers=workers,
+        scheduler=scheduler,
         overwrite=overwrite,
     )
     optimum = report.result.optimum.rename(

@@ -7,8 +7,9 @@ block.
 
 Notes
 -----
-Options are the process's. A sweep hands its own to the processes that train its runs; the
-workers of a dask.distributed cluster keep theirs, so the tile engine's batch sizes and
+Options are the process's. Training tasks carry the caller's to where they run (a sweep's
+processes, a cluster's workers: [`carried`][upscale.learn.tasks.carried]); for ``predict``
+the workers of a dask.distributed cluster keep theirs, so the tile engine's batch sizes and
 threads on a cluster are the workers' (set them where the workers start).
 """
 
@@ -117,9 +118,10 @@ def set_options(
         TIFF tiles are. Default 512, the GDAL COG driver's.
     threads
         Torch threads of each worker that runs nets beside others on the CPU: each tile of
-        the tile engine, each process of a sweep, each thread of the bench's model floor.
-        Default 1, since dask's threads and the sweep's processes already keep every core
-        busy; raise it when fewer workers than cores run.
+        the tile engine, each ensemble member's fit (``train``, each run of a sweep, here or
+        on a cluster alike, so their weights do not depend on where they ran), each thread
+        of the bench's model floor. Default 1, since dask's threads and the sweep's
+        processes already keep every core busy; raise it when fewer workers than cores run.
 
     Returns
     -------

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from upscale.api._common import cluster
 from upscale.drivers.gaps import gap_summary
 from upscale.engine.tiles import flux_maps, resident_model
-from upscale.errors import InvalidModelError, SchedulerUnreachableError
+from upscale.errors import InvalidModelError
 from upscale.io.durable import output_lock, refuse_overwrite
 from upscale.io.stores import open_cube, open_mask, write_store
 from upscale.progress import new_progress
@@ -89,7 +89,7 @@ def predict(
         )
         threads = torch.get_num_threads()
         try:
-            with _cluster(scheduler), new_progress() as bar:
+            with cluster(scheduler), new_progress() as bar:
                 task = bar.add_task(f"predicting {out.name} (rows of tiles)", total=None)
                 return write_store(
                     maps,
@@ -100,22 +100,3 @@ def predict(
                 )
         finally:
             torch.set_num_threads(threads)
-
-
-@contextmanager
-def _cluster(address: str | None) -> Iterator[None]:
-    """Run the dask computations inside the block on the cluster at ``address``, if any."""
-    if address is None:
-        yield
-        return
-    from distributed import Client
-
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as err:
-        raise SchedulerUnreachableError(
-            f"no dask scheduler answers at {address} ({type(err).__name__}); start one "
-            "(dask scheduler) or check the address"
-        ) from None
-    with client:
-        yield

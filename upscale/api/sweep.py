@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from upscale.api._common import print_status
+from upscale.api._common import cluster, print_status
 from upscale.api._towers import require_towers, tower_series
+from upscale.errors import InvalidConfigError
 from upscale.io.durable import refuse_overwrite
 from upscale.learn.balance import NEE_MODES
 from upscale.learn.sweep import DEFAULT_MEMORIES, SweepResult, run_sweep
@@ -37,6 +38,7 @@ def sweep(
     partitioning: Partitioning = "NT",
     site_drivers_table: str | Path | None = None,
     workers: int | None = None,
+    scheduler: str | None = None,
     overwrite: bool = False,
     status: Status = print_status,
 ) -> SweepReport:
@@ -49,8 +51,15 @@ def sweep(
     ``nee_modes.csv`` (NEE skill of each NEE mode) and ``skill_vs_memory.png``; the tower
     samples are cached in ``samples.npz`` and reused by later sweeps on the same inputs.
     Without a ``cube`` the features are columns of the tower tables (a site-level study).
-    See [`run_sweep`][upscale.learn.sweep.run_sweep].
+    Each run is trained by one of ``workers`` local processes or, given the ``scheduler``
+    address of a dask.distributed cluster (``tcp://host:8786``), as a task on its workers,
+    with the same tables. See [`run_sweep`][upscale.learn.sweep.run_sweep].
     """
+    if workers is not None and scheduler is not None:
+        raise InvalidConfigError(
+            "workers are local processes; with a scheduler the cluster's workers train the "
+            "runs: give one or the other"
+        )
     out = Path(out)
     outputs = {
         "study": out / "study.csv",
@@ -78,15 +87,17 @@ def sweep(
     compared = {config.memory} if set(nee_modes) - {"direct"} else set()  # NEE modes' L
     for memory in sorted(set(memories) | {1} | compared):  # a temporal split at every L
         require_towers(series, sites, ecosystems, config.model_copy(update={"memory": memory}))
-    result = run_sweep(
-        series,
-        config,
-        architectures=architectures,
-        memories=memories,
-        nee_modes=nee_modes,
-        workers=workers,
-        status=status,
-    )
+    with cluster(scheduler) as executor:
+        result = run_sweep(
+            series,
+            config,
+            architectures=architectures,
+            memories=memories,
+            nee_modes=nee_modes,
+            workers=workers,
+            executor=executor,
+            status=status,
+        )
     result.study.to_csv(outputs["study"], index=False, float_format="%.4f")
     result.skill.to_csv(outputs["skill"], index=False, float_format="%.4f")
     result.towers.to_csv(outputs["towers"], index=False, float_format="%.4f")

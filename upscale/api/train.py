@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from upscale.api._common import print_status
+from upscale.api._common import cluster, print_status
 from upscale.api._towers import Towers, read_towers, require_towers, require_wetland_at_towers
 from upscale.drivers.gaps import FILLED
 from upscale.errors import InvalidConfigError
@@ -20,6 +20,7 @@ from upscale.io.stores import open_cube
 from upscale.learn.artifact import read_card, save_model
 from upscale.learn.config import save_train_config
 from upscale.learn.metrics import COMPONENTS
+from upscale.learn.tasks import Executor
 from upscale.learn.training import TrainConfig, train_ensemble
 from upscale.progress import Status
 from upscale.towers.sites import SITE_ID, Partitioning
@@ -112,6 +113,7 @@ def train(
     site_drivers_table: str | Path | None = None,
     mask: str | Path | None = None,
     overwrite: bool = False,
+    scheduler: str | None = None,
     status: Status = print_status,
 ) -> TrainResult:
     """Cross-validate and train one model per ecosystem from a folder of towers.
@@ -143,6 +145,11 @@ def train(
         in it are refused (wrong coordinates, or a mask that misses their wetland).
     overwrite
         Replace existing model folders.
+    scheduler
+        Address of a dask.distributed scheduler (``tcp://host:8786``) whose workers fit the
+        ensemble members, each as a task, to the same weights as here
+        ([`train_ensemble`][upscale.learn.training.train_ensemble]). By default the members
+        are fitted here, one after the other.
     status
         Receives progress lines.
 
@@ -195,6 +202,7 @@ def train(
     if site_drivers_table is not None:
         inputs["site_drivers_table"] = str(Path(site_drivers_table).resolve())
     with (
+        cluster(scheduler) as executor,  # an unreachable scheduler is refused before training
         output_lock(Path(out) / name),
         resumable(
             Path(out) / f".{name}.training.json",
@@ -227,6 +235,7 @@ def train(
                 name=name,
                 inputs=inputs,
                 overwrite=overwrite,
+                executor=executor,
                 status=status,
             )
         for key, table in cv_tables(result.models).items():
@@ -263,9 +272,13 @@ def _train_ecosystem(
     name: str,
     inputs: dict[str, str],
     overwrite: bool,
+    executor: Executor | None,
     status: Status,
 ) -> None:
-    """Cross-validate and train the model of one ecosystem, save it, and add it to ``result``."""
+    """Cross-validate and train the model of one ecosystem, save it, and add it to ``result``.
+
+    ``executor`` fits the members as tasks; None fits them here.
+    """
     config = towers.config
     eco_series = towers.series.of_ecosystem(eco)
     status(
@@ -279,6 +292,7 @@ def _train_ecosystem(
         name=f"{name}-{eco}",
         ecosystem=eco,
         data=inputs,
+        executor=executor,
         status=lambda line: status(f"  {eco}: {line}"),
     )
     fitted.model.card = fitted.model.card.model_copy(

@@ -90,6 +90,10 @@ class SiteSeries:
     def __post_init__(self) -> None:
         if self.uncertainty is None:
             object.__setattr__(self, "uncertainty", np.full_like(self.fluxes, np.nan))
+        # In C order always: float32 sums follow the memory order, and a copy sent to another
+        # process (pickled into C order) must normalise, and so train, to the same members.
+        for name in ("drivers", "fluxes", "uncertainty"):
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name)))
         if not self.feature_sources:
             object.__setattr__(self, "feature_sources", (CUBE,) * len(self.features))
         if not self.feature_units:

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from upscale.learn.config import make_train_config
 from upscale.learn.metrics import COMPONENTS, decomposed_skill
 from upscale.learn.nets import NETS
 from upscale.learn.samples import SiteSeries
+from upscale.learn.tasks import Executor, carried
 from upscale.learn.training import TrainConfig, held_out_skill, train_ensemble
-from upscale.options import OPTIONS, get_options, set_options
 from upscale.progress import Status
 
 DEFAULT_MEMORIES = (1, 2, 3, 6, 9, 12, 18, 24)
@@ -73,24 +71,11 @@ class _Job:
     run: str  # "grid" for the memory grid, "nee_modes" for the NEE comparison
 
 
-def _start_worker(
-    nets: Mapping[str, Callable[..., torch.nn.Module]], options: dict[str, Any]
-) -> None:
-    """Give a fresh worker process the registry and options of the process that started it.
-
-    A worker imports ``upscale`` anew, with the shipped architectures and default options
-    only; an architecture registered, or an option set, by the caller must reach it too.
-    """
-    NETS.update(nets)
-    set_options(**options)
-
-
 def _run(job: _Job, series: SiteSeries, scored: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Train one cross-validated ensemble; score it pooled, fold by fold and tower by tower.
 
     ``scored`` ``(S, T)`` marks the months every memory of the grid is scored on.
     """
-    torch.set_num_threads(OPTIONS["threads"])
     start = time.perf_counter()
     fitted = train_ensemble(series, job.config, name="sweep", ecosystem=job.ecosystem)
     seconds_per_member = (time.perf_counter() - start) / len(fitted.model.members)
@@ -180,6 +165,7 @@ def run_sweep(
     nee_modes: Sequence[str] = ("direct", "derived", "penalty"),
     ecosystems: Sequence[str] | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     status: Status | None = None,
 ) -> SweepResult:
     """Cross-validate every architecture and memory length, per ecosystem.
@@ -201,9 +187,13 @@ def run_sweep(
     ecosystems
         Ecosystems to sweep; by default those of the towers.
     workers
-        Processes training in parallel, each with the torch threads of the ``threads``
-        option (1 by default, [`set_options`][upscale.options.set_options]); by default the
-        CPU count. They get this process's registry and options.
+        Processes training in parallel; by default the CPU count.
+    executor
+        Runs each run as a task instead of the ``workers`` processes: a ``distributed.Client``
+        sweeps on a cluster. Either way every run has this process's registry and options, and
+        the torch threads of the ``threads`` option (1 by default,
+        [`set_options`][upscale.options.set_options]); see
+        [`carried`][upscale.learn.tasks.carried].
     status
         Called with a line per finished run.
 
@@ -238,34 +228,49 @@ def run_sweep(
     longest = max(memories + [base.memory])
     scored = np.zeros(series.fluxes.shape[:2], dtype=bool)
     scored[:, longest - 1 :] = series.trainable(longest)
-    workers = workers or os.cpu_count() or 1
-    rows: list[dict] = []
-    tower_rows: list[dict] = []
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(dict(NETS), get_options()),
-    ) as pool:
-        futures = []
-        for job in jobs:
-            rows_of = [r for r, eco in enumerate(series.ecosystems) if eco == job.ecosystem]
-            futures.append(
-                pool.submit(_run, job, series.of_ecosystem(job.ecosystem), scored[rows_of])
-            )
+    if executor is not None:
+        return _tables(*_run_all(jobs, series, scored, executor, status), base)
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=spawn) as pool:
         try:
-            for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
-                fold_part, tower_part = future.result()
-                rows += fold_part
-                tower_rows += tower_part
-                if status:
-                    status(
-                        f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
-                        f"L={job.config.memory} NEE {job.config.nee_mode}"
-                    )
+            runs = _run_all(jobs, series, scored, pool, status)
         except BaseException:
             pool.shutdown(cancel_futures=True)  # report the failure now, not after the grid
             raise
+    return _tables(*runs, base)
+
+
+def _run_all(
+    jobs: list[_Job],
+    series: SiteSeries,
+    scored: np.ndarray,
+    executor: Executor,
+    status: Status | None,
+) -> tuple[list[dict], list[dict]]:
+    """Submit every run with this process's registry and options; gather its rows in order."""
+    run = carried(_run)
+    futures = []
+    for job in jobs:
+        rows_of = [r for r, eco in enumerate(series.ecosystems) if eco == job.ecosystem]
+        futures.append(
+            executor.submit(run, job, series.of_ecosystem(job.ecosystem), scored[rows_of])
+        )
+    rows: list[dict] = []
+    tower_rows: list[dict] = []
+    for done, (job, future) in enumerate(zip(jobs, futures, strict=True), start=1):
+        fold_part, tower_part = future.result()
+        rows += fold_part
+        tower_rows += tower_part
+        if status:
+            status(
+                f"{done}/{len(jobs)}: {job.ecosystem} {job.config.architecture} "
+                f"L={job.config.memory} NEE {job.config.nee_mode}"
+            )
+    return rows, tower_rows
+
+
+def _tables(rows: list[dict], tower_rows: list[dict], base: TrainConfig) -> SweepResult:
+    """Tabulate the runs' rows: skill, towers, the chosen memory and the NEE modes."""
     table = pd.DataFrame(rows)
     grid_rows = table[table["run"] == "grid"]
     optimum = choose_memory(grid_rows)

@@ -41,6 +41,7 @@ from upscale.learn.nets import (
     resolve_hyperparameters,
 )
 from upscale.learn.samples import SiteSeries, window_views
+from upscale.learn.tasks import Executor, carried
 from upscale.progress import Status
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
@@ -508,6 +509,7 @@ def train_ensemble(
     name: str,
     ecosystem: str,
     data: dict[str, str] | None = None,
+    executor: Executor | None = None,
     status: Status | None = None,
 ) -> EnsembleFit:
     """Cross-validate and keep the folds' nets as an ensemble, for one ecosystem.
@@ -523,8 +525,14 @@ def train_ensemble(
         Recorded in the card.
     data
         Input paths to record in the card.
+    executor
+        Runs each member's fit as a task (a ``concurrent.futures`` executor, or a
+        ``distributed.Client`` to fit on a cluster); by default the members are fitted here,
+        one after the other. Either way a fit has the torch threads of the ``threads`` option
+        ([`carried`][upscale.learn.tasks.carried]), so the members are the same.
     status
-        Called with a status line per fold.
+        Called with a status line per member: before its fit here, once it is fitted with an
+        executor.
 
     Returns
     -------
@@ -540,23 +548,25 @@ def train_ensemble(
             site: f"{series.times[np.isfinite(scored.fluxes[s]).any(axis=-1)][0]:%Y-%m}"
             for s, site in enumerate(series.site_ids)
         }
-        members = []
-        for number in range(config.folds):
-            if status:
-                status(f"member {number + 1}/{config.folds} (last months of each tower held out)")
-            members.append(
-                fit_member(learn, config, held_out_months=first_held, seed=config.seed + number)
+        fits = [
+            (
+                "last months of each tower held out",
+                learn,
+                {"held_out_months": first_held, "seed": config.seed + number},
             )
+            for number in range(config.folds)
+        ]
     else:
         learn = scored = series
-        members = []
-        for number, held_out in enumerate(folds):
-            if status:
-                status(f"member {number + 1}/{len(folds)} (without {', '.join(held_out)})")
-            training = series.subset([s for s in series.site_ids if s not in held_out])
-            members.append(
-                fit_member(training, config, held_out=held_out, seed=config.seed + number)
+        fits = [
+            (
+                f"without {', '.join(held_out)}",
+                series.subset([s for s in series.site_ids if s not in held_out]),
+                {"held_out": held_out, "seed": config.seed + number},
             )
+            for number, held_out in enumerate(folds)
+        ]
+    members = _fit_members(fits, config, executor=executor, status=status)
     # What the members learned from: not a temporal split's held-out months.
     domain, reference = domain_reference(learn, config)
     measured = series.times[np.isfinite(learn.fluxes).any(axis=(0, 2))]
@@ -611,6 +621,31 @@ def train_ensemble(
         }
     )
     return EnsembleFit(model=model, predictions=predictions, folds=folds, observed=observed)
+
+
+def _fit_members(
+    fits: list[tuple[str, SiteSeries, dict[str, Any]]],
+    config: TrainConfig,
+    *,
+    executor: Executor | None,
+    status: Status | None,
+) -> list[Member]:
+    """Fit one member per ``(label, towers, fit_member keywords)``, here or as tasks."""
+    fit = carried(fit_member)
+    if executor is None:
+        members = []
+        for number, (label, towers, keywords) in enumerate(fits, start=1):
+            if status:
+                status(f"member {number}/{len(fits)} ({label})")
+            members.append(fit(towers, config, **keywords))
+        return members
+    futures = [executor.submit(fit, towers, config, **keywords) for _, towers, keywords in fits]
+    members = []
+    for number, ((label, _, _), future) in enumerate(zip(fits, futures, strict=True), start=1):
+        members.append(future.result())
+        if status:
+            status(f"member {number}/{len(fits)} ({label}) fitted")
+    return members
 
 
 def held_out_skill(

@@ -286,25 +286,28 @@ def _floor(io_floor: float, model_floor: float, device: torch.device) -> float:
 def _speedups(timed: dict[tuple[str, int], dict], pixel_months: int) -> dict[str, dict]:
     """Arrange the measurements per architecture and memory, with rates and speed-ups.
 
-    ``model`` rates are the model floor's, ``predict`` rates end to end; each speed-up is
-    the default architecture's time (the windowed LSTM) at the same memory over the
-    architecture's.
+    Rates are pixel-months per second of the nets alone (the architecture's own speed), of
+    the model floor (the nets and the domain distance, which every architecture computes
+    alike) and of ``predict`` end to end; each speed-up is the default architecture's time
+    (the windowed LSTM) at the same memory over the architecture's.
     """
     out: dict[str, dict] = {}
     for (architecture, memory), measured in timed.items():
         baseline = timed[DEFAULT_ARCHITECTURE, memory]["seconds"]
         own = measured["seconds"]
-        out.setdefault(architecture, {})[f"L{memory}"] = {
-            "streaming": measured["streaming"],
-            "seconds": own,
-            "model_pixel_months_per_second": pixel_months / own["model_floor"],
-            "predict_pixel_months_per_second": pixel_months / own["predict"],
-            "model_speedup": baseline["model_floor"] / own["model_floor"],
-            "predict_speedup": baseline["predict"] / own["predict"],
-            "predict_over_floor": measured["predict_over_floor"],
-            "predict_over_slowest_floor": measured["predict_over_slowest_floor"],
-            "peak_memory_mb": measured["peak_memory_mb"],
-        }
+        rates = {"nets": "nets", "model": "model_floor", "predict": "predict"}
+        out.setdefault(architecture, {})[f"L{memory}"] = (
+            {"streaming": measured["streaming"], "seconds": own}
+            | {
+                f"{rate}_pixel_months_per_second": pixel_months / own[k]
+                for rate, k in rates.items()
+            }
+            | {f"{rate}_speedup": baseline[k] / own[k] for rate, k in rates.items()}
+            | {
+                key: measured[key]
+                for key in ("predict_over_floor", "predict_over_slowest_floor", "peak_memory_mb")
+            }
+        )
     return out
 
 
@@ -339,11 +342,12 @@ class _Bench:
         # On CPU every core runs nets, as dask's threads do (CPU_COUNT counts affinity and
         # cgroup limits); a GPU runs them from one thread.
         threads = 1 if self.device.type == "cuda" else CPU_COUNT
-        model_floor = sum(
-            _model_floor(model, samples[eco], threads) * self._pixels(eco) / len(samples[eco])
-            for eco, model in loaded.items()
-            if len(samples[eco])
-        )
+        parts = {"nets": 0.0, "domain_distance": 0.0}
+        for eco, model in loaded.items():
+            if len(samples[eco]):
+                for name, seconds in _model_floor(model, samples[eco], threads).items():
+                    parts[name] += seconds * self._pixels(eco) / len(samples[eco])
+        model_floor = sum(parts.values())
         predict, peak_mb = predict_in_process(
             self.cube_path,
             self.mask_path,
@@ -352,7 +356,7 @@ class _Bench:
             self.tile,
         )
         return {
-            "seconds": {"model_floor": model_floor, "predict": predict},
+            "seconds": {"model_floor": model_floor, "predict": predict} | parts,
             "predict_over_floor": predict / _floor(io_floor, model_floor, self.device),
             "predict_over_slowest_floor": predict / max(io_floor, model_floor),
             "peak_memory_mb": peak_mb,
@@ -393,30 +397,37 @@ def _sample_pixels(
     return torch.from_numpy(block.sel(feature=model.card.features).values.astype("float32"))
 
 
-def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> float:
+def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> dict[str, float]:
     """Seconds of the model's arithmetic on ``drivers``, all cores busy, as ``predict`` does it.
 
-    Every member over every window (whole series for a streaming net) and the domain
-    distance, in ``predict``'s batches, from memory: no reading, writing or ensemble
-    statistics. Each of ``threads`` threads, with the torch threads of an engine's tile
-    (the ``threads`` option, [`set_options`][upscale.options.set_options]), runs it all;
-    the time of one copy is the wall time over the threads, so no thread waits on an
-    uneven share.
+    Timed apart: the nets (every member over every window, whole series for a streaming net)
+    and the domain distance, which is the same arithmetic whatever the architecture. Both in
+    ``predict``'s batches, from memory: no reading, writing or ensemble statistics. Each of
+    ``threads`` threads, with the torch threads of an engine's tile (the ``threads`` option,
+    [`set_options`][upscale.options.set_options]), runs the whole job; the time of one copy is
+    the wall time over the threads, so no thread waits on an uneven share.
+
+    Returns
+    -------
+    dict
+        ``nets`` and ``domain_distance`` seconds.
     """
-
-    def run(_: int) -> None:
-        model.predict_members(drivers, batch_size=WINDOWS_PER_BATCH)
-        model.domain_distance(drivers, batch_size=WINDOWS_PER_BATCH)
-
+    jobs = {
+        "nets": lambda: model.predict_members(drivers, batch_size=WINDOWS_PER_BATCH),
+        "domain_distance": lambda: model.domain_distance(drivers, batch_size=WINDOWS_PER_BATCH),
+    }
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(OPTIONS["threads"])
     try:
-        run(0)  # warm-up: the first call of a net allocates its buffers
-        with ThreadPoolExecutor(threads) as pool:
-            start = time.perf_counter()
-            list(pool.map(run, range(threads)))
-            _synchronize(drivers.device)
-            return (time.perf_counter() - start) / threads
+        seconds = {}
+        for name, job in jobs.items():
+            job()  # warm-up: the first call of a net allocates its buffers
+            with ThreadPoolExecutor(threads) as pool:
+                start = time.perf_counter()
+                list(pool.map(lambda _, job=job: job(), range(threads)))
+                _synchronize(drivers.device)
+                seconds[name] = (time.perf_counter() - start) / threads
+        return seconds
     finally:
         torch.set_num_threads(torch_threads)
 

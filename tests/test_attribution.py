@@ -6,7 +6,7 @@ from torch import nn
 
 from upscale.learn.attribution import expected_gradients, explain_windows
 
-from .conftest import untrained_model
+from .conftest import TINY_HYPERPARAMETERS, untrained_model
 
 L, F = 6, 4
 
@@ -72,7 +72,7 @@ def test_non_linear_function_keeps_attribution_in_place():
     assert np.abs(by_lag).max() == 0
 
 
-@pytest.mark.parametrize("architecture", ["lstm", "transformer"])
+@pytest.mark.parametrize("architecture", sorted(TINY_HYPERPARAMETERS))
 def test_completeness_on_sequence_models(architecture):
     """Attributions add up to f(x) - E f(b): within 5 % of the typical |f(x) - E f(b)|.
 

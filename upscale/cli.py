@@ -649,8 +649,9 @@ def bench(
         {
             "net": name,
             "L": memory.removeprefix("L"),
-            "model": run["model_pixel_months_per_second"] / 1e3,
+            "nets": run["nets_pixel_months_per_second"] / 1e3,
             "predict": run["predict_pixel_months_per_second"] / 1e3,
+            "nets x": run["nets_speedup"],
             "model x": run["model_speedup"],
             "predict x": run["predict_speedup"],
             "/ floor": run["predict_over_floor"],
@@ -659,7 +660,8 @@ def bench(
         for memory, run in memories.items()
     ]
     title = (
-        f"thousand pixel-months/s; x: speed-up over {report['speedups_over']}; predict / its floor"
+        f"thousand pixel-months/s; x: speed-up over {report['speedups_over']} (model: nets "
+        "and domain distance); predict / its floor"
     )
     out_console.print(_table(pd.DataFrame(rows), title, 2))
     _written({"report": write_report(report, out)})

@@ -206,7 +206,16 @@ def run_bench(
     series = cube[list(cube.data_vars)].to_dataarray("feature")
     series = series.transpose("y", "x", "time", "feature")
     n_months = cube.sizes["time"]
-    bench = _Bench(work, inputs.cube, mask, cube, wetland, series, device, sample, tile)
+    codes = wetland[WETLAND].values
+    bench = _Bench(
+        work,
+        inputs.cube,
+        mask,
+        device,
+        tile,
+        samples={eco: _sample_pixels(series, codes, eco, sample) for eco in ECOSYSTEM_CODES},
+        pixels={eco: int((codes == code).sum()) for eco, code in ECOSYSTEM_CODES.items()},
+    )
 
     status("training one-epoch ensembles (timing needs the architecture only)")
     headline_run = (DEFAULT_ARCHITECTURE, BENCH_MEMORIES[0])
@@ -318,22 +327,24 @@ class _Bench:
     work: Path
     cube_path: Path
     mask_path: Path
-    cube: xr.Dataset
-    wetland: xr.Dataset
-    series: xr.DataArray
     device: torch.device
-    sample: int
     tile: int
+    samples: dict[str, xr.DataArray]
+    """Ecosystem -> the sampled pixels' drivers ``(p, time, feature)``, read once."""
+    pixels: dict[str, int]
+    """Ecosystem -> its wetland pixels."""
 
     def _samples(self, loaded: dict[str, Model]) -> dict[str, torch.Tensor]:
-        codes = self.wetland[WETLAND].values
+        """Each model's sampled pixels as raw drivers ``(P, T, F)`` in its card's order."""
         return {
-            eco: _sample_pixels(self.series, codes, eco, model, self.sample).to(self.device)
+            eco: torch.from_numpy(
+                self.samples[eco].sel(feature=model.card.features).values.astype("float32")
+            ).to(self.device)
             for eco, model in loaded.items()
         }
 
     def _pixels(self, ecosystem: str) -> int:
-        return int((self.wetland[WETLAND] == ECOSYSTEM_CODES[ecosystem]).sum())
+        return self.pixels[ecosystem]
 
     def measure(self, models: dict[str, Path], io_floor: float, label: str) -> dict:
         """Time the model floor and ``predict`` (writing ``<label>.zarr``) of ensembles."""
@@ -388,13 +399,12 @@ def _first_rows(wetland: np.ndarray, tile: int, share: float) -> slice:
 
 
 def _sample_pixels(
-    series: xr.DataArray, codes: np.ndarray, ecosystem: str, model: Model, size: int
-) -> torch.Tensor:
-    """Raw drivers ``(P, T, F)`` of up to ``size`` random pixels of one ecosystem."""
+    series: xr.DataArray, codes: np.ndarray, ecosystem: str, size: int
+) -> xr.DataArray:
+    """Drivers ``(p, time, feature)`` of up to ``size`` random pixels of one ecosystem, loaded."""
     rows, cols = np.nonzero(codes == ECOSYSTEM_CODES[ecosystem])
     pick = np.random.default_rng(0).permutation(len(rows))[:size]
-    block = series.isel(y=("p", rows[pick]), x=("p", cols[pick]))
-    return torch.from_numpy(block.sel(feature=model.card.features).values.astype("float32"))
+    return series.isel(y=("p", rows[pick]), x=("p", cols[pick])).load()
 
 
 def _model_floor(model: Model, drivers: torch.Tensor, threads: int) -> dict[str, float]:

@@ -63,11 +63,3 @@ def dilations(memory: int, least: int) -> list[int]:
     if total < memory - 1:
         reaches.append(memory - 1 - total)
     return reaches + [0] * max(0, least - len(reaches))
-
-
-def shifted(series: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the months ``reach`` back and the months themselves, aligned on the latter.
-
-    For series ``(N, T, C)``: ``(series[:, :T - reach], series[:, reach:])``, views both.
-    """
-    return series[:, : series.shape[1] - reach], series[:, reach:]

@@ -485,9 +485,19 @@ def towers_figure(
     if wetland is not None:
         classes = [ECOSYSTEMS[code] for code in sorted(ECOSYSTEMS)]
         palette = ListedColormap([ECOSYSTEM_COLOURS[name] for name in classes])
-        wetland.astype(float).where(wetland > 0).plot.imshow(
-            ax=ax, cmap=palette, vmin=0.5, vmax=len(classes) + 0.5, alpha=0.35, add_colorbar=False
+        image = (
+            wetland.astype(float)
+            .where(wetland > 0)
+            .plot.imshow(
+                ax=ax,
+                cmap=palette,
+                vmin=0.5,
+                vmax=len(classes) + 0.5,
+                alpha=0.35,
+                cbar_kwargs={"ticks": sorted(ECOSYSTEMS), "label": "wetland (class in the mask)"},
+            )
         )
+        image.colorbar.set_ticklabels(classes)
         ax.set_facecolor("0.95")
     if regions is not None:
         regions.to_crs(crs).boundary.plot(ax=ax, color="k", linewidth=0.8)
@@ -569,7 +579,7 @@ def budget_figure(table: pd.DataFrame) -> Figure:
     units = table["total_units"].iloc[0] if "total_units" in table else "Gg C"
     fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     for name, region in rows.groupby("name", sort=False):
-        when = region[period] if period == "year" else pd.to_datetime(region[period])
+        when = pd.to_datetime(region[period].astype(str))  # a year is its 1 January
         spread = region["sink_total_std"] if "sink_total_std" in region else None
         ax.errorbar(
             when, region["sink_total"], yerr=spread, marker="o", ms=3, capsize=2, label=name

@@ -37,6 +37,19 @@ def shared_file(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
+    """The README's first command, ``upscale demo``, run once: its folder and what it printed."""
+    from typer.testing import CliRunner
+
+    from upscale.cli import app
+
+    out = tmp_path_factory.mktemp("demo") / "upscale-demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.fixture(scope="session")
 def small_region() -> DemoRegion:
     """A 20 x 24 pixel, 4-year demo region with 7 towers."""
     return make_demo_region(SMALL_SPEC)

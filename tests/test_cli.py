@@ -21,6 +21,7 @@ runner = CliRunner()
         "predict",
         "export",
         "query",
+        "report",
         "mask",
         "ingest",
         "fetch",

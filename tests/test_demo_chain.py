@@ -20,16 +20,6 @@ from upscale.schema import WETLAND
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "upscale-demo"
-    from upscale.cli import app
-
-    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out, result.output
-
-
 def test_summary_names_every_output(demo_run):
     out, printed = demo_run
     printed = " ".join(printed.split())
@@ -37,7 +27,7 @@ def test_summary_names_every_output(demo_run):
         assert what in printed
     pictures = ("annual_maps.png", "uncertainty_maps.png", "cross_validation.png")
     pictures += ("region_sink.png", "region_fluxes.png")
-    for name in ("maps.zarr", "budget.csv", *pictures):
+    for name in ("maps.zarr", "budget.csv", "report.html", *pictures):
         assert (out / name).exists()
         assert str(out / name) in printed
 

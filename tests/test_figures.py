@@ -34,6 +34,12 @@ EXPECTED = {
     "importance.png",
     "memory_profile.png",
     "mask.png",
+    "report: eddy-covariance towers, wetland pixels shaded by ecosystem",
+    "report: mangrove: held-out R² by part of the signal",
+    "report: mangrove: cross-validated skill vs memory",
+    "report: gross primary productivity",
+    "report: spread of annual GPP",
+    "report: carbon sink of each region's wetlands per year (bars: ensemble spread)",
 }
 UNITS = re.compile(r"\(.+\)")
 SMALLEST_FONT = 7  # points, at the 110 dpi of save_png
@@ -46,7 +52,10 @@ def figures(tmp_path_factory) -> dict[str, Figure]:
     write = Figure.savefig
 
     def keep(fig, fname, *args, **kwargs):
-        saved[Path(fname).name] = fig
+        if isinstance(fname, str | Path):
+            saved[Path(fname).name] = fig
+        else:  # embedded in the report: named by its first panel's title
+            saved[f"report: {fig.axes[0].get_title().splitlines()[0]}"] = fig
         return write(fig, fname, *args, **kwargs)
 
     out = tmp_path_factory.mktemp("figures")
@@ -88,7 +97,9 @@ def figures(tmp_path_factory) -> dict[str, Figure]:
         )
         wetlands.to_file(out / "wetlands.gpkg")
         upscale.mask(inputs / "cube.zarr", out / "mask.zarr", vectors=[out / "wetlands.gpkg"])
+        whole = upscale.api.report(out, status=lambda _: None)  # demo, sweep and explain
     assert report.outputs["maps_png"].exists()
+    assert all(section.present for section in whole.sections)
     return saved
 
 

@@ -420,6 +420,31 @@ def query(
         _written(written)
 
 
+@app.command()
+@_friendly
+def report(
+    run: Annotated[
+        Path, typer.Argument(help="Run folder: the demo's, or any folder the verbs wrote into.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.html.", show_default="the run folder"),
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """One self-contained HTML page of a run: towers, skill, memory, drivers, maps, budgets."""
+    result = api.report(run, out, overwrite=overwrite)
+    for section in result.sections:
+        if section.present:
+            out_console.print(f"  [green]✓[/green] {section.title}", highlight=False)
+        else:
+            out_console.print(
+                f"  [yellow]–[/yellow] {section.title}: {escape(section.note)}", highlight=False
+            )
+    _written({"report": result.path})
+    out_console.print("open it in a browser; it needs no network", highlight=False)
+
+
 def _classes(pairs: list[str]) -> dict[str, str] | None:
     if not pairs:
         return None

@@ -3,8 +3,8 @@
 Each function reads its inputs once, calls the library, writes its outputs and returns where
 they are, so a notebook can run exactly what the command line runs. One module per verb:
 ``fetch``, ``ingest``, ``extract``, ``mask``, ``train``, ``sweep``, ``explain``, ``predict``,
-``export``, ``query``, ``regions`` (list and show) and ``demo``. The command line imports
-nothing else of upscale: the names it needs besides the verbs (option choices, the config
+``export``, ``query``, ``regions`` (list and show), ``report`` and ``demo``. The command line
+imports nothing else of upscale: the names it needs besides the verbs (option choices, the config
 readers, the error root, the console, the bench) are re-exported here too.
 """
 
@@ -19,6 +19,7 @@ from upscale.api.mask import MaskReport, mask
 from upscale.api.predict import predict
 from upscale.api.query import QUERY_PICTURES, RegionSpec, query, write_budget
 from upscale.api.regions import list_regions, show_region
+from upscale.api.report import ReportResult, report
 from upscale.api.sweep import SweepReport, sweep
 from upscale.api.train import TrainResult, train
 from upscale.bench.suite import run_bench as run_bench
@@ -46,6 +47,7 @@ __all__ = [
     "IngestReport",
     "MaskReport",
     "RegionSpec",
+    "ReportResult",
     "SweepReport",
     "TrainResult",
     "compare_drivers",
@@ -60,6 +62,7 @@ __all__ = [
     "mask",
     "predict",
     "query",
+    "report",
     "show_region",
     "sweep",
     "tower_series",

@@ -12,6 +12,7 @@ from upscale.api._common import print_status
 from upscale.api.export import export
 from upscale.api.predict import predict
 from upscale.api.query import QUERY_PICTURES, query
+from upscale.api.report import CV_PICTURE, report
 from upscale.api.train import train
 from upscale.budgets.annual import annual_totals, valid_period
 from upscale.budgets.regions import read_regions
@@ -93,13 +94,14 @@ def demo(
 
     Writes the demo inputs (cube, mask, truth, towers, regions), trains and cross-validates
     one model per ecosystem, maps the fluxes, exports COGs, queries the regions' budgets,
-    draws quick-looks and compares the maps with the truth.
+    draws quick-looks, writes the run's report (``report.html``, see
+    [`report`][upscale.api.report.report]) and compares the maps with the truth.
 
     Parameters
     ----------
     out
         Folder for everything; ``inputs/``, ``models/``, ``maps.zarr``, ``cogs/``,
-        ``budget.csv`` and PNGs are written inside.
+        ``budget.csv``, PNGs and ``report.html`` are written inside.
     overwrite
         Replace the outputs of an earlier demo in ``out``.
     spec
@@ -155,11 +157,12 @@ def demo(
             uncertainty_figure(totals, maps[EXTRAPOLATED.name], sites=region.sites),
             out / "uncertainty_maps.png",
         ),
-        "cv_png": save_png(cv_scatter_figure(panels), out / "cross_validation.png"),
+        "cv_png": save_png(cv_scatter_figure(panels), out / CV_PICTURE),
         "region_sink": out / QUERY_PICTURES[0],
         "region_fluxes": out / QUERY_PICTURES[1],
     }
     status(f"{len(cogs)} COGs written")
+    outputs["report"] = report(out, overwrite=True, status=status).path
     site_table = read_sites(inputs.sites).fluxes.groupby("site_id")["GPP"].count()
     sites = region.sites.assign(months=site_table)
     return DemoReport(

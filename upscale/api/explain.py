@@ -34,6 +34,15 @@ class ExplainReport:
     explanations: list[TowerExplanation]
 
 
+EXPLAIN_FILES = {
+    "importance": "importance.csv",
+    "memory": "memory.csv",
+    "profile": "memory_profile.csv",
+    "importance_png": "importance.png",
+    "profile_png": "memory_profile.png",
+}
+"""What [`explain`][upscale.api.explain.explain] writes at the towers: key -> file name."""
+
 EXPLAIN_PLAN = ".upscale-explain.json"
 """File in the explain folder recording a run under way (see `upscale.io.durable.resumable`)."""
 
@@ -121,13 +130,7 @@ def explain(
     [`shap_maps`][upscale.engine.shap_maps.shap_maps]) and its COGs in ``shap_cogs/``.
     """
     out = Path(out)
-    outputs = {
-        "importance": out / "importance.csv",
-        "memory": out / "memory.csv",
-        "profile": out / "memory_profile.csv",
-        "importance_png": out / "importance.png",
-        "profile_png": out / "memory_profile.png",
-    }
+    outputs = {key: out / name for key, name in EXPLAIN_FILES.items()}
     if mask is not None:
         if cube is None:
             raise InvalidConfigError("explain --mask maps the explanation over a cube: pass --cube")

@@ -17,6 +17,16 @@ from upscale.progress import Status
 from upscale.report.plots import save_png, sweep_figure
 from upscale.towers.sites import Partitioning
 
+SWEEP_FILES = {
+    "study": "study.csv",
+    "skill": "skill.csv",
+    "towers": "towers.csv",
+    "optimum": "optimum.csv",
+    "nee_modes": "nee_modes.csv",
+    "figure": "skill_vs_memory.png",
+}
+"""What [`sweep`][upscale.api.sweep.sweep] writes into its folder: key -> file name."""
+
 
 @dataclass(frozen=True)
 class SweepReport:
@@ -61,14 +71,7 @@ def sweep(
             "runs: give one or the other"
         )
     out = Path(out)
-    outputs = {
-        "study": out / "study.csv",
-        "skill": out / "skill.csv",
-        "towers": out / "towers.csv",
-        "optimum": out / "optimum.csv",
-        "nee_modes": out / "nee_modes.csv",
-        "figure": out / "skill_vs_memory.png",
-    }
+    outputs = {key: out / name for key, name in SWEEP_FILES.items()}
     refuse_overwrite(outputs.values(), overwrite=overwrite)
     config = config or TrainConfig()
     out.mkdir(parents=True, exist_ok=True)

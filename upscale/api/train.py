@@ -19,7 +19,7 @@ from upscale.io.durable import output_lock, resumable
 from upscale.io.stores import open_cube
 from upscale.learn.artifact import read_card, save_model
 from upscale.learn.config import save_train_config
-from upscale.learn.metrics import COMPONENTS
+from upscale.learn.metrics import skill_rows
 from upscale.learn.tasks import Executor
 from upscale.learn.training import TrainConfig, train_ensemble
 from upscale.progress import Status
@@ -60,14 +60,7 @@ class TrainResult:
 
     def skill_table(self) -> pd.DataFrame:
         """One row per ecosystem and flux: scores over all months, R² of each component."""
-        return pd.DataFrame(
-            [
-                {"ecosystem": eco, "flux": flux, **parts["all"]}
-                | {f"{part}_r2": parts[part]["r2"] for part in COMPONENTS[1:]}
-                for eco, by_flux in self.metrics.items()
-                for flux, parts in by_flux.items()
-            ]
-        )
+        return skill_rows(self.metrics)
 
 
 def cv_tables(models: dict[str, Path]) -> dict[str, pd.DataFrame]:

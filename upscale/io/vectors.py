@@ -29,3 +29,25 @@ def read_vector(path: Path, error: type[UpscaleError]) -> gpd.GeoDataFrame:
         return gpd.read_file(path)
     except Exception as err:  # GDAL and pyarrow raise many types; all mean the same here
         raise error(f"{path}: not a readable vector file ({err})") from None
+
+
+VECTOR_SUFFIXES = frozenset({".geojson", ".gpkg", ".shp", ".fgb", *PARQUET_SUFFIXES})
+"""Suffixes of the vector files a folder is searched for (regions, budgets with outlines)."""
+
+
+def vector_columns(path: Path) -> list[str]:
+    """Names of a vector file's attribute columns, read without its features; [] if unreadable.
+
+    For telling files apart cheaply (regions have a ``name`` column, wetland inventories an
+    ``ecosystem`` one) before reading a large one whole.
+    """
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            return [c for c in pq.read_schema(path).names if c != "geometry"]
+        import pyogrio
+
+        return list(pyogrio.read_info(path)["fields"])
+    except Exception:  # GDAL and pyarrow raise many types; all mean "not a vector file"
+        return []

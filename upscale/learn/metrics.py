@@ -123,3 +123,28 @@ def decomposed_skill(
         "seasonal": skill(obs_cycle - obs_mean[:, None], pred_cycle - pred_mean[:, None]),
         "anomalies": skill(obs - obs_cycle[:, month], pred - pred_cycle[:, month]),
     }
+
+
+def skill_rows(metrics: dict[str, dict[str, dict[str, dict[str, float]]]]) -> pd.DataFrame:
+    """Tabulate cross-validated scores: one row per ecosystem and flux.
+
+    Parameters
+    ----------
+    metrics
+        Ecosystem -> flux -> part of the signal (``COMPONENTS``) -> scores, as in model
+        cards' ``cv_metrics``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ecosystem``, ``flux``, the scores over all months, and ``<part>_r2`` for each other
+        part of the signal.
+    """
+    return pd.DataFrame(
+        [
+            {"ecosystem": eco, "flux": flux, **parts["all"]}
+            | {f"{part}_r2": parts[part]["r2"] for part in COMPONENTS[1:] if part in parts}
+            for eco, by_flux in metrics.items()
+            for flux, parts in by_flux.items()
+        ]
+    )

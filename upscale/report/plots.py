@@ -8,6 +8,7 @@ show it and tests check its labels.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from itertools import cycle
 from pathlib import Path
@@ -20,13 +21,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from pyproj import CRS, Transformer  # noqa: E402
 
 from upscale.grid import pixel_areas  # noqa: E402
 from upscale.learn.attribution import TowerExplanation  # noqa: E402
+from upscale.learn.metrics import COMPONENTS  # noqa: E402
 from upscale.schema import ANNUAL_FLUX_UNITS, ECOSYSTEMS, FLUXES  # noqa: E402
+
+DPI = 110
+"""Resolution of every PNG: readable on screen and in reports."""
+
+ECOSYSTEM_COLOURS = {"mangrove": "tab:green", "saltmarsh": "tab:orange"}
+"""One colour per ecosystem, for its towers and its wetland pixels."""
 
 
 def _decorate_map(
@@ -60,9 +68,17 @@ def _decorate_map(
 
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write a figure as PNG (110 dpi, readable on screen and in reports) and release it."""
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return Path(path)
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Encode a figure as PNG bytes (as `save_png` writes it) and release it, for web pages."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def annual_maps_figure(
@@ -443,4 +459,136 @@ def mask_figure(mask: xr.Dataset) -> Figure:
         ax.set_facecolor("0.92")
         km2 = float((pixel_areas(mask) * cover).sum()) / 1e6
         _decorate_map(ax, mask.rio.crs, f"{name} cover: {km2:,.1f} km²")
+    return fig
+
+
+def towers_figure(
+    sites: pd.DataFrame,
+    *,
+    wetland: xr.DataArray | None = None,
+    regions: gpd.GeoDataFrame | None = None,
+) -> Figure:
+    """Map the towers, coloured by ecosystem and labelled, over the wetland classes.
+
+    Parameters
+    ----------
+    sites
+        Towers indexed by ``site_id`` with ``lat``, ``lon`` (degrees WGS84) and ``ecosystem``.
+    wetland
+        Optional wetland classes ``(y, x)`` (0 none, 1 mangrove, 2 saltmarsh) with a CRS;
+        without it the towers are drawn in longitude and latitude.
+    regions
+        Optional outlines to draw, any CRS.
+    """
+    fig, ax = plt.subplots(figsize=(7.2, 5.6), layout="constrained")
+    crs = wetland.rio.crs if wetland is not None else CRS.from_epsg(4326)
+    if wetland is not None:
+        classes = [ECOSYSTEMS[code] for code in sorted(ECOSYSTEMS)]
+        palette = ListedColormap([ECOSYSTEM_COLOURS[name] for name in classes])
+        image = (
+            wetland.astype(float)
+            .where(wetland > 0)
+            .plot.imshow(
+                ax=ax,
+                cmap=palette,
+                vmin=0.5,
+                vmax=len(classes) + 0.5,
+                alpha=0.35,
+                cbar_kwargs={"ticks": sorted(ECOSYSTEMS), "label": "wetland (class in the mask)"},
+            )
+        )
+        image.colorbar.set_ticklabels(classes)
+        ax.set_facecolor("0.95")
+    if regions is not None:
+        regions.to_crs(crs).boundary.plot(ax=ax, color="k", linewidth=0.8)
+    xs, ys = Transformer.from_crs(4326, crs, always_xy=True).transform(
+        sites["lon"].to_numpy(), sites["lat"].to_numpy()
+    )
+    for ecosystem in sorted(sites["ecosystem"].unique()):
+        mine = (sites["ecosystem"] == ecosystem).to_numpy()
+        ax.scatter(
+            xs[mine],
+            ys[mine],
+            marker="^",
+            s=60,
+            c=ECOSYSTEM_COLOURS.get(ecosystem, "k"),
+            edgecolors="k",
+            label=f"{ecosystem} towers ({mine.sum()})",
+        )
+    for name, x, y in zip(sites.index, xs, ys, strict=True):
+        ax.annotate(str(name), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.legend(loc="lower left", fontsize=8)
+    shade = ", wetland pixels shaded by ecosystem" if wetland is not None else ""
+    _decorate_map(ax, crs, f"eddy-covariance towers{shade}")
+    return fig
+
+
+def skill_components_figure(skill: pd.DataFrame) -> Figure:
+    """Bar charts of cross-validated R² per flux and part of the signal, one panel per ecosystem.
+
+    The parts are those of [`decomposed_skill`][upscale.learn.metrics.decomposed_skill]: all
+    months, differences across sites, the mean seasonal cycle and the anomalies from it; a
+    model can score well on all months through the season alone.
+
+    Parameters
+    ----------
+    skill
+        One row per ecosystem and flux with ``r2`` (all months) and ``<part>_r2`` for the
+        other parts.
+    """
+    ecosystems = sorted(skill["ecosystem"].unique())
+    parts = [part for part in COMPONENTS if part == "all" or f"{part}_r2" in skill]
+    fig, axes = plt.subplots(
+        1,
+        len(ecosystems),
+        figsize=(5.2 * len(ecosystems), 3.8),
+        layout="constrained",
+        squeeze=False,
+        sharey=True,
+    )
+    width = 0.8 / len(parts)
+    for ax, eco in zip(axes[0], ecosystems, strict=True):
+        rows = skill[skill["ecosystem"] == eco]
+        where = np.arange(len(rows))
+        for k, part in enumerate(parts):
+            column = "r2" if part == "all" else f"{part}_r2"
+            ax.bar(where + (k - (len(parts) - 1) / 2) * width, rows[column], width, label=part)
+        ax.set_xticks(where, rows["flux"])
+        ax.axhline(0, color="0.4", linewidth=0.8)
+        ax.set_ylim(min(0.0, float(np.nanmin(rows[["r2"]].to_numpy())) - 0.05), 1.0)
+        ax.set_xlabel("flux")
+        ax.set_title(f"{eco}: held-out R² by part of the signal")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("cross-validated R² (dimensionless)")
+    axes[0][-1].legend(fontsize=8, loc="lower right", title="part", title_fontsize=8)
+    return fig
+
+
+def budget_figure(table: pd.DataFrame) -> Figure:
+    """Plot each region's carbon sink (-NEE) per period, with the ensemble spread as error bars.
+
+    Parameters
+    ----------
+    table
+        Budget ([`budget`][upscale.budgets.regions.budget]) by year or month; the rows of
+        all wetland (``ecosystem == "wetland"``) are drawn, and ``sink_total_std`` as error
+        bars where the maps carry the spread.
+    """
+    period = "year" if "year" in table else "month"
+    rows = table[table["ecosystem"] == "wetland"]
+    units = table["total_units"].iloc[0] if "total_units" in table else "Gg C"
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    for name, region in rows.groupby("name", sort=False):
+        when = pd.to_datetime(region[period].astype(str))  # a year is its 1 January
+        spread = region["sink_total_std"] if "sink_total_std" in region else None
+        ax.errorbar(
+            when, region["sink_total"], yerr=spread, marker="o", ms=3, capsize=2, label=name
+        )
+    ax.axhline(0, color="0.4", linewidth=0.8)
+    ax.set_xlabel(period)
+    ax.set_ylabel(f"sink, -NEE ({units})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(3, rows["name"].nunique()))
+    band = " (bars: ensemble spread)" if "sink_total_std" in rows else ""
+    ax.set_title(f"carbon sink of each region's wetlands per {period}{band}")
     return fig

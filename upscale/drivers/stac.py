@@ -1,6 +1,6 @@
 """Drivers from open STAC catalogues (Planetary Computer, Earth Search, a static catalogue).
 
-Each canonical driver has a [`StacRecipe`][upscale.drivers.stac.StacRecipe]: the collection,
+Each canonical driver has a [`StacRecipe`][upscale.drivers.stac_recipes.StacRecipe]: the collection,
 the asset holding the values, its scale factor and offset, its fill values and valid range, and
 the QC asset with the bits that must be zero (MODIS QC) or the highest acceptable value. A
 block of the target grid and months is read from the items of the collection over it:

@@ -35,6 +35,7 @@ from rasterio.transform import from_bounds
 from typer.testing import CliRunner
 
 import upscale
+from tests.stac_catalogue import write_catalogue
 from upscale.cli import app
 from upscale.drivers.ingest import IngestConfig
 from upscale.io.stores import open_cube, open_mask
@@ -159,6 +160,7 @@ def world(tmp_path_factory) -> Path:
     _wetland_files(base, cube, mask, gpd.read_file(demo.wetlands))
     _sources(base, cube)
     _tower_drivers(base, cube)
+    write_catalogue(cube.isel(time=slice(0, 2)), base / "stac")  # what fetch --source stac reads
 
     config = upscale.TrainConfig(memory=3, epochs=2, folds=2)
     trained = upscale.train(
@@ -316,7 +318,7 @@ def _output(args: list[str]) -> tuple[Path | None, bool]:
 )
 def test_yaml_block_is_a_valid_config(block, tmp_path):
     fields = yaml.safe_load(block.code)
-    if "sources" in fields:
+    if "sources" in fields or "stac" in fields:
         IngestConfig.model_validate(fields)
     else:
         path = tmp_path / "config.yaml"

@@ -524,8 +524,25 @@ def ingest(
 @app.command()
 @_friendly
 def fetch(
-    project: Annotated[str, typer.Option(help="Google Cloud project with Earth Engine.")],
     period: Annotated[str, typer.Option(help="First and last month: YYYY-MM:YYYY-MM.")],
+    project: Annotated[
+        str | None,
+        typer.Option(help="Google Cloud project with Earth Engine (--source earthengine)."),
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Where the drivers come from: earthengine, or stac (MODIS and ERA5 from a STAC "
+            "catalogue, Planetary Computer by default)."
+        ),
+    ] = "earthengine",
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            help="With --source stac: STAC API URL or static catalog.json (default: Planetary "
+            "Computer). Not the region --catalogue."
+        ),
+    ] = None,
     region: Annotated[
         list[str] | None,
         typer.Option(
@@ -568,9 +585,10 @@ def fetch(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Build the monthly driver cube of a region from Earth Engine (resumable).
+    """Build the monthly driver cube of a region from Earth Engine or a STAC catalogue (resumable).
 
-    With --sites instead of --region and --resolution, write the drivers at the towers.
+    With --sites instead of --region and --resolution, write the drivers at the towers (Earth
+    Engine only).
     """
     result = api.fetch(
         project,
@@ -579,7 +597,9 @@ def fetch(
         crs=crs,
         resolution=resolution,
         period=_period(period),
-        variables=variables.split(",") if variables else api.EE_DRIVERS,
+        variables=variables.split(",") if variables else None,
+        source=source,  # type: ignore[arg-type]  # checked by api.fetch
+        catalog=catalog,
         sites=sites,
         scale=scale,
         catalogue=catalogue,

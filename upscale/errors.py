@@ -58,7 +58,7 @@ class ServiceError(UpscaleError):
 
 
 class FetchFailedError(ServiceError):
-    """Earth Engine cannot be reached, refuses a request, or has no recipe for a driver."""
+    """A driver service (Earth Engine, a STAC catalogue) refuses, or lacks a recipe or extra."""
 
 
 class SchedulerUnreachableError(ServiceError):

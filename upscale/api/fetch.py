@@ -1,9 +1,10 @@
-"""Fetch: the driver cube of a region, or the drivers at the towers, from Earth Engine."""
+"""Fetch: a region's driver cube (Earth Engine or a STAC catalogue), or the towers' drivers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pyproj.exceptions import CRSError
 
@@ -17,22 +18,31 @@ from upscale.drivers.earthengine import (
     fetch_points,
     initialize,
 )
+from upscale.drivers.stac import fetch_stac_cube
+from upscale.drivers.stac_recipes import PLANETARY_COMPUTER, STAC_DRIVERS
 from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
 from upscale.io.durable import refuse_overwrite
 from upscale.progress import new_progress
 from upscale.towers.sites import read_sites_table
 
+Source = Literal["earthengine", "stac"]
+"""Where `fetch` reads drivers: Google Earth Engine, or a STAC catalogue."""
+
+SOURCES: tuple[str, ...] = ("earthengine", "stac")
+
 
 def fetch(
-    project: str,
+    project: str | None,
     out: str | Path,
     *,
     region: RegionSpec | Sequence[RegionSpec] | None = None,
     crs: str = "EPSG:4326",
     resolution: float | None = None,
     period: tuple[str, str],
-    variables: Sequence[str] = EE_DRIVERS,
+    variables: Sequence[str] | None = None,
+    source: Source = "earthengine",
+    catalog: str | None = None,
     sites: str | Path | None = None,
     scale: float | None = None,
     catalogue: str | Path | None = None,
@@ -41,12 +51,14 @@ def fetch(
     export_to: str | None = None,
     overwrite: bool = False,
 ) -> Path | list[str]:
-    """Build the monthly driver cube of a region, or the drivers at the towers, from Earth Engine.
+    """Build the monthly driver cube of a region from Earth Engine or a STAC catalogue.
+
+    With Earth Engine, ``sites`` instead of a region gives the drivers at the towers.
 
     Parameters
     ----------
     project
-        Google Cloud project with the Earth Engine API.
+        Google Cloud project with the Earth Engine API (not used by ``source="stac"``).
     out
         ``cube.zarr`` to write (resumable: a re-run fetches the missing tiles only); with
         ``sites``, the CSV of the drivers at the towers, as [`extract`][upscale.api.extract.extract]
@@ -59,7 +71,13 @@ def fetch(
     period
         First and last month, ``("YYYY-MM", "YYYY-MM")``.
     variables
-        Canonical drivers (default: all of [`EE_DRIVERS`][upscale.drivers.earthengine.EE_DRIVERS]).
+        Canonical drivers (default: all of [`EE_DRIVERS`][upscale.drivers.earthengine.EE_DRIVERS],
+        or with STAC all of [`STAC_DRIVERS`][upscale.drivers.stac_recipes.STAC_DRIVERS]).
+    source
+        ``earthengine`` or ``stac`` (see [`fetch_stac_cube`][upscale.drivers.stac.fetch_stac_cube]:
+        MODIS and ERA5 from Planetary Computer by default, no account needed).
+    catalog
+        With ``stac``: the STAC API URL or static ``catalog.json`` (default: Planetary Computer).
     sites
         Instead of ``region`` and ``resolution``: a site folder (or its ``sites.csv``); the
         drivers are sampled at the towers (see
@@ -77,6 +95,20 @@ def fetch(
         Replace an existing cube.
     """
     out = Path(out)
+    if source not in SOURCES:
+        raise FetchFailedError(f"--source {source!r}: choose one of {', '.join(SOURCES)}")
+    if source == "stac":
+        if sites is not None or export_to is not None or scale is not None:
+            raise FetchFailedError(
+                "--source stac makes a cube: leave out --sites, --scale and --export-to (for the "
+                "drivers at the towers, run `upscale extract` on the cube)"
+            )
+    elif catalog is not None:
+        raise FetchFailedError("--catalog names a STAC catalogue: use it with --source stac")
+    elif project is None:
+        raise FetchFailedError(
+            "Earth Engine needs --project (a Google Cloud project); or use --source stac"
+        )
     if sites is not None:
         if region is not None or resolution is not None or export_to is not None:
             raise FetchFailedError(
@@ -84,11 +116,11 @@ def fetch(
                 "and --export-to, which make a cube"
             )
         return _fetch_at_towers(
-            project,
+            str(project),
             out,
             sites=sites,
             period=period,
-            variables=variables,
+            variables=variables or EE_DRIVERS,
             scale=scale,
             credentials={"service_account": service_account, "key_file": key_file},
             overwrite=overwrite,
@@ -107,7 +139,10 @@ def fetch(
         grid = TargetGrid(crs, bounds, resolution)
     except (ValueError, CRSError) as err:
         raise FetchFailedError(f"target grid {crs} at {resolution}: {err}") from None
-    initialize(project, service_account=service_account, key_file=key_file)
+    if source == "stac":
+        return _fetch_from_stac(grid, period, out, catalog or PLANETARY_COMPUTER, variables)
+    variables = variables or EE_DRIVERS
+    initialize(str(project), service_account=service_account, key_file=key_file)
     if export_to is not None:
         tasks = export_tasks(grid, period, variables=variables, **_export_destination(export_to))
         for task in tasks:
@@ -120,7 +155,27 @@ def fetch(
             period,
             out,
             variables=variables,
-            provenance={"earthengine_project": project},
+            provenance={"earthengine_project": str(project)},
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+
+
+def _fetch_from_stac(
+    grid: TargetGrid,
+    period: tuple[str, str],
+    out: Path,
+    catalog: str,
+    variables: Sequence[str] | None,
+) -> Path:
+    """`fetch` with ``source="stac"``: the cube from a STAC catalogue's default recipes."""
+    with new_progress() as progress:
+        bar = progress.add_task(f"fetching {out.name}", total=None)
+        return fetch_stac_cube(
+            grid,
+            period,
+            out,
+            catalog=catalog,
+            variables=variables or STAC_DRIVERS,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,18 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-import zarr
 from pyproj import CRS
 
-from upscale.drivers.gaps import fill_gaps
+from upscale.drivers.blocks import Block, FetchPlan, fetch_blocks
 from upscale.errors import FetchFailedError
 from upscale.grid import TargetGrid
-from upscale.io.durable import ResumeRecord, output_lock
-from upscale.io.stores import write_store
-from upscale.options import OPTIONS
 from upscale.progress import Advance
-from upscale.schema import DRIVERS
 
 NODATA = -9999.0
 """Value masked pixels are unmasked to on the server, and turned back into NaN here."""
@@ -420,39 +413,6 @@ def call_with_retries(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class FetchPlan:
-    """The requests of one fetch: tiles of the grid x blocks of months."""
-
-    grid: TargetGrid
-    variables: tuple[str, ...]
-    months: pd.DatetimeIndex
-    tile: int
-    months_per_request: int
-
-    def blocks(self) -> list[tuple[slice, slice, slice]]:
-        """``(months, rows, cols)`` index windows, in the order they are fetched."""
-        height, width = self.grid.shape
-        out = []
-        for t in range(0, len(self.months), self.months_per_request):
-            months = slice(t, min(t + self.months_per_request, len(self.months)))
-            for r in range(0, height, self.tile):
-                for c in range(0, width, self.tile):
-                    out.append(
-                        (
-                            months,
-                            slice(r, min(r + self.tile, height)),
-                            slice(c, min(c + self.tile, width)),
-                        )
-                    )
-        return out
-
-
-def _block_name(block: tuple[slice, slice, slice]) -> str:
-    months, rows, cols = block
-    return f"t{months.start}_y{rows.start}_x{cols.start}"
-
-
 def fetch_cube(
     grid: TargetGrid,
     period: tuple[str, str],
@@ -478,7 +438,8 @@ def fetch_cube(
     out
         ``cube.zarr`` to write. Blocks go to ``<out>.fetching`` first, each recorded when
         complete; a re-run fetches only the blocks not recorded, then the cube is rechunked
-        to whole time series and renamed into place.
+        to whole time series and renamed into place (see
+        [`fetch_blocks`][upscale.drivers.blocks.fetch_blocks]).
     variables
         Canonical drivers to fetch (default: all with a recipe, and VPD).
     tile, months_per_request
@@ -501,77 +462,37 @@ def fetch_cube(
         The written cube.
     """
     ee = _ee()
-    out = Path(out)
     months = _months(period, variables)
     plan = FetchPlan(grid, tuple(variables), months, tile, months_per_request)
-    with output_lock(out):  # its staging folder too: one fetch of a cube at a time
-        staging = out.with_name(out.name + ".fetching")
-        if out.exists() and staging.exists():  # left by a run that finished: stale
-            shutil.rmtree(staging)
-        record = _prepare_staging(staging, plan)
-        request = compute_pixels or ee.data.computePixels
-        blocks = plan.blocks()
-        fetched = record.finished()
-        for count, block in enumerate(blocks, start=1):
-            if _block_name(block) not in fetched:
-                _fetch_block(plan, block, staging, request, sleep)
-                record.mark(_block_name(block))
-            if progress is not None:
-                progress(count, len(blocks))
-        cube = _finished_cube(staging, plan, provenance or {})
-        cube = cube.chunk({"time": -1, "y": OPTIONS["tile"], "x": OPTIONS["tile"]})
-        if max_interpolated is not None:
-            cube = fill_gaps(cube, max_interpolated=max_interpolated)
-        write_store(cube, out, overwrite=True)
-        shutil.rmtree(staging)
-    return out
+    request = compute_pixels or ee.data.computePixels
+    collections = sorted({RECIPES[v].collection for v in plan.variables if v in RECIPES})
+    attrs = {
+        "source": "Google Earth Engine",
+        "collections": json.dumps(collections + ([ERA5_LAND] if "VPD" in plan.variables else [])),
+    } | (provenance or {})
+    return fetch_blocks(
+        plan,
+        out,
+        lambda block: _fetch_block(plan, block, request, sleep),
+        attrs=attrs,
+        comments={"VPD": VPD_COMMENT},
+        max_interpolated=max_interpolated,
+        progress=progress,
+    )
 
 
-def _prepare_staging(staging: Path, plan: FetchPlan) -> ResumeRecord:
-    """Create the staging store once, and return its record of the blocks fetched.
-
-    A later run with the same plan resumes; one with another plan is refused, since the
-    blocks of the first would be lost.
-    """
-    settings = {
-        "grid": [plan.grid.crs, list(plan.grid.bounds), plan.grid.resolution],
-        "variables": list(plan.variables),
-        "months": [str(plan.months[0].date()), str(plan.months[-1].date())],
-        "tile": plan.tile,
-        "months_per_request": plan.months_per_request,
-    }
-    record = ResumeRecord(staging / "plan.json", settings, parts=staging / "blocks_done")
-    if record.resumes():
-        return record
-    if record.exists():
-        raise FetchFailedError(
-            f"{staging} holds an unfinished fetch with other settings; finish it with "
-            "those settings, or delete the folder to start again"
-        )
-    record.clear()  # blocks recorded by a start killed before its plan was
-    staging.mkdir(parents=True, exist_ok=True)
-    height, width = plan.grid.shape
-    store = zarr.open_group(staging / "data.zarr", mode="w", zarr_format=3)
-    for name in plan.variables:
-        store.create_array(
-            name,
-            shape=(len(plan.months), height, width),
-            chunks=(plan.months_per_request, plan.tile, plan.tile),
-            dtype="float32",
-            fill_value=np.nan,
-            dimension_names=("time", "y", "x"),
-        )
-    record.start()  # last: the store is complete
-    return record
+VPD_COMMENT = (
+    "From ERA5-Land monthly mean temperature and dew point (Tetens): lower than the "
+    "mean of hourly deficits where days are much drier than nights."
+)
 
 
 def _fetch_block(
     plan: FetchPlan,
-    block: tuple[slice, slice, slice],
-    staging: Path,
+    block: Block,
     request: Callable[[dict[str, Any]], np.ndarray],
     sleep: Callable[[float], None],
-) -> None:
+) -> dict[str, np.ndarray]:
     months, rows, cols = block
     starts = list(plan.months[months])
     params = {
@@ -589,29 +510,11 @@ def _fetch_block(
         raise FetchFailedError(
             f"Earth Engine returned {pixels.shape} pixels for {what}, expected {shape}"
         )
-    store = zarr.open_group(staging / "data.zarr", mode="r+")
+    out = {}
     for name in plan.variables:
         stack = np.stack([pixels[f"{name}_{start:%Y-%m}"] for start in starts]).astype("float32")
-        store[name][months, rows, cols] = np.where(stack == NODATA, np.nan, stack)
-
-
-def _finished_cube(staging: Path, plan: FetchPlan, provenance: dict[str, str]) -> xr.Dataset:
-    data = xr.open_zarr(staging / "data.zarr", consolidated=False)
-    template = plan.grid.template()
-    cube = data.assign_coords(time=plan.months, y=template["y"], x=template["x"])
-    for name in plan.variables:
-        cube[name].attrs = DRIVERS[name].attrs()
-    if "VPD" in plan.variables:
-        cube["VPD"].attrs["comment"] = (
-            "From ERA5-Land monthly mean temperature and dew point (Tetens): lower than the "
-            "mean of hourly deficits where days are much drier than nights."
-        )
-    collections = sorted({RECIPES[v].collection for v in plan.variables if v in RECIPES})
-    cube.attrs = {
-        "source": "Google Earth Engine",
-        "collections": json.dumps(collections + ([ERA5_LAND] if "VPD" in plan.variables else [])),
-    } | provenance
-    return cube.rio.write_crs(plan.grid.crs)
+        out[name] = np.where(stack == NODATA, np.nan, stack)
+    return out
 
 
 def export_tasks(

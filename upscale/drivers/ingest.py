@@ -24,7 +24,6 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,6 +32,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from rasterio.warp import Resampling, transform_bounds
 
+from upscale.drivers.stac_recipes import StacSection
 from upscale.errors import InvalidCubeError
 from upscale.grid import TargetGrid
 from upscale.io.stores import RASTER_BANDS, open_gridded
@@ -458,7 +458,7 @@ def build_drivers(
                 raise InvalidCubeError(
                     f"{variable} comes from both {origin[variable]} and {spec.label}; give one"
                 )
-            array = _clip_to(read_source_variable(spec, variable, base=base), grid, spec.label)
+            array = clip_to(read_source_variable(spec, variable, base=base), grid, spec.label)
             drivers[variable] = regrid(monthly_means(array, period).compute(), grid)
             origin[variable] = spec.label
             _check_plausible(drivers[variable], spec.label)
@@ -468,8 +468,14 @@ def build_drivers(
     return cube
 
 
-def _clip_to(array: xr.DataArray, grid: TargetGrid, source: str) -> xr.DataArray:
-    """Return the part of a source around the target grid (two source pixels of margin)."""
+def clip_to(array: xr.DataArray, grid: TargetGrid, source: str) -> xr.DataArray:
+    """Return the part of a source around the target grid (two source pixels of margin).
+
+    Raises
+    ------
+    InvalidCubeError
+        When the source covers less than 2 x 2 of its pixels around the grid.
+    """
     west, south, east, north = transform_bounds(
         grid.crs, array.rio.crs, *grid.bounds, densify_pts=21
     )
@@ -540,15 +546,24 @@ class FillSpec(BaseModel):
 class IngestConfig(BaseModel):
     """What ``upscale ingest`` builds: a grid, a period, sources, and gap filling.
 
-    Relative paths in ``sources`` start from the folder of the config file.
+    Relative paths in ``sources`` (and a relative ``stac.catalog``) start from the folder of
+    the config file. The drivers come from local ``sources``, a ``stac`` catalogue
+    ([`StacSection`][upscale.drivers.stac_recipes.StacSection]), or both.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     grid: GridSpec
     period: tuple[str, str]
-    sources: list[SourceSpec] = Field(min_length=1)
+    sources: list[SourceSpec] = []
+    stac: StacSection | None = None
     fill: FillSpec = FillSpec()
+
+    @model_validator(mode="after")
+    def _some_source(self) -> IngestConfig:
+        if not self.sources and self.stac is None:
+            raise ValueError("give local sources, a stac section, or both")
+        return self
 
     @field_validator("period")
     @classmethod

@@ -37,7 +37,7 @@ from upscale.learn.nets.lstm import LSTMRegressor
 from upscale.learn.nets.streaming import StreamingNet
 from upscale.learn.nets.tcn import TCNRegressor
 from upscale.learn.nets.transformer import TransformerRegressor
-from upscale.learn.nets.trees import LIBRARY, BoostedTrees, library_version
+from upscale.learn.nets.trees import LIBRARY, BoostedTrees, installed, library_version
 
 Constructor = TypeVar("Constructor", bound=Callable[..., nn.Module])
 
@@ -126,6 +126,15 @@ def is_tree_ensemble(name: str) -> bool:
     return isinstance(constructor, type) and issubclass(constructor, BoostedTrees)
 
 
+def available(name: str) -> bool:
+    """Whether a registered architecture's packages are installed (XGBoost for the trees).
+
+    Defaults that mean "every architecture" (a sweep's grid, the bench) take the available
+    ones and say which they leave out.
+    """
+    return installed() if is_tree_ensemble(name) else True
+
+
 def architecture_versions(name: str) -> dict[str, str]:
     """Versions of the packages an architecture needs beyond torch, for model cards."""
     return {LIBRARY: library_version()} if is_tree_ensemble(name) else {}
@@ -192,6 +201,7 @@ __all__ = [
     "TCNRegressor",
     "TransformerRegressor",
     "architecture_versions",
+    "available",
     "build_net",
     "check_architecture",
     "is_tree_ensemble",

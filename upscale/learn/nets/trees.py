@@ -15,6 +15,7 @@ XGBoost is an optional extra (``pip install 'upscale[trees]'``), imported where 
 from __future__ import annotations
 
 from importlib.metadata import version
+from importlib.util import find_spec
 from types import ModuleType
 from typing import Any
 
@@ -45,6 +46,11 @@ def xgboost() -> ModuleType:
             "pip install 'upscale[trees]'"
         ) from None
     return xgb
+
+
+def installed() -> bool:
+    """Whether XGBoost is installed (the ``trees`` extra), without importing it."""
+    return find_spec(LIBRARY) is not None
 
 
 def library_version() -> str:

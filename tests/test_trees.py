@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from upscale.engine.shap_maps import _background, shap_maps
+from upscale.engine.tiles import flux_maps
 from upscale.errors import InvalidConfigError, InvalidModelError
+from upscale.io.stores import open_store, write_store
 from upscale.learn.artifact import CARD, TREES, Member, MemberCard, load_model, save_model
-from upscale.learn.attribution import explain_model
+from upscale.learn.attribution import explain_model, explain_towers
 from upscale.learn.nets import architecture_versions, build_net, is_tree_ensemble
 from upscale.learn.nets.trees import xgboost
 from upscale.learn.samples import extract_site_series
@@ -232,3 +235,73 @@ def test_trees_are_cross_validated_in_the_same_folds_as_the_nets(mangroves):
     card = fitted.model.card
     assert card.versions["xgboost"] and card.cv_metrics["GPP"]["all"]["r2"] > 0.5
     assert np.isfinite(fitted.predictions[:, 3:]).any(axis=(0, 2)).all()
+
+
+@pytest.fixture
+def tree_folders(tmp_path):
+    """Boosted-trees models of mangrove (L=3) and saltmarsh (L=2) saved as artifacts."""
+    mangrove = untrained_model("mangrove", memory=3, architecture=TREES_ARCH)
+    saltmarsh = untrained_model("saltmarsh", memory=2, seed=1, architecture=TREES_ARCH)
+    return {
+        "mangrove": save_model(mangrove, tmp_path / "t-mangrove"),
+        "saltmarsh": save_model(saltmarsh, tmp_path / "t-saltmarsh"),
+    }
+
+
+def _pixels(region, model, code):
+    rows, cols = np.nonzero(region.mask["wetland"].values == code)
+    drivers = np.stack([region.cube[f].values[:, rows, cols] for f in model.card.features])
+    return rows, cols, torch.from_numpy(np.ascontiguousarray(drivers.transpose(2, 1, 0)))
+
+
+def test_the_tile_engine_maps_the_tree_ensemble(small_region, tree_folders, tmp_path):
+    cube = small_region.cube.chunk({"time": -1, "y": 8, "x": 8})
+    maps = open_store(
+        write_store(flux_maps(cube, small_region.mask, tree_folders), tmp_path / "maps.zarr")
+    )
+    assert maps.rio.crs == cube.rio.crs
+    for ecosystem, code in (("mangrove", 1), ("saltmarsh", 2)):
+        model = load_model(tree_folders[ecosystem])
+        rows, cols, series = _pixels(small_region, model, code)
+        members = model.predict_members(series).numpy()
+        skip = 3 - model.memory  # every pixel starts at the longest memory (3)
+        for k, name in enumerate(model.card.targets):
+            got = maps[name].values[2:, rows, cols].T
+            np.testing.assert_allclose(got, members.mean(0)[:, skip:, k], rtol=1e-5, atol=1e-6)
+            spread = maps[f"{name}_std"].values[2:, rows, cols].T
+            np.testing.assert_allclose(
+                spread, members.std(0, ddof=1)[:, skip:, k], rtol=1e-4, atol=1e-6
+            )
+
+
+def test_shap_rasters_of_trees_are_their_exact_attributions(small_region, tree_folders):
+    shap = shap_maps(
+        small_region.cube.chunk({"y": -1, "x": -1}),
+        small_region.mask,
+        tree_folders,
+        months=2,
+        background=16,
+    ).compute()
+    wetland = small_region.mask["wetland"].values > 0
+    assert np.isfinite(shap["mean_lag"].values[:, wetland]).all()
+    assert np.isnan(shap["mean_lag"].values[:, ~wetland]).all()
+    model = load_model(tree_folders["mangrove"])
+    rows, cols, series = _pixels(small_region, model, 1)
+    windows = torch.stack([series[:, t - 2 : t + 1] for t in (2, 47)], dim=1).reshape(-1, 3, 10)
+    phi = tree_shap(model, windows, _background(model, 16, 0)).abs()
+    expected = phi.reshape(3, len(rows), 2, 3, 10).mean(2).sum(2)  # (K, P, F)
+    got = shap["mean_abs_shap"].values[:, :, rows, cols]
+    np.testing.assert_allclose(got, expected.permute(0, 2, 1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_explain_towers_gives_the_nets_tables_for_trees(mangroves):
+    config = TrainConfig(architecture=TREES_ARCH, hyperparameters=SMALL, folds=3, memory=3)
+    model = train_ensemble(mangroves, config, name="t", ecosystem="mangrove").model
+    explanation = explain_towers(model, mangroves, windows=30, background=20)
+    attribution = explanation.attribution
+    assert attribution.values.shape == (3, 30, 3, 10)
+    assert np.abs(attribution.completeness_gap()).max() < 1e-4
+    assert set(explanation.member_lags["member"]) == {0, 1, 2}
+    importance = attribution.importance()
+    assert set(importance["target"]) == {"GPP", "RE", "NEE"} and importance["rank"].min() == 1
+    np.testing.assert_allclose(attribution.memory_profile().sum(axis=1), 1.0, rtol=1e-6)

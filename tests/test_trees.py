@@ -3,6 +3,7 @@
 import json
 import pickle
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from upscale.learn.attribution import explain_model, explain_towers
 from upscale.learn.nets import architecture_versions, build_net, is_tree_ensemble
 from upscale.learn.nets.trees import xgboost
 from upscale.learn.samples import extract_site_series
+from upscale.learn.sweep import run_sweep
 from upscale.learn.training import TrainConfig, fit_member, train_ensemble
 from upscale.learn.tree_shap import member_tree_shap, tree_shap
 from upscale.schema import DEFAULT_FEATURES
@@ -305,3 +307,20 @@ def test_explain_towers_gives_the_nets_tables_for_trees(mangroves):
     importance = attribution.importance()
     assert set(importance["target"]) == {"GPP", "RE", "NEE"} and importance["rank"].min() == 1
     np.testing.assert_allclose(attribution.memory_profile().sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_a_sweep_compares_the_trees_at_every_memory_without_a_penalty_run(mangroves):
+    base = TrainConfig(architecture=TREES_ARCH, hyperparameters=SMALL, folds=3, memory=2)
+    with ThreadPoolExecutor(1) as pool:
+        result = run_sweep(
+            mangroves,
+            base,
+            architectures=[TREES_ARCH],
+            memories=[2],
+            nee_modes=["direct", "derived", "penalty"],
+            executor=pool,
+        )
+    assert set(result.nee_modes["nee_mode"]) == {"direct", "derived"}
+    study = result.study
+    assert set(study["architecture"]) == {TREES_ARCH} and set(study["memory"]) == {1, 2}
+    assert study.groupby("flux")["chosen"].sum().eq(1).all()

@@ -20,7 +20,7 @@ from upscale.learn.artifact import (
     save_model,
     software_versions,
 )
-from upscale.learn.nets import build_net
+from upscale.learn.nets import BoostedTrees, build_net
 from upscale.schema import DEFAULT_FEATURES, TARGETS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,8 +60,24 @@ TINY_HYPERPARAMETERS = {
     "transformer": {"d_model": 8, "heads": 2},
     "tcn": {"hidden": 8},
     "causal_transformer": {"d_model": 8, "heads": 2},
+    "xgboost": {"trees": 20, "depth": 3},
 }
 """Small nets of each shipped architecture, for tests that need their shapes, not skill."""
+
+
+def grow_random_trees(net: BoostedTrees, seed: int) -> BoostedTrees:
+    """Fit boosted trees to a random function of random windows: their "untrained" state.
+
+    Trees have no random initialisation; trees grown on a random target stand in for the
+    random weights of an untrained net (every lag and feature plays a part).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    windows = torch.randn(256, net.memory, net.n_features, generator=generator)
+    weights = torch.randn(net.memory * net.n_features, net.n_targets, generator=generator)
+    fluxes = torch.tanh(windows.reshape(len(windows), -1) @ weights / 3)
+    ones = torch.ones_like(fluxes)
+    net.fit((windows, fluxes, ones), (windows[:64], fluxes[:64], ones[:64]), patience=5, seed=seed)
+    return net
 
 
 def untrained_model(
@@ -82,6 +98,10 @@ def untrained_model(
             architecture, n_features=len(features), n_targets=len(TARGETS), memory=memory, **hyper
         )
         for _ in range(members)
+    ]
+    nets = [
+        grow_random_trees(net, seed + m) if isinstance(net, BoostedTrees) else net
+        for m, net in enumerate(nets)
     ]
     scale = {
         "feature_mean": as_float_list(np.linspace(0, 10, len(features))),

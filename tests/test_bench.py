@@ -30,7 +30,7 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
             "--out",
             str(tmp_path / "bench.json"),
             "--architectures",
-            "tcn",
+            "tcn,xgboost",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -52,7 +52,11 @@ def test_bench_measures_predict_against_its_floors(tmp_path):
     assert report["architecture"] == {"name": "lstm", "memory": 6}
     assert report["speedups_over"] == "lstm"
     timed = report["architectures"]
-    assert set(timed) == {"lstm", "tcn"} and all(set(t) == {"L6", "L12"} for t in timed.values())
+    assert set(timed) == {"lstm", "tcn", "xgboost"}
+    assert all(set(t) == {"L6", "L12"} for t in timed.values())
+    assert report["peer"] == "xgboost"  # the boosted trees, timed beside the nets
+    assert all(timed["xgboost"][m]["trees_kept"] >= 1 for m in ("L6", "L12"))
+    assert "peer line, boosted trees (xgboost L6" in " ".join(result.output.split())
     headline = {k: timed["lstm"]["L6"]["seconds"][k] for k in ("model_floor", "predict")}
     assert headline == {k: seconds[k] for k in ("model_floor", "predict")}
     for name, memories in timed.items():

@@ -62,7 +62,7 @@ def test_presets_are_the_registered_architectures_with_a_shipped_file(toy):
 
 def test_the_cli_offers_what_is_registered_when_it_runs(toy):
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
-    assert "lstm|transformer|tcn|causal_transformer|toy" in help_text
+    assert "lstm|transformer|tcn|causal_transformer|xgboost|toy" in help_text
     refused = runner.invoke(app, ["train", "--sites", "towers", "--architecture", "gru"])
     assert refused.exit_code == 2
     assert "'gru' is not one of" in refused.output and "'toy'" in refused.output

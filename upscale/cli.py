@@ -690,9 +690,10 @@ def bench(
         f"{report['predict_over_floor']:.2f}; peak memory of predict "
         f"{report['peak_memory_mb']:.0f} MB"
     )
+    peer = report["peer"]
     rows = [
         {
-            "net": name,
+            "net": f"{name} (peer)" if name == peer else name,
             "L": memory.removeprefix("L"),
             "nets": run["nets_pixel_months_per_second"] / 1e3,
             "predict": run["predict_pixel_months_per_second"] / 1e3,
@@ -709,6 +710,14 @@ def bench(
         "and domain distance); predict / its floor"
     )
     out_console.print(_table(pd.DataFrame(rows), title, 2))
+    if peer:
+        memory, line = next(iter(report["architectures"][peer].items()))
+        out_console.print(
+            f"peer line, boosted trees ({peer} {memory}, {line['trees_kept']:.0f} trees per flux"
+            f" and member): {line['predict_pixel_months_per_second'] / 1e3:.1f} thousand "
+            f"pixel-months/s end to end, {line['predict_speedup']:.2f}x "
+            f"{report['speedups_over']}"
+        )
     _written({"report": write_report(report, out)})
 
 

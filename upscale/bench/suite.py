@@ -23,7 +23,10 @@ time over ``predict``, for the default architecture.
 The floors and ``predict`` are also measured for every registered architecture at memories
 of 6 and 12 months, with each one's speed-up over the windowed LSTM of the same memory: a
 streaming net ([`StreamingNet`][upscale.learn.nets.streaming.StreamingNet]) computes each month
-once where a windowed one computes it L times.
+once where a windowed one computes it L times. The boosted trees
+([`BoostedTrees`][upscale.learn.nets.trees.BoostedTrees]), trained as the preset says (their
+size, not an epoch count, sets their speed), are the peer line: the model family of the
+tree-based upscaling products, timed in the same run.
 """
 
 from __future__ import annotations
@@ -52,7 +55,14 @@ from upscale.errors import InvalidConfigError
 from upscale.io.stores import open_cube, open_mask, write_store
 from upscale.learn.artifact import Model, load_model
 from upscale.learn.config import load_train_config, presets
-from upscale.learn.nets import DEFAULT_ARCHITECTURE, NETS, StreamingNet, check_architecture
+from upscale.learn.nets import (
+    DEFAULT_ARCHITECTURE,
+    NETS,
+    StreamingNet,
+    available,
+    check_architecture,
+    is_tree_ensemble,
+)
 from upscale.learn.training import TrainConfig
 from upscale.options import OPTIONS, get_options
 from upscale.progress import Status
@@ -99,6 +109,9 @@ def timing_models(
     memory: int | None = None,
 ) -> dict[str, Path]:
     """Train one-epoch ensembles on a generated region: timing needs the architecture only.
+
+    Boosted trees have no epochs: they grow as their preset says, stopping early as in any
+    training, since their size is what sets their speed.
 
     Parameters
     ----------
@@ -182,7 +195,10 @@ def run_bench(
         For the default architecture: sizes, seconds of each measurement, the baselines'
         seconds and their ratio to ``predict``, throughput, ``predict`` over its floor, the
         peak memory of the ``predict`` process and the device. Under ``architectures``, the
-        same measurements per architecture and memory with the speed-ups over the LSTM.
+        same measurements per architecture and memory with the speed-ups over the LSTM;
+        ``peer`` names the boosted trees among them (None when they were not timed), the
+        model family of the tree-based upscaling products, whose rates are the peer line of
+        the nets'.
 
     Raises
     ------
@@ -197,6 +213,12 @@ def run_bench(
         ]
     except ValueError as err:
         raise InvalidConfigError(str(err)) from None
+    if architectures is None:
+        missing = [name for name in timed_architectures if not available(name)]
+        if missing:
+            status(f"{', '.join(missing)}: not installed (pip install 'upscale[trees]'), left out")
+        timed_architectures = [name for name in timed_architectures if name not in missing]
+    peer = next((name for name in timed_architectures if is_tree_ensemble(name)), None)
     status(f"generating a {ny} x {nx} region with {years} years of drivers")
     inputs = write_demo_region(make_demo_region(DemoSpec(ny=ny, nx=nx, years=years)), work / "in")
     mask, pixels = thin_mask(inputs.mask, wetland_share, work / "mask.zarr")
@@ -277,6 +299,7 @@ def run_bench(
         "peak_memory_mb": headline["peak_memory_mb"],
         "architectures": _speedups(timed, pixels * n_months),
         "speedups_over": DEFAULT_ARCHITECTURE,
+        "peer": peer,
         "device": str(device),
         "machine": f"{platform.machine()}, {CPU_COUNT} cores",
     }
@@ -314,7 +337,13 @@ def _speedups(timed: dict[tuple[str, int], dict], pixel_months: int) -> dict[str
             | {f"{rate}_speedup": baseline[k] / own[k] for rate, k in rates.items()}
             | {
                 key: measured[key]
-                for key in ("predict_over_floor", "predict_over_slowest_floor", "peak_memory_mb")
+                for key in (
+                    "predict_over_floor",
+                    "predict_over_slowest_floor",
+                    "peak_memory_mb",
+                    "trees_kept",
+                )
+                if key in measured
             }
         )
     return out
@@ -366,13 +395,17 @@ class _Bench:
             self.work / f"{label}.zarr",
             self.tile,
         )
-        return {
+        measured = {
             "seconds": {"model_floor": model_floor, "predict": predict} | parts,
             "predict_over_floor": predict / _floor(io_floor, model_floor, self.device),
             "predict_over_slowest_floor": predict / max(io_floor, model_floor),
             "peak_memory_mb": peak_mb,
             "streaming": all(isinstance(m.members[0].net, StreamingNet) for m in loaded.values()),
         }
+        kept = [f.trees for m in loaded.values() for f in m.card.tree_files]
+        if kept:  # a tree model's speed is its size: trees per member and flux, on average
+            measured["trees_kept"] = sum(kept) / len(kept)
+        return measured
 
     def baselines(self, loaded: dict[str, Model]) -> dict[str, float]:
         """Seconds of the loops users write instead, timed on the samples and scaled."""

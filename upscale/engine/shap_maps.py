@@ -3,10 +3,11 @@
 The same tile engine as the flux maps ([`prepare_run`][upscale.engine.tiles.prepare_run]): each
 dask task takes one tile with the whole time axis, gathers its wetland pixels per ecosystem, builds
 their windows at a sample of months, and attributes the ensemble-mean fluxes with the batched
-expected-gradients estimator ([`upscale.learn.attribution`][upscale.learn.attribution]). The
-background is a draw of the model's own reference windows (its towers' windows). Months are sampled
-evenly over the valid period, the same months at every pixel; the sampling is recorded in the
-attributes.
+expected-gradients estimator ([`upscale.learn.attribution`][upscale.learn.attribution]), or
+exactly with tree SHAP for a boosted-trees model
+([`attribute`][upscale.learn.attribution.attribute]). The background is a draw of the model's
+own reference windows (its towers' windows). Months are sampled evenly over the valid period,
+the same months at every pixel; the sampling is recorded in the attributes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from upscale.errors import InvalidCubeError
 from upscale.io.durable import refuse_overwrite, utc_now
 from upscale.io.geotiff import write_cog
 from upscale.learn.artifact import Model, software_versions
-from upscale.learn.attribution import expected_gradients
+from upscale.learn.attribution import attribute
 
 MEAN_ABS = "mean_abs_shap"
 DOMINANT = "dominant_driver"
@@ -62,8 +63,8 @@ def _shap_tile(
     ):
         index = [features.index(f) for f in model.card.features]
         windows = torch.stack([series[:, t - model.memory + 1 : t + 1] for t in months], dim=1)
-        phi = expected_gradients(
-            model.ensemble_fluxes,
+        phi = attribute(
+            model,
             windows.reshape(-1, model.memory, len(index)),
             _background(model, background, seed),
             samples=samples,

@@ -6,19 +6,24 @@ holds everything needed to rebuild and use them (architecture, hyper-parameters,
 features, memory, targets, each member's normalisation, the domain of applicability) and
 everything a reader needs to trust them (ecosystem, towers and period, cross-validated
 metrics, versions). The weights file holds the members' tensors (``member.<i>.<name>``) and
-the reference windows of the domain of applicability. Loading reads tensors with
-safetensors and JSON with pydantic: nothing is ever unpickled.
+the reference windows of the domain of applicability. A boosted-trees model
+([`BoostedTrees`][upscale.learn.nets.trees.BoostedTrees]) has no tensors of its own: each
+member's trees of each flux are a file ``trees/member.<i>.<flux>.ubj`` in XGBoost's UBJSON
+format, which the card lists with its SHA-256. Loading reads tensors with safetensors, JSON
+with pydantic and trees with XGBoost's own parser, after checking each file against the
+card: nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from upscale.errors import InvalidModelError
 from upscale.io.durable import staged
 from upscale.learn.balance import NeeMode, derive_nee
-from upscale.learn.nets import StreamingNet, build_net
+from upscale.learn.nets import BoostedTrees, StreamingNet, build_net
 from upscale.learn.samples import window_views
 
 WEIGHTS = "weights.safetensors"
@@ -38,6 +43,9 @@ CARD_FORMAT = 2
 """Version of the card's layout; bumped whenever a field changes meaning or shape."""
 _MEMBER = "member.{}."
 _REFERENCE = "domain.reference"
+TREES = "trees"
+"""Folder of a boosted-trees model's tree files, inside the model folder."""
+_TREE_FILE = TREES + "/member.{}.{}.ubj"
 
 
 class MemberCard(BaseModel):
@@ -71,6 +79,19 @@ class DomainCard(BaseModel):
     )
     """Distance beyond which a window is outside the domain of applicability."""
     reference_windows: int
+
+
+class TreeFileCard(BaseModel):
+    """One tree file of a boosted-trees model: a member's trees of one flux."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    member: int = Field(ge=0)
+    target: str
+    path: str = Field(description="inside the model folder, e.g. trees/member.0.GPP.ubj")
+    format: Literal["ubjson"] = "ubjson"
+    sha256: str = Field(description="of the file's bytes; a file that differs is refused")
+    trees: int = Field(ge=1, description="boosting rounds kept after early stopping")
 
 
 class ModelCard(BaseModel):
@@ -111,6 +132,10 @@ class ModelCard(BaseModel):
     )
     cv_towers: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="flux -> tower -> held-out scores"
+    )
+    tree_files: list[TreeFileCard] = Field(
+        default_factory=list,
+        description="a boosted-trees model's files: one per member and flux, in that order",
     )
     train_config: dict[str, Any]
     data: dict[str, str]
@@ -335,7 +360,9 @@ _DISTANCE_ELEMENTS = 2**24
 
 
 def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``weights.safetensors`` and ``card.json`` into ``folder``.
+    """Write ``weights.safetensors``, ``card.json`` and a boosted-trees model's tree files.
+
+    The card written lists the tree files with their SHA-256, and becomes the model's card.
 
     Raises
     ------
@@ -343,7 +370,8 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         When the folder exists and ``overwrite`` is False.
     """
     folder = Path(folder)
-    # Both files go to a sibling folder that replaces the old one whole: a crash never
+    card = model.card
+    # Every file goes to a sibling folder that replaces the old one whole: a crash never
     # leaves new weights beside an old card.
     with staged(folder, overwrite=overwrite) as partial:
         partial.mkdir(parents=True)
@@ -354,9 +382,69 @@ def save_model(model: Model, folder: str | Path, *, overwrite: bool = False) -> 
         }
         tensors[_REFERENCE] = model.reference.detach().cpu().contiguous()
         save_file(tensors, partial / WEIGHTS, metadata={"format": "pt", "card": CARD})
-        card = json.dumps(model.card.model_dump(mode="json"), indent=2) + "\n"
-        (partial / CARD).write_text(card)
+        if any(isinstance(member.net, BoostedTrees) for member in model.members):
+            card = card.model_copy(update={"tree_files": _write_trees(model, partial)})
+        (partial / CARD).write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    model.card = card
     return folder
+
+
+def _write_trees(model: Model, folder: Path) -> list[TreeFileCard]:
+    """Write each member's trees of each flux as UBJSON; return the card's list of them."""
+    (folder / TREES).mkdir()
+    files = []
+    for m, member in enumerate(model.members):
+        net = member.net
+        for target, raw, kept in zip(model.card.targets, net.to_ubjson(), net.kept, strict=True):
+            path = _TREE_FILE.format(m, target)
+            (folder / path).write_bytes(raw)
+            files.append(
+                TreeFileCard(
+                    member=m,
+                    target=target,
+                    path=path,
+                    sha256=hashlib.sha256(raw).hexdigest(),
+                    trees=kept,
+                )
+            )
+    return files
+
+
+def _read_trees(folder: Path, card: ModelCard, member: int) -> list[bytes]:
+    """Read one member's tree files, in flux order, after checking each against the card.
+
+    A file must be where the card's layout puts it, start as a UBJSON (or JSON) object does,
+    and have the SHA-256 the card lists: anything else, a pickle planted in its place
+    included, is refused before XGBoost reads a byte of it.
+    """
+    listed = [entry for entry in card.tree_files if entry.member == member]
+    if [entry.target for entry in listed] != card.targets:
+        raise InvalidModelError(
+            f"{folder / CARD}: tree_files should list member {member}'s trees of "
+            f"{', '.join(card.targets)}, in that order; retrain the model (upscale train)"
+        )
+    models = []
+    for entry in listed:
+        path = folder / entry.path
+        if entry.path != _TREE_FILE.format(member, entry.target) or not path.is_file():
+            raise InvalidModelError(
+                f"{path}: not found; a boosted-trees model keeps its "
+                f"{_TREE_FILE.format('<i>', '<flux>')} files beside its card (written by "
+                "`upscale train`)"
+            )
+        raw = path.read_bytes()
+        if not raw.lstrip()[:1] == b"{":
+            raise InvalidModelError(
+                f"{path}: not an XGBoost UBJSON or JSON model (it starts with {raw[:2]!r}); "
+                "tree files are never unpickled: restore the model folder or retrain it"
+            )
+        if hashlib.sha256(raw).hexdigest() != entry.sha256:
+            raise InvalidModelError(
+                f"{path}: not the file its card lists (its SHA-256 differs): it was changed "
+                "or replaced; restore the model folder or retrain it"
+            )
+        models.append(raw)
+    return models
 
 
 def _require(folder: Path, name: str) -> Path:
@@ -401,6 +489,9 @@ def read_card(folder: str | Path) -> ModelCard:
 def load_model(folder: str | Path) -> Model:
     """Rebuild an ensemble from its folder without unpickling anything.
 
+    Tensors are read with safetensors, the card with pydantic, tree files (checked against
+    the card first) with XGBoost's own UBJSON parser.
+
     Raises
     ------
     InvalidModelError
@@ -432,6 +523,13 @@ def load_model(folder: str | Path) -> Model:
                 f"{folder / WEIGHTS}: member {m} does not match the card's architecture "
                 f"({str(err).splitlines()[0]})"
             ) from None
+        if isinstance(net, BoostedTrees):
+            try:
+                net.load_ubjson(_read_trees(folder, card, m))
+            except ValueError as err:
+                raise InvalidModelError(
+                    f"{folder / TREES}: member {m}'s trees do not load ({err}); retrain the model"
+                ) from None
         members.append(Member(net=net, card=member_card))
     expected = card.memory * len(card.features)
     reference = tensors.get(_REFERENCE)

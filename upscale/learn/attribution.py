@@ -11,6 +11,11 @@ samples go through the model in one batched forward and backward pass, which is 
 attribution rasters affordable. Tests check it against ``shap.GradientExplainer`` on the
 same windows and background.
 
+Boosted-trees models are explained exactly instead, with tree SHAP
+([`upscale.learn.tree_shap`][upscale.learn.tree_shap]), against the same background:
+[`attribute`][upscale.learn.attribution.attribute] picks the method of a model, so that every
+family gives the same tables, figures and rasters.
+
 Lags count back from the window's last month: lag 0 is the month predicted, lag L - 1 the
 oldest month the model sees.
 """
@@ -27,8 +32,10 @@ import pandas as pd
 import torch
 
 from upscale.learn.artifact import Model
+from upscale.learn.nets import is_tree_ensemble
 from upscale.learn.samples import SiteSeries, window_views
 from upscale.learn.training import TrainConfig, memoryless_series, train_ensemble
+from upscale.learn.tree_shap import tree_shap
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 """Differentiable map from windows ``(N, L, F)`` to outputs ``(N, K)``."""
@@ -224,6 +231,18 @@ def explain_windows(
         See [`expected_gradients`][upscale.learn.attribution.expected_gradients].
     """
     values = expected_gradients(function, windows, background, samples=samples, seed=seed)
+    return _attribution(function, values, windows, background, targets, features)
+
+
+def _attribution(
+    function: Function,
+    values: torch.Tensor,
+    windows: torch.Tensor,
+    background: torch.Tensor,
+    targets: Sequence[str],
+    features: Sequence[str],
+) -> Attribution:
+    """Bundle attributions with the outputs and the background's mean output."""
     with torch.no_grad():
         outputs = function(windows).T
         expected = function(background).mean(dim=0)
@@ -233,6 +252,66 @@ def explain_windows(
         features=list(features),
         outputs=outputs.cpu().numpy(),
         expected=expected.cpu().numpy(),
+    )
+
+
+def attribute(
+    model: Model,
+    windows: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    member: int | None = None,
+    samples: int = 64,
+    seed: int = 0,
+) -> torch.Tensor:
+    """SHAP values of a model's fluxes, by the method of its family.
+
+    Parameters
+    ----------
+    model
+        A trained ensemble.
+    windows, background
+        ``(N, L, F)`` windows to explain and ``(M, L, F)`` reference windows, raw drivers.
+    member
+        Explain this member's own fluxes; by default the ensemble mean
+        ([`ensemble_fluxes`][upscale.learn.artifact.Model.ensemble_fluxes]).
+    samples, seed
+        Of the expected-gradients estimate of a net
+        ([`expected_gradients`][upscale.learn.attribution.expected_gradients]); boosted trees
+        are explained exactly ([`tree_shap`][upscale.learn.tree_shap.tree_shap]) and use
+        neither.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(K, N, L, F)`` attributions in gC m-2 d-1; for each window they add up to its
+        fluxes minus their mean over the background (exactly for trees, in expectation for
+        nets).
+    """
+    if is_tree_ensemble(model.card.architecture):
+        return tree_shap(model, windows, background, member=member)
+    function = model.ensemble_fluxes if member is None else model.members[member].fluxes
+    return expected_gradients(function, windows, background, samples=samples, seed=seed)
+
+
+def explain_model(
+    model: Model,
+    windows: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    member: int | None = None,
+    samples: int = 64,
+    seed: int = 0,
+) -> Attribution:
+    """Attribute a model's fluxes on windows to their features and lags, named.
+
+    As [`attribute`][upscale.learn.attribution.attribute], with the outputs, the background's
+    mean output and the card's names.
+    """
+    values = attribute(model, windows, background, member=member, samples=samples, seed=seed)
+    function = model.ensemble_fluxes if member is None else model.members[member].fluxes
+    return _attribution(
+        function, values, windows, background, model.card.targets, model.card.features
     )
 
 
@@ -290,13 +369,12 @@ def _spread(lags: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
 def _member_lags(model: Model, explained, reference, **options) -> pd.DataFrame:
     """Lag statistics of each member of a model explained alone on the same windows."""
-    names = {"targets": model.card.targets, "features": model.card.features}
     return pd.concat(
         [
-            explain_windows(member.fluxes, explained, reference, **names, **options)
+            explain_model(model, explained, reference, member=number, **options)
             .lag_statistics()
             .assign(member=number)
-            for number, member in enumerate(model.members)
+            for number in range(len(model.members))
         ],
         ignore_index=True,
     )
@@ -340,10 +418,7 @@ def explain_towers(
     backdrop = rest[:background] if len(rest) else order[-background:]
     overlap = len(set(backdrop.tolist()) & set(explained.tolist()))
     explained, reference = pool[explained], pool[backdrop]
-    names = {"targets": model.card.targets, "features": model.card.features}
-    attribution = explain_windows(
-        model.ensemble_fluxes, explained, reference, samples=samples, seed=seed, **names
-    )
+    attribution = explain_model(model, explained, reference, samples=samples, seed=seed)
     member_lags = _member_lags(model, explained, reference, samples=samples, seed=seed)
     null_lags = None
     if null:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from upscale.learn.config import make_train_config
 from upscale.learn.metrics import COMPONENTS, decomposed_skill
-from upscale.learn.nets import NETS
+from upscale.learn.nets import NETS, available, is_tree_ensemble
 from upscale.learn.samples import SiteSeries
 from upscale.learn.tasks import Executor, carried
 from upscale.learn.training import TrainConfig, held_out_skill, train_ensemble
@@ -180,10 +180,12 @@ def run_sweep(
         The grid; memory 1 (no memory) is always added as the baseline. By default every
         registered architecture ([`NETS`][upscale.learn.nets.NETS]) is swept, not only those with
         a preset: the sweep gives them all the same ``base`` settings, so an architecture
-        needs no preset to be compared, and one just registered is in the grid.
+        needs no preset to be compared, and one just registered is in the grid. The boosted
+        trees are in it when XGBoost is installed: the sequence models against lagged drivers
+        in trees, at every memory.
     nee_modes
         NEE modes compared at the base memory (the grid itself predicts NEE directly); with
-        ``direct`` alone, no comparison is run.
+        ``direct`` alone, no comparison is run. Boosted trees have no ``penalty`` run.
     ecosystems
         Ecosystems to sweep; by default those of the towers.
     workers
@@ -202,7 +204,12 @@ def run_sweep(
     SweepResult
         Skill tables, the chosen memory per flux and the NEE-mode comparison.
     """
-    architectures = list(NETS if architectures is None else architectures)
+    if architectures is None:
+        architectures = [name for name in NETS if available(name)]
+        if status and len(architectures) < len(NETS):
+            left_out = ", ".join(name for name in NETS if name not in architectures)
+            status(f"{left_out}: not installed (pip install 'upscale[trees]'), left out")
+    architectures = list(architectures)
     memories = sorted(set(memories) | {1})
     ecosystems = list(ecosystems or sorted(set(series.ecosystems)))
     grid = [
@@ -217,7 +224,9 @@ def run_sweep(
             for eco in ecosystems
             for arch in architectures
             for mode in nee_modes
-            if mode != "direct" or base.memory not in memories
+            if (mode != "direct" or base.memory not in memories)
+            # Trees are grown per flux: there is no loss to add a balance penalty to.
+            and not (mode == "penalty" and is_tree_ensemble(arch))
         ]
     base_fields = base.model_dump()
     jobs = [

@@ -36,8 +36,11 @@ from upscale.learn.balance import NeeMode, derive_nee, imbalance
 from upscale.learn.metrics import decomposed_skill, skill
 from upscale.learn.nets import (
     DEFAULT_ARCHITECTURE,
+    BoostedTrees,
+    architecture_versions,
     build_net,
     check_architecture,
+    is_tree_ensemble,
     resolve_hyperparameters,
 )
 from upscale.learn.samples import SiteSeries, window_views
@@ -88,8 +91,10 @@ class TrainConfig(BaseModel):
     weight_by_uncertainty: bool = Field(
         False, description="weight each month's loss by 1 / uncertainty^2 where towers give it"
     )
-    epochs: int = Field(200, ge=1)
-    patience: int = Field(25, ge=1, description="epochs without validation gain before stopping")
+    epochs: int = Field(200, ge=1, description="most epochs of a net (trees: see hyperparameters)")
+    patience: int = Field(
+        25, ge=1, description="epochs (boosting rounds of trees) without validation gain to stop"
+    )
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -120,6 +125,11 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name} must be non-empty and without repeats")
         if self.nee_mode != "direct" and set(TARGETS) - set(self.targets):
             raise ValueError(f"nee_mode {self.nee_mode!r} needs the targets {list(TARGETS)}")
+        if self.nee_mode == "penalty" and is_tree_ensemble(self.architecture):
+            raise ValueError(
+                f"nee_mode 'penalty' is a loss term of nets trained by gradient; the trees of "
+                f"{self.architecture} are grown per flux: use nee_mode direct or derived"
+            )
         hyper = resolve_hyperparameters(self.architecture, **self.hyperparameters)
         try:
             build_net(
@@ -416,14 +426,41 @@ def fit_member(
             target_std=as_float_list(np.nanstd(flat_y, axis=0) + 1e-6),
         ),
     )
-    net = member.net
     x_train, x_valid = member.normalise(x_train), member.normalise(x_valid)
     y_train, y_valid = member.normalise_targets(y_train), member.normalise_targets(y_valid)
     if config.weight_by_uncertainty:
         w_train, w_valid = uncertainty_weights(sigma_train), uncertainty_weights(sigma_valid)
     else:
         w_train, w_valid = torch.ones_like(y_train), torch.ones_like(y_valid)
+    train_set, valid_set = (x_train, y_train, w_train), (x_valid, y_valid, w_valid)
+    if isinstance(member.net, BoostedTrees):
+        try:
+            kept = member.net.fit(train_set, valid_set, patience=config.patience, seed=seed)
+        except ValueError as err:
+            raise InvalidTowerDataError(
+                f"tower(s) {', '.join(train.site_ids)}: {err}; leave that flux out of the targets"
+            ) from None
+        if status:
+            status("trees kept: " + ", ".join(f"{series.targets[k]} {n}" for k, n in kept.items()))
+        return member
+    _descend(member, train_set, valid_set, config, seed, status)
+    return member
 
+
+def _descend(
+    member: Member,
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    config: TrainConfig,
+    seed: int,
+    status: Status | None,
+) -> None:
+    """Train a member's net by minibatch gradient descent; keep its best validation epoch.
+
+    ``train`` and ``valid`` are normalised windows, normalised fluxes and loss weights.
+    """
+    net = member.net
+    (x_train, y_train, w_train), (x_valid, y_valid, w_valid) = train, valid
     optimiser = torch.optim.AdamW(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -452,7 +489,6 @@ def fit_member(
             break
     net.load_state_dict(best_state)
     net.eval()
-    return member
 
 
 _YEAR = 12
@@ -589,7 +625,7 @@ def train_ensemble(
         cv_metrics={},
         train_config=config.model_dump(mode="json"),
         data=data or {},
-        versions=software_versions(),
+        versions=software_versions() | architecture_versions(config.architecture),
         created=utc_now(),
     )
     model = Model(members=members, card=card, reference=reference)

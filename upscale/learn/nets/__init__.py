@@ -13,6 +13,10 @@ upscale.learn.config.presets : the registered architectures with a shipped prese
 
 Notes
 -----
+The boosted trees ([`BoostedTrees`][upscale.learn.nets.trees.BoostedTrees]) are registered too:
+an ``nn.Module`` over the same windows, grown by XGBoost instead of trained by gradient
+([`is_tree_ensemble`][upscale.learn.nets.is_tree_ensemble]).
+
 Adding an architecture is one module with an ``nn.Module`` whose constructor takes
 ``n_features, n_targets, memory`` and keyword-only hyper-parameters with defaults, one
 [`register`][upscale.learn.nets.register] call, and optionally a preset
@@ -33,6 +37,7 @@ from upscale.learn.nets.lstm import LSTMRegressor
 from upscale.learn.nets.streaming import StreamingNet
 from upscale.learn.nets.tcn import TCNRegressor
 from upscale.learn.nets.transformer import TransformerRegressor
+from upscale.learn.nets.trees import LIBRARY, BoostedTrees, installed, library_version
 
 Constructor = TypeVar("Constructor", bound=Callable[..., nn.Module])
 
@@ -92,6 +97,7 @@ register("lstm", LSTMRegressor)
 register("transformer", TransformerRegressor)
 register("tcn", TCNRegressor)
 register("causal_transformer", CausalTransformerRegressor)
+register("xgboost", BoostedTrees)
 
 DEFAULT_ARCHITECTURE = "lstm"
 """Architecture of a [`TrainConfig`][upscale.learn.training.TrainConfig] that names none."""
@@ -108,6 +114,30 @@ def check_architecture(name: str) -> str:
     if name not in NETS:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(NETS)}")
     return name
+
+
+def is_tree_ensemble(name: str) -> bool:
+    """Whether a registered architecture is boosted trees, grown rather than trained by gradient.
+
+    Such a model is saved as tree files, explained with exact tree SHAP, and cannot take the
+    carbon-balance penalty of a loss (see [`BoostedTrees`][upscale.learn.nets.trees.BoostedTrees]).
+    """
+    constructor = NETS[check_architecture(name)]
+    return isinstance(constructor, type) and issubclass(constructor, BoostedTrees)
+
+
+def available(name: str) -> bool:
+    """Whether a registered architecture's packages are installed (XGBoost for the trees).
+
+    Defaults that mean "every architecture" (a sweep's grid, the bench) take the available
+    ones and say which they leave out.
+    """
+    return installed() if is_tree_ensemble(name) else True
+
+
+def architecture_versions(name: str) -> dict[str, str]:
+    """Versions of the packages an architecture needs beyond torch, for model cards."""
+    return {LIBRARY: library_version()} if is_tree_ensemble(name) else {}
 
 
 def resolve_hyperparameters(architecture: str, **hparams: Any) -> dict[str, Any]:
@@ -164,13 +194,17 @@ def build_net(
 __all__ = [
     "DEFAULT_ARCHITECTURE",
     "NETS",
+    "BoostedTrees",
     "CausalTransformerRegressor",
     "LSTMRegressor",
     "StreamingNet",
     "TCNRegressor",
     "TransformerRegressor",
+    "architecture_versions",
+    "available",
     "build_net",
     "check_architecture",
+    "is_tree_ensemble",
     "register",
     "resolve_hyperparameters",
 ]

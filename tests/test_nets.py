@@ -5,6 +5,7 @@ from upscale.learn.nets import NETS, build_net, is_tree_ensemble, resolve_hyperp
 
 from .conftest import grow_random_trees
 
+
 def _built(architecture, **sizes):
     """A net with random weights; boosted trees, which have none, grown on a random target."""
     net = build_net(architecture, **sizes)

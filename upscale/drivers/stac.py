@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import xarray as xr
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_bounds
 
 from upscale.drivers.blocks import Block, FetchPlan, fetch_blocks
@@ -359,11 +360,16 @@ class StacBlocks:
         grid = self.plan.block_grid(block)
         months = self.plan.months[block[0]]
         out = {}
-        for name in self.plan.variables:
-            recipe = self.recipes[name]
-            out[name] = composite(
-                recipe, self.items(recipe.collection), grid, months, tile=self.plan.tile
-            ).values
+        with warnings.catch_warnings():
+            # odc-stac's reader calls rasterio's reproject so that rasterio warns
+            # "no geotransform" on every read not aligned with the target's pixels (MODIS's
+            # sinusoidal grid: always). The values are right (tested against the demo's).
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            for name in self.plan.variables:
+                recipe = self.recipes[name]
+                out[name] = composite(
+                    recipe, self.items(recipe.collection), grid, months, tile=self.plan.tile
+                ).values
         return out
 
     def provenance(self) -> dict[str, str]:

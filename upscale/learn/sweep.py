@@ -225,8 +225,9 @@ def run_sweep(
             for arch in architectures
             for mode in nee_modes
             if (mode != "direct" or base.memory not in memories)
-            # Trees are grown per flux: there is no loss to add a balance penalty to.
-            and not (mode == "penalty" and is_tree_ensemble(arch))
+            # Trees are grown per flux: there is no loss to add a balance penalty to. (An
+            # unknown name is refused below, by its config, with the sweep's error.)
+            and not (mode == "penalty" and arch in NETS and is_tree_ensemble(arch))
         ]
     base_fields = base.model_dump()
     jobs = [

@@ -104,6 +104,18 @@ FLUXES: dict[str, Variable] = {
 }
 """Tower fluxes learned by the models and written to the maps."""
 
+
+def check_driver_names(names: Iterable[str]) -> None:
+    """Refuse names that are not canonical drivers, naming them and the canonical ones.
+
+    For the keys of a config (an ingest source's variables, STAC recipes); a ``ValueError``,
+    which pydantic reports with the field it was raised for.
+    """
+    unknown = sorted(set(names) - set(DRIVERS))
+    if unknown:
+        raise ValueError(f"{unknown} are not canonical drivers ({', '.join(DRIVERS)})")
+
+
 TARGETS: tuple[str, ...] = tuple(FLUXES)
 
 UNCERTAINTY_KINDS: tuple[str, ...] = ("RANDUNC", "JOINTUNC")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pyproj.exceptions import CRSError
 
@@ -140,7 +140,14 @@ def fetch(
     except (ValueError, CRSError) as err:
         raise FetchFailedError(f"target grid {crs} at {resolution}: {err}") from None
     if source == "stac":
-        return _fetch_from_stac(grid, period, out, catalog or PLANETARY_COMPUTER, variables)
+        return _with_progress(
+            fetch_stac_cube,
+            grid,
+            period,
+            out,
+            catalog=catalog or PLANETARY_COMPUTER,
+            variables=variables or STAC_DRIVERS,
+        )
     variables = variables or EE_DRIVERS
     initialize(str(project), service_account=service_account, key_file=key_file)
     if export_to is not None:
@@ -148,35 +155,32 @@ def fetch(
         for task in tasks:
             task.start()
         return [task.id for task in tasks]
-    with new_progress() as progress:
-        bar = progress.add_task(f"fetching {out.name}", total=None)
-        return fetch_cube(
-            grid,
-            period,
-            out,
-            variables=variables,
-            provenance={"earthengine_project": str(project)},
-            progress=lambda done, total: progress.update(bar, completed=done, total=total),
-        )
+    return _with_progress(
+        fetch_cube,
+        grid,
+        period,
+        out,
+        variables=variables,
+        provenance={"earthengine_project": str(project)},
+    )
 
 
-def _fetch_from_stac(
+def _with_progress(
+    fetch_cube_from: Callable[..., Path],
     grid: TargetGrid,
     period: tuple[str, str],
     out: Path,
-    catalog: str,
-    variables: Sequence[str] | None,
+    **options: Any,
 ) -> Path:
-    """`fetch` with ``source="stac"``: the cube from a STAC catalogue's default recipes."""
+    """Run a cube fetcher (Earth Engine's or STAC's) with a progress bar of its blocks."""
     with new_progress() as progress:
         bar = progress.add_task(f"fetching {out.name}", total=None)
-        return fetch_stac_cube(
+        return fetch_cube_from(
             grid,
             period,
             out,
-            catalog=catalog,
-            variables=variables or STAC_DRIVERS,
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            **options,
         )
 
 

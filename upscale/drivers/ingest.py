@@ -36,7 +36,7 @@ from upscale.drivers.stac_recipes import StacSection
 from upscale.errors import InvalidCubeError
 from upscale.grid import TargetGrid
 from upscale.io.stores import RASTER_BANDS, open_gridded
-from upscale.schema import DRIVERS, implausible_value, units_match
+from upscale.schema import DRIVERS, check_driver_names, implausible_value, units_match
 
 _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
     "degC": {"K": (1.0, -273.15), "kelvin": (1.0, -273.15), "Kelvin": (1.0, -273.15)},
@@ -167,9 +167,7 @@ class SourceSpec(BaseModel):
     @field_validator("variables")
     @classmethod
     def _canonical(cls, variables: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(variables) - set(DRIVERS))
-        if unknown:
-            raise ValueError(f"{unknown} are not canonical drivers ({', '.join(DRIVERS)})")
+        check_driver_names(variables)
         return variables
 
     @property

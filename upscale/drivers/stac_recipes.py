@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from upscale.schema import DRIVERS
+from upscale.schema import check_driver_names
 
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
 """Microsoft Planetary Computer's STAC API: the default catalogue of `fetch --source stac`."""
@@ -200,9 +200,7 @@ class StacSection(BaseModel):
     @field_validator("recipes")
     @classmethod
     def _canonical(cls, recipes: dict[str, StacRecipe]) -> dict[str, StacRecipe]:
-        unknown = sorted(set(recipes) - set(DRIVERS))
-        if unknown:
-            raise ValueError(f"{unknown} are not canonical drivers ({', '.join(DRIVERS)})")
+        check_driver_names(recipes)
         return recipes
 
     @model_validator(mode="after")
